@@ -1,0 +1,385 @@
+/* ndcl.h - the public API of libndcl: network deconvolution on any OpenCL
+ * device. C99, no OpenCL types (interop lives in ndcl_cl.h).
+ *
+ * Conventions, true of every function below unless its comment says else:
+ *  - fallible calls return ndcl_status; outputs are the last parameters;
+ *  - on failure nothing an argument points to is changed, and the detail
+ *    (failing call and its OpenCL code, bad argument and its value, build
+ *    log) is kept in ndcl_context_last_error(ctx);
+ *  - work is enqueued in order on the context's queue and may still run
+ *    when the call returns, except calls that read to the host;
+ *  - one context is used by one thread at a time; separate contexts are
+ *    independent and may be used from different threads at once;
+ *  - destroy functions accept NULL.
+ */
+#ifndef NDCL_H
+#define NDCL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ndcl_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NDCL_BUILDING) && defined(__GNUC__)
+#define NDCL_API __attribute__((visibility("default")))
+#else
+#define NDCL_API
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+/* Status codes. 0 is success; the library's own errors are negative and
+ * below -1000 so they never collide with OpenCL's codes, which are carried
+ * in the last-error message instead. */
+typedef enum ndcl_status {
+    NDCL_SUCCESS = 0,
+    NDCL_ERR_INVALID_ARG = -1001,   /* an argument is NULL, out of range, or
+                                       does not fit the others */
+    NDCL_ERR_NO_DEVICE = -1002,     /* no OpenCL platform or no device matches */
+    NDCL_ERR_OUT_OF_MEMORY = -1003, /* host or device allocation failed */
+    NDCL_ERR_BUILD = -1004,         /* a kernel failed to compile (log in the
+                                       last-error message) */
+    NDCL_ERR_OPENCL = -1005,        /* any other OpenCL call failed */
+    NDCL_ERR_BLAS = -1006,          /* CLBlast reported an error */
+    NDCL_ERR_NUMERICAL = -1007,     /* NaN or Inf in statistics */
+    NDCL_ERR_IO = -1008,            /* a file could not be read or written */
+    NDCL_ERR_FORMAT = -1009,        /* a file's content is malformed */
+    NDCL_ERR_UNSUPPORTED = -1010,   /* valid request, not implemented */
+    NDCL_ERR_STATE = -1011          /* call not allowed in the object's state
+                                       (e.g. backward before a forward) */
+} ndcl_status;
+
+/* A static English description of a status ("invalid argument", ...).
+ * Never NULL; unknown values give "unknown status". */
+NDCL_API const char *ndcl_status_string(ndcl_status status);
+
+/* Library version as "MAJOR.MINOR.PATCH" and as a number
+ * (MAJOR*10000 + MINOR*100 + PATCH), to compare with NDCL_VERSION_NUMBER. */
+NDCL_API const char *ndcl_version_string(void);
+NDCL_API unsigned ndcl_version_number(void);
+
+/* --------------------------------------------------------------- devices */
+
+typedef struct ndcl_context ndcl_context;
+
+typedef enum ndcl_device_type {
+    NDCL_DEVICE_ANY = 0,
+    NDCL_DEVICE_GPU = 1,
+    NDCL_DEVICE_CPU = 2,
+    NDCL_DEVICE_ACCELERATOR = 3
+} ndcl_device_type;
+
+/* What ndcl needs to know about one OpenCL device. Strings are truncated
+ * to fit and always NUL-terminated. */
+typedef struct ndcl_device_info {
+    int platform_index;
+    int device_index;
+    char platform_name[128];
+    char platform_vendor[128];
+    char platform_version[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[128];
+    char opencl_c_version[128];
+    ndcl_device_type type;
+    unsigned compute_units;
+    unsigned max_clock_mhz;
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;
+    uint64_t max_alloc_bytes;
+    size_t max_work_group_size;
+    int fp16;       /* cl_khr_fp16 */
+    int fp64;       /* cl_khr_fp64 */
+    int is_default; /* the device ndcl_context_create(NULL) would choose */
+} ndcl_device_info;
+
+/* Lists every device of every platform into out[0 .. cap-1] and stores the
+ * total number in *count (which may exceed cap; out may be NULL when cap is
+ * 0). is_default marks the device the default rule picks (NDCL_DEVICE
+ * honoured). No platform at all gives NDCL_ERR_NO_DEVICE with *count = 0.
+ * The message is in ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_devices_list(ndcl_device_info *out, size_t cap,
+                                       size_t *count);
+
+/* How to choose a device. Fields left at their defaults do not constrain.
+ * Precedence: platform/device indices, then type and name, then spec, then
+ * the NDCL_DEVICE environment variable, then the first GPU, then the first
+ * device. */
+typedef struct ndcl_context_options {
+    int platform_index;          /* -1: any */
+    int device_index;            /* -1: any (index within the platform) */
+    ndcl_device_type type;       /* NDCL_DEVICE_ANY: any */
+    const char *name;            /* case-insensitive substring, or NULL */
+    const char *spec;            /* "P:D" or a name substring, as NDCL_DEVICE;
+                                    NULL: none */
+    int ignore_env;              /* nonzero: do not read NDCL_DEVICE */
+} ndcl_context_options;
+
+/* Options that constrain nothing. */
+NDCL_API ndcl_context_options ndcl_context_options_default(void);
+
+/* Creates a context (OpenCL context and in-order queue) on the chosen
+ * device. options may be NULL (defaults). Fails with NDCL_ERR_NO_DEVICE
+ * when there is no platform or nothing matches, NDCL_ERR_INVALID_ARG when a
+ * spec is malformed; the message is in ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_context_create(const ndcl_context_options *options,
+                                         ndcl_context **out);
+
+/* Releases everything the context created. Tensors and layers of the
+ * context must be destroyed first. */
+NDCL_API void ndcl_context_destroy(ndcl_context *ctx);
+
+/* The detail of the last failure on ctx, or of the calling thread's last
+ * failure in a call without a context (create, device list) when ctx is
+ * NULL. Empty string when there is none. Valid until the next call on ctx. */
+NDCL_API const char *ndcl_context_last_error(const ndcl_context *ctx);
+
+/* The context's device. */
+NDCL_API ndcl_status ndcl_context_device(const ndcl_context *ctx,
+                                         ndcl_device_info *out);
+
+/* Waits until everything enqueued on the context has finished, then
+ * reports a pending numerical flag raised by a training forward
+ * (NDCL_ERR_NUMERICAL), if any, and clears it. */
+NDCL_API ndcl_status ndcl_finish(ndcl_context *ctx);
+
+/* How the context's kernels were obtained. */
+typedef struct ndcl_build_info {
+    int built;          /* 1 once the kernels are ready */
+    int from_cache;     /* 1 if the on-disk binary cache served them */
+    double build_ms;    /* wall time to obtain the program */
+    char cache_path[512]; /* cache file used, or "" when caching is off */
+} ndcl_build_info;
+
+/* Builds (or loads from the cache) every ndcl kernel now instead of on
+ * first use, and reports how. Build errors give NDCL_ERR_BUILD with the
+ * build log in the last-error message. */
+NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx,
+                                        ndcl_build_info *out);
+
+/* --------------------------------------------------------------- tensors */
+
+/* A float32 device tensor of up to NDCL_MAX_DIMS dimensions, C order. */
+typedef struct ndcl_tensor ndcl_tensor;
+#define NDCL_MAX_DIMS 4
+
+/* Allocates an uninitialised tensor. Every dimension must be >= 1 and the
+ * element count must not overflow. */
+NDCL_API ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim,
+                                        const size_t *shape,
+                                        ndcl_tensor **out);
+
+/* Releases the tensor (and its buffer unless it was wrapped). */
+NDCL_API void ndcl_tensor_destroy(ndcl_tensor *t);
+
+/* Copies count floats from host memory; count must equal the element
+ * count. Blocking. */
+NDCL_API ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src,
+                                       size_t count);
+
+/* Copies the tensor to host memory; count must equal the element count.
+ * Blocking (waits for the work that produces the tensor). */
+NDCL_API ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst,
+                                      size_t count);
+
+/* Shape queries; they never fail (0 for a NULL tensor or a bad index). */
+NDCL_API int ndcl_tensor_ndim(const ndcl_tensor *t);
+NDCL_API size_t ndcl_tensor_dim(const ndcl_tensor *t, int i);
+NDCL_API size_t ndcl_tensor_count(const ndcl_tensor *t);
+NDCL_API ndcl_context *ndcl_tensor_context(const ndcl_tensor *t);
+
+/* Changes the shape without moving data; the element count must stay the
+ * same. */
+NDCL_API ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim,
+                                         const size_t *shape);
+
+/* --------------------------------------------------------------- matrices */
+
+/* C = alpha * op(A) * op(B) + beta * C for 2-D tensors in row-major order
+ * (op = transpose when the flag is nonzero); a device SGEMM through
+ * CLBlast. Shapes are checked. */
+NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b,
+                               float alpha, const ndcl_tensor *a,
+                               const ndcl_tensor *b, float beta,
+                               ndcl_tensor *c);
+
+
+/* ------------------------------------------------------------ primitives
+ *
+ * Output tensors are passed as ndcl_tensor **out: when *out is NULL a new
+ * tensor is created (the caller destroys it); otherwise *out must already
+ * have the result's shape and is overwritten. */
+
+/* Patch sampling of a deconvolved convolution (im2col with the sampling
+ * stride and the block regrouping, DESIGN.md 2.1 steps 1-2). */
+typedef struct ndcl_patch_desc {
+    int kernel_h, kernel_w;
+    int padding, dilation;
+    int stride; /* the sampling stride S (sampling_stride * conv stride) */
+    int groups;
+    int block;  /* requested block; clamped as the layer clamps it */
+} ndcl_patch_desc;
+
+/* x [N, C, H, W] -> the sampled patch matrix [rows, cols]: for groups = 1,
+ * rows = positions * C/B and cols = kh*kw*B (blocks interleaved); for
+ * groups > 1, rows = positions and cols = C*kh*kw. */
+NDCL_API ndcl_status ndcl_patches(ndcl_context *ctx, const ndcl_tensor *x,
+                                  const ndcl_patch_desc *desc, ndcl_tensor **out);
+
+/* X [M, groups*n] -> mean [groups*n] and cov [n, n] (groups = 1) or
+ * [groups, n, n]: cov_g = Xc_gᵀ·Xc_g / M + eps·I, where Xc = X - mean when
+ * centered is nonzero and X itself (mean still returned) when it is zero.
+ * mean may be NULL when not wanted. X is not modified. */
+NDCL_API ndcl_status ndcl_covariance(ndcl_context *ctx, const ndcl_tensor *X,
+                                     int groups, float eps, int centered,
+                                     ndcl_tensor **mean, ndcl_tensor **cov);
+
+/* A [n, n] or [G, n, n] symmetric positive definite -> D ≈ A^-1/2 by
+ * n_iter coupled Newton-Schulz iterations with Frobenius-norm scaling. */
+NDCL_API ndcl_status ndcl_isqrt(ndcl_context *ctx, const ndcl_tensor *A,
+                                int n_iter, ndcl_tensor **D);
+
+/* The whitening of any data matrix X [M, n] (rows are samples): its mean
+ * [n] and D = (Xcᵀ·Xc / M + eps·I)^-1/2 [n, n], so that (X - mean)·D has
+ * (approximately) identity covariance. */
+NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X,
+                                 float eps, int n_iter, ndcl_tensor **mean,
+                                 ndcl_tensor **D);
+
+/* ---------------------------------------------------------------- layers */
+
+typedef struct ndcl_layer ndcl_layer;
+
+typedef enum ndcl_layer_kind {
+    NDCL_LAYER_CONV2D = 1,  /* FastDeconv */
+    NDCL_LAYER_LINEAR = 2,  /* Delinear */
+    NDCL_LAYER_CHANNEL = 3  /* ChannelDeconv */
+} ndcl_layer_kind;
+
+typedef enum ndcl_mode {
+    NDCL_TRAIN = 0, /* batch statistics, running updates */
+    NDCL_EVAL = 1   /* running statistics */
+} ndcl_mode;
+
+/* A deconvolved 2-D convolution. Defaults (ndcl_conv2d_desc_default):
+ * stride 1, padding 0, dilation 1, groups 1, bias 1, block 64,
+ * sampling_stride 3, eps 1e-5, n_iter 5, momentum 0.1, freeze 0,
+ * freeze_iter 100. */
+typedef struct ndcl_conv2d_desc {
+    int in_channels, out_channels;
+    int kernel_h, kernel_w;
+    int stride, padding, dilation, groups;
+    int bias;
+    int block;
+    int sampling_stride;
+    float eps;
+    int n_iter;
+    float momentum;
+    int freeze;
+    int freeze_iter;
+} ndcl_conv2d_desc;
+NDCL_API ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels,
+                                                   int out_channels,
+                                                   int kernel_size);
+
+/* A deconvolved linear layer. Defaults: bias 1, block 512, eps 1e-5,
+ * n_iter 5, momentum 0.1. */
+typedef struct ndcl_linear_desc {
+    int in_features, out_features;
+    int bias;
+    int block;
+    float eps;
+    int n_iter;
+    float momentum;
+} ndcl_linear_desc;
+NDCL_API ndcl_linear_desc ndcl_linear_desc_default(int in_features,
+                                                   int out_features);
+
+/* Channel deconvolution. Defaults: eps 1e-2, n_iter 5, momentum 0.1,
+ * sampling_stride 3. */
+typedef struct ndcl_channel_desc {
+    int block;
+    float eps;
+    int n_iter;
+    float momentum;
+    int sampling_stride;
+} ndcl_channel_desc;
+NDCL_API ndcl_channel_desc ndcl_channel_desc_default(int block);
+
+/* Create a layer with parameters as the original initialises them: weight
+ * and bias zero (set them with ndcl_layer_set_param), running means zero,
+ * running_deconv identity, running_var one, counters zero. The block is
+ * clamped as the original clamps it (see ndcl_layer_block). Every field is
+ * validated: NDCL_ERR_INVALID_ARG names the first bad one. */
+NDCL_API ndcl_status ndcl_conv2d_create(ndcl_context *ctx,
+                                        const ndcl_conv2d_desc *desc,
+                                        ndcl_layer **out);
+NDCL_API ndcl_status ndcl_linear_create(ndcl_context *ctx,
+                                        const ndcl_linear_desc *desc,
+                                        ndcl_layer **out);
+NDCL_API ndcl_status ndcl_channel_create(ndcl_context *ctx,
+                                         const ndcl_channel_desc *desc,
+                                         ndcl_layer **out);
+
+/* Releases the layer and everything it keeps (including saved forward
+ * state). */
+NDCL_API void ndcl_layer_destroy(ndcl_layer *layer);
+
+/* The layer's kind, effective block size and context (0/NULL for NULL). */
+NDCL_API ndcl_layer_kind ndcl_layer_kind_of(const ndcl_layer *layer);
+NDCL_API int ndcl_layer_block(const ndcl_layer *layer);
+NDCL_API ndcl_context *ndcl_layer_context(const ndcl_layer *layer);
+
+/* The creation descriptor, with the block as given (not clamped). Each
+ * fails with NDCL_ERR_INVALID_ARG for a layer of another kind. */
+NDCL_API ndcl_status ndcl_layer_conv2d_desc(const ndcl_layer *layer,
+                                            ndcl_conv2d_desc *out);
+NDCL_API ndcl_status ndcl_layer_linear_desc(const ndcl_layer *layer,
+                                            ndcl_linear_desc *out);
+NDCL_API ndcl_status ndcl_layer_channel_desc(const ndcl_layer *layer,
+                                             ndcl_channel_desc *out);
+
+/* Parameters and buffers by their PyTorch state_dict names:
+ *  conv2d, linear: "weight", "bias" (when the layer has one),
+ *                  "running_mean", "running_deconv";
+ *  channel: "running_mean1", "running_deconv", "running_mean2",
+ *           "running_var".
+ * ndcl_layer_param_shape gives the shape (DESIGN.md 2.5); set and get copy
+ * count floats (the element count exactly) from or to host memory. Setting
+ * any of them invalidates the cached evaluation weights. An unknown name
+ * is NDCL_ERR_INVALID_ARG. */
+NDCL_API ndcl_status ndcl_layer_param_shape(const ndcl_layer *layer,
+                                            const char *name, int *ndim,
+                                            size_t shape[NDCL_MAX_DIMS]);
+NDCL_API ndcl_status ndcl_layer_set_param(ndcl_layer *layer, const char *name,
+                                          const float *data, size_t count);
+NDCL_API ndcl_status ndcl_layer_get_param(const ndcl_layer *layer,
+                                          const char *name, float *data,
+                                          size_t count);
+
+/* The step counter: the freeze counter of a conv2d layer, or
+ * num_batches_tracked of a channel layer (linear layers have none:
+ * NDCL_ERR_INVALID_ARG). */
+NDCL_API ndcl_status ndcl_layer_get_counter(const ndcl_layer *layer,
+                                            int64_t *out);
+NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
+
+/* One forward step on x: conv2d x [N, C, H, W] -> [N, Cout, Ho, Wo];
+ * linear x [N, F] -> [N, Fout]; channel x [N, C, H, W] or [N, C] -> same
+ * shape. *y follows the output convention of the primitives. In NDCL_TRAIN
+ * mode the batch statistics are used and the running buffers and counters
+ * are updated; a non-finite statistic leaves the running buffers as they
+ * were and is reported as NDCL_ERR_NUMERICAL by the next ndcl_finish (no
+ * host round trip here). In NDCL_EVAL mode the folded weights are computed
+ * once and reused until a parameter changes. */
+NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
+                                        const ndcl_tensor *x, ndcl_tensor **y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NDCL_H */

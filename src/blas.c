@@ -1,0 +1,116 @@
+/* blas.c - the one file that calls CLBlast: row-major GEMM, strided-batched
+ * GEMM and SYRK on the context's queue, with CLBlast's status codes mapped
+ * to ndcl_status and a message naming the routine and its sizes. */
+#include <clblast_c.h>
+
+#include "internal.h"
+
+static const char *clblast_name(CLBlastStatusCode s)
+{
+    switch (s) {
+    case CLBlastInvalidMatrixA: return "invalid matrix A";
+    case CLBlastInvalidMatrixB: return "invalid matrix B";
+    case CLBlastInvalidMatrixC: return "invalid matrix C";
+    case CLBlastInvalidDimension: return "invalid dimension";
+    case CLBlastInvalidLeadDimA: return "leading dimension of A too small";
+    case CLBlastInvalidLeadDimB: return "leading dimension of B too small";
+    case CLBlastInvalidLeadDimC: return "leading dimension of C too small";
+    case CLBlastInsufficientMemoryA: return "buffer A too small";
+    case CLBlastInsufficientMemoryB: return "buffer B too small";
+    case CLBlastInsufficientMemoryC: return "buffer C too small";
+    case CLBlastInsufficientMemoryTemp: return "temporary buffer too small";
+    case CLBlastInvalidBatchCount: return "invalid batch count";
+    case CLBlastInvalidLocalMemUsage: return "not enough local memory";
+    case CLBlastDatabaseError: return "no tuning database entry";
+    case CLBlastNotImplemented: return "not implemented";
+    case CLBlastUnknownError: return "unknown error";
+    case CLBlastUnexpectedError: return "unexpected error";
+    default: return NULL;
+    }
+}
+
+/* CLBlast's codes above -1000 are OpenCL's own; the rest are its own. */
+static ndcl_status check(ndcl_context *ctx, CLBlastStatusCode s, const char *routine,
+                         size_t m, size_t n, size_t k)
+{
+    if (s == CLBlastSuccess) return NDCL_SUCCESS;
+    if (s > -1000) {
+        ndcl_fail_cl(ctx, routine, (cl_int)s);
+        ndcl_status mapped = (s == CLBlastTempBufferAllocFailure ||
+                              s == CLBlastOpenCLOutOfHostMemory)
+                                 ? NDCL_ERR_OUT_OF_MEMORY
+                                 : NDCL_ERR_BLAS;
+        return ndcl_fail(ctx, mapped, "CLBlast %s (m=%zu n=%zu k=%zu): %s (%d)", routine,
+                         m, n, k, ndcl_cl_error_name((cl_int)s), (int)s);
+    }
+    const char *name = clblast_name(s);
+    return ndcl_fail(ctx, NDCL_ERR_BLAS, "CLBlast %s (m=%zu n=%zu k=%zu): %s (%d)", routine,
+                     m, n, k, name ? name : "error", (int)s);
+}
+
+static CLBlastTranspose tr(bool t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
+
+ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
+                           size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
+                           cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                           size_t c_off, size_t ldc)
+{
+    if (m == 0 || n == 0) return NDCL_SUCCESS;
+    CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
+                                       alpha, a, a_off, lda, b, b_off, ldb, beta, c,
+                                       c_off, ldc, &ctx->queue, NULL);
+    return check(ctx, s, "SGEMM", m, n, k);
+}
+
+ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m,
+                                   size_t n, size_t k, float alpha, cl_mem a,
+                                   size_t a_off, size_t lda, size_t sa, cl_mem b,
+                                   size_t b_off, size_t ldb, size_t sb, float beta,
+                                   cl_mem c, size_t c_off, size_t ldc, size_t sc,
+                                   size_t batch)
+{
+    if (batch == 1)
+        return ndcl_blas_gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
+                              beta, c, c_off, ldc);
+    if (m == 0 || n == 0 || batch == 0) return NDCL_SUCCESS;
+    CLBlastStatusCode s = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, a_off, lda, sa, b, b_off,
+        ldb, sb, beta, c, c_off, ldc, sc, batch, &ctx->queue, NULL);
+    return check(ctx, s, "SGEMM strided-batched", m, n, k);
+}
+
+ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float alpha,
+                           cl_mem a, size_t a_off, size_t lda, float beta, cl_mem c,
+                           size_t c_off, size_t ldc)
+{
+    if (n == 0) return NDCL_SUCCESS;
+    CLBlastStatusCode s = CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper,
+                                       tr(trans), n, k, alpha, a, a_off, lda, beta, c,
+                                       c_off, ldc, &ctx->queue, NULL);
+    return check(ctx, s, "SSYRK", n, n, k);
+}
+
+ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
+                      const ndcl_tensor *a, const ndcl_tensor *b, float beta,
+                      ndcl_tensor *c)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    NDCL_CHECK_ARG(ctx, a && b && c, "a=%p b=%p c=%p: none may be NULL", (const void *)a,
+                   (const void *)b, (const void *)c);
+    NDCL_CHECK_ARG(ctx, a->ctx == ctx && b->ctx == ctx && c->ctx == ctx,
+                   "a, b and c must belong to ctx");
+    NDCL_CHECK_ARG(ctx, a->ndim == 2 && b->ndim == 2 && c->ndim == 2,
+                   "a, b and c must be 2-D (have %d, %d, %d dims)", a->ndim, b->ndim,
+                   c->ndim);
+    size_t m = trans_a ? a->shape[1] : a->shape[0];
+    size_t k = trans_a ? a->shape[0] : a->shape[1];
+    size_t kb = trans_b ? b->shape[1] : b->shape[0];
+    size_t n = trans_b ? b->shape[0] : b->shape[1];
+    NDCL_CHECK_ARG(ctx, k == kb, "inner dimensions differ: op(a) is %zux%zu, op(b) %zux%zu",
+                   m, k, kb, n);
+    NDCL_CHECK_ARG(ctx, c->shape[0] == m && c->shape[1] == n,
+                   "c is %zux%zu, the product is %zux%zu", c->shape[0], c->shape[1], m, n);
+    return ndcl_blas_gemm(ctx, trans_a != 0, trans_b != 0, m, n, k, alpha, a->mem, 0,
+                          a->shape[1], b->mem, 0, b->shape[1], beta, c->mem, 0,
+                          c->shape[1]);
+}
