@@ -1,0 +1,3 @@
+/* ref_layer.c - host reference of the three layers: conv2d, the layer
+ * forward passes with their running statistics. */
+#include "ref.h"
