@@ -16,3 +16,51 @@ __kernel void ndcl_eye(const int n, const int batch, const float value,
     int i = get_global_id(0), j = get_global_id(1), b = get_global_id(2);
     if (i < n && j < n && b < batch) a[(b * n + i) * n + j] = (i == j) ? value : 0.0f;
 }
+
+/* bad[0] |= any element of x[0..n) is not finite; also raises the
+ * context's flag so that the next ndcl_finish reports it. */
+__kernel void ndcl_check_finite(const int n, __global const float *x, const int off,
+                                __global int *bad, __global int *flag)
+{
+    int i = get_global_id(0);
+    if (i < n && !isfinite(x[off + i])) {
+        atomic_xchg(bad, 1);
+        NDCL_RAISE(flag);
+    }
+}
+
+/* running = (1-m)·running + m·stat, unless bad[0] is set: a non-finite
+ * batch must not poison the running statistics. With copy set, running =
+ * stat (the first-batch copy of ChannelDeconv) before the update. */
+__kernel void ndcl_momentum(const int n, const float m, const int copy,
+                            __global const float *stat, const int soff,
+                            __global float *running, __global const int *bad)
+{
+    int i = get_global_id(0);
+    if (i >= n || bad[0]) return;
+    float v = stat[soff + i];
+    float r = copy ? v : running[i];
+    running[i] = (1.0f - m) * r + m * v;
+}
+
+/* y[n][o][p] = t[o][n*P + p] + b[o]: the conv GEMM computes all samples at
+ * once as Cout x (N*P); this moves it to NCHW and adds the bias. b may be
+ * absent (has_bias = 0). */
+__kernel void ndcl_conv_bias_nchw(const int N, const int Cout, const int P,
+                                  __global const float *t, __global const float *b,
+                                  const int has_bias, __global float *y)
+{
+    int p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
+    if (p >= P || o >= Cout || n >= N) return;
+    float v = t[((size_t)o * N + n) * P + p];
+    if (has_bias) v += b[o];
+    y[((size_t)n * Cout + o) * P + p] = v;
+}
+
+/* y[r][j] += b[j] for rows x cols (the linear layer's bias). */
+__kernel void ndcl_add_row_bias(const int rows, const int cols, __global const float *b,
+                                __global float *y)
+{
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j < cols && r < rows) y[(size_t)r * cols + j] += b[j];
+}

@@ -379,6 +379,98 @@ NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
 NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
                                         const ndcl_tensor *x, ndcl_tensor **y);
 
+/* ----------------------------------------------------------------- files
+ *
+ * Layer files are safetensors (an 8-byte little-endian header length, a
+ * JSON header, raw little-endian data). Their "__metadata__" holds
+ * "kind" ("conv2d", "linear" or "channel") and the descriptor's fields by
+ * the names of the original constructors' arguments, as strings:
+ *  conv2d: in_channels, out_channels, kernel_size ("3", or "3,3", "(3, 3)",
+ *          "[3, 3]" for kernel_h, kernel_w), stride, padding, dilation,
+ *          groups, bias, block, sampling_stride, eps, n_iter, momentum,
+ *          freeze, freeze_iter;
+ *  linear: in_features, out_features, bias, block, eps, n_iter, momentum;
+ *  channel: block, eps, n_iter, momentum, sampling_stride.
+ * Integers are decimal, floats anything strtod reads, booleans
+ * true/false/True/False/1/0; a key that is missing takes the default of
+ * ndcl_*_desc_default, except in_channels, out_channels, kernel_size,
+ * in_features, out_features and the channel block, which are required.
+ * Other metadata keys are ignored. The tensors are the layer's parameters
+ * by their state_dict names (see ndcl_layer_param_shape), plus the step
+ * counter: "counter" (conv2d, optional, default 0) or
+ * "num_batches_tracked" (channel, required), an integer of shape [] or
+ * [1]. Tensors may be F32, F64, F16, I64 or I32 (converted); a shape may
+ * differ from the layer's only by dimensions of size 1 (DESIGN.md 2.5).
+ * "bias" is required exactly when the descriptor has bias; any tensor the
+ * layer does not have is rejected.
+ *
+ * Every writer goes through a temporary file in the target's directory
+ * that is renamed over the target once complete, so a failed or
+ * interrupted write never replaces an existing file. */
+
+/* Creates a layer on ctx from a layer file. Malformed content (bad JSON,
+ * an unsupported dtype, offsets that overlap or run past the end, a bad
+ * metadata value, a missing, extra or misshapen tensor) is
+ * NDCL_ERR_FORMAT with a message naming the file, the tensor or key and
+ * the problem; a file that cannot be read is NDCL_ERR_IO. On failure no
+ * layer is created. */
+NDCL_API ndcl_status ndcl_layer_load(ndcl_context *ctx, const char *path,
+                                     ndcl_layer **out);
+
+/* As ndcl_layer_load, from a whole file held in memory (size bytes). */
+NDCL_API ndcl_status ndcl_layer_load_memory(ndcl_context *ctx, const void *data,
+                                            size_t size, ndcl_layer **out);
+
+/* Writes the layer's descriptor (the block as given at creation, floats
+ * in the shortest form, at most 9 significant digits, that reads back as
+ * the same float), parameters (F32) and counter (I64 of shape
+ * []: "counter" for conv2d, "num_batches_tracked" for channel, none for
+ * linear) to path. Reads the parameters from the device (blocking). */
+NDCL_API ndcl_status ndcl_layer_save(const ndcl_layer *layer, const char *path);
+
+/* As ndcl_layer_save, into a new buffer of *size bytes that the caller
+ * releases with ndcl_free. */
+NDCL_API ndcl_status ndcl_layer_save_memory(const ndcl_layer *layer, void **data,
+                                            size_t *size);
+
+/* Releases memory the library allocated for the caller (file buffers,
+ * arrays read from files). Accepts NULL. */
+NDCL_API void ndcl_free(void *ptr);
+
+/* Reads a NumPy .npy file (format version 1, 2 or 3) holding a C-order
+ * array of '<f4' or '<f8' (converted to float) with at most NDCL_MAX_DIMS
+ * dimensions: *data is a new array (release with ndcl_free), *ndim and
+ * shape[0 .. *ndim-1] its shape (*ndim is 0 for a scalar). Other dtypes,
+ * Fortran order, a bad magic string, a truncated file and too many
+ * dimensions are NDCL_ERR_FORMAT. No context: the message is in
+ * ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
+                                   size_t shape[NDCL_MAX_DIMS]);
+
+/* Writes a C-order '<f4' array of ndim (0 to NDCL_MAX_DIMS) dimensions as
+ * a version 1.0 .npy file. Messages in ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_npy_write(const char *path, const float *data,
+                                    int ndim, const size_t *shape);
+
+/* Writes n float32 tensors to a safetensors file (no metadata): tensor i
+ * is called names[i] (distinct, not "__metadata__") and holds data[i] with
+ * ndims[i] (0 to NDCL_MAX_DIMS) dimensions shapes[i]. For tools writing
+ * gradient files. Messages in ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_safetensors_write_floats(
+    const char *path, int n, const char *const *names,
+    const float *const *data, const int *ndims,
+    const size_t (*shapes)[NDCL_MAX_DIMS]);
+
+/* Reads the tensor called name from a safetensors file, converted to
+ * float: *data is a new array (release with ndcl_free), *ndim and
+ * shape[0 .. *ndim-1] its shape. A missing name or a tensor of more than
+ * NDCL_MAX_DIMS dimensions is NDCL_ERR_FORMAT. Messages in
+ * ndcl_context_last_error(NULL). */
+NDCL_API ndcl_status ndcl_safetensors_read_float(const char *path,
+                                                 const char *name, float **data,
+                                                 int *ndim,
+                                                 size_t shape[NDCL_MAX_DIMS]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,8 +40,17 @@ struct ndcl_context {
      * read and cleared by ndcl_finish and by calls that read to the host. */
     cl_mem flag;
 
+    /* PoCL 3.1 can crash when a program is compiled (clBuildProgram,
+     * including CLBlast's lazy builds) while its worker threads are still
+     * compiling an enqueued kernel; on such runtimes the queue is drained
+     * before every call that may compile. */
+    bool drain_before_build;
+
     char last_error[NDCL_ERRMSG_SIZE];
 };
+
+/* Drains the queue where the runtime needs it before a possible build. */
+ndcl_status ndcl_before_build(ndcl_context *ctx);
 
 struct ndcl_tensor {
     ndcl_context *ctx;
@@ -166,6 +175,17 @@ ndcl_status ndcl_tensor_fill(ndcl_tensor *t, float value);
 /* Copies count floats between buffers at the given element offsets. */
 ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off,
                              cl_mem dst, size_t dst_off, size_t count);
+
+/* A device buffer that grows on demand and is reused across calls, so a
+ * layer's steady state allocates nothing. */
+typedef struct ndcl_scratch {
+    cl_mem mem;
+    size_t cap; /* floats */
+} ndcl_scratch;
+
+/* Makes s hold at least count floats (contents not preserved on growth). */
+ndcl_status ndcl_scratch_ensure(ndcl_context *ctx, ndcl_scratch *s, size_t count);
+void ndcl_scratch_release(ndcl_scratch *s);
 
 /* Multiplies two size_t values; false on overflow. */
 static inline bool ndcl_mul_ok(size_t a, size_t b, size_t *out)

@@ -82,11 +82,4 @@ typedef struct ndcl_fold_geom {
 ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
                       cl_mem D, cl_mem mean, cl_mem W_out, cl_mem b_out);
 
-/* ------------------------------------------------------------ updates */
-
-/* running <- (1-m)·running + m·stat for n values, skipped entirely (and the
- * context's flag raised) when any stat value is not finite. */
-ndcl_status ndcl_momentum_update(ndcl_context *ctx, size_t n, float momentum,
-                                 cl_mem stat, cl_mem running);
-
 #endif

@@ -190,3 +190,32 @@ ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off, cl_m
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueCopyBuffer", err);
     return NDCL_SUCCESS;
 }
+
+ndcl_status ndcl_scratch_ensure(ndcl_context *ctx, ndcl_scratch *s, size_t count)
+{
+    if (count == 0) count = 1;
+    if (s->mem && s->cap >= count) return NDCL_SUCCESS;
+    size_t bytes;
+    if (!ndcl_mul_ok(count, sizeof(float), &bytes))
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "workspace of %zu floats overflows",
+                         count);
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "workspace of %zu bytes exceeds the device's largest allocation "
+                         "(%llu bytes)",
+                         bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+    cl_int err;
+    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer(workspace)", err);
+    ndcl_scratch_release(s);
+    s->mem = m;
+    s->cap = count;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_scratch_release(ndcl_scratch *s)
+{
+    if (s->mem) clReleaseMemObject(s->mem);
+    s->mem = NULL;
+    s->cap = 0;
+}

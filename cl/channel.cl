@@ -1,0 +1,104 @@
+/* channel.cl - the data movement of channel deconvolution: channels to
+ * B whitened rows and back, the strided sample of those rows, and the
+ * scalar normalisation of leftover channels. */
+
+/* x1[r][q] = x[n][r*(c/B) + cl][s], q = (cl*N + n)*HW + s: the original's
+ * x[:, :c].permute(1, 0, 2, 3).reshape(B, -1). */
+__kernel void ndcl_ch_gather(const int N, const int C, const int HW, const int B,
+                             const int c, __global const float *x, __global float *x1)
+{
+    int q = get_global_id(0), r = get_global_id(1);
+    int per = c / B, L = per * N * HW;
+    if (q >= L || r >= B) return;
+    int s = q % HW, n = (q / HW) % N, cl = q / (HW * N);
+    x1[(size_t)r * L + q] = x[((size_t)n * C + r * per + cl) * HW + s];
+}
+
+/* The inverse of ndcl_ch_gather, from out (B x L) into y's first c channels. */
+__kernel void ndcl_ch_scatter(const int N, const int C, const int HW, const int B,
+                              const int c, __global const float *out, __global float *y)
+{
+    int q = get_global_id(0), r = get_global_id(1);
+    int per = c / B, L = per * N * HW;
+    if (q >= L || r >= B) return;
+    int s = q % HW, n = (q / HW) % N, cl = q / (HW * N);
+    y[((size_t)n * C + r * per + cl) * HW + s] = out[(size_t)r * L + q];
+}
+
+/* xs[j][r] = x1[r][j*step]: the sample, transposed so that rows are
+ * observations as the covariance routine expects. */
+__kernel void ndcl_ch_sample(const int B, const int L, const int step,
+                             __global const float *x1, __global float *xs)
+{
+    int r = get_global_id(0), j = get_global_id(1);
+    int Ls = (L + step - 1) / step;
+    if (r >= B || j >= Ls) return;
+    xs[(size_t)j * B + r] = x1[(size_t)r * L + (size_t)j * step];
+}
+
+/* x1[r][q] -= mean[r]. */
+__kernel void ndcl_ch_center_rows(const int B, const int L, __global const float *mean,
+                                  __global float *x1)
+{
+    int q = get_global_id(0), r = get_global_id(1);
+    if (q < L && r < B) x1[(size_t)r * L + q] -= mean[r];
+}
+
+/* The i-th kept value of the leftover channels: each sample's (C-c)*HW
+ * values in (c, h, w) order, every step-th one. */
+inline float ndcl_ch_left_value(const int N, const int C, const int HW, const int c,
+                                const int step, const int i, __global const float *x)
+{
+    int Lr = (C - c) * HW, per = (Lr + step - 1) / step;
+    int n = i / per, k = (i % per) * step;
+    return x[((size_t)n * C + c) * HW + k];
+}
+
+/* One work-group: mean and unbiased variance of the kept leftover values
+ * (two passes, for accuracy), into out[0] and out[1]. */
+__kernel void ndcl_ch_left_stats(const int N, const int C, const int HW, const int c,
+                                 const int step, __global const float *x,
+                                 __global float *out, __local float *part)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    int Lr = (C - c) * HW, total = N * ((Lr + step - 1) / step);
+    float s = 0.0f;
+    for (int i = lid; i < total; i += wg) s += ndcl_ch_left_value(N, C, HW, c, step, i, x);
+    part[lid] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = wg / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float mean = part[0] / (float)total;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float q = 0.0f;
+    for (int i = lid; i < total; i += wg) {
+        float d = ndcl_ch_left_value(N, C, HW, c, step, i, x) - mean;
+        q += d * d;
+    }
+    part[lid] = q;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = wg / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        out[0] = mean;
+        out[1] = total > 1 ? part[0] / (float)(total - 1) : NAN;
+    }
+}
+
+/* y = (x - mean) / sqrt(var + eps) on the leftover channels. */
+__kernel void ndcl_ch_left_apply(const int N, const int C, const int HW, const int c,
+                                 const float eps, __global const float *mean,
+                                 const int mo, __global const float *var, const int vo,
+                                 __global const float *x, __global float *y)
+{
+    int i = get_global_id(0);
+    int Lr = (C - c) * HW;
+    if (i >= N * Lr) return;
+    int n = i / Lr, k = i % Lr;
+    size_t at = ((size_t)n * C + c) * HW + k;
+    y[at] = (x[at] - mean[mo]) / sqrt(var[vo] + eps);
+}

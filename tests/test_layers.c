@@ -1,0 +1,337 @@
+/* test_layers.c - the three layers' forward passes on the device against
+ * the double-precision host reference: two training steps (batch
+ * statistics, running updates, counters) then an evaluation step, over
+ * groups, strides, dilation, 1x1 kernels, gcd blocks, no bias, freezing
+ * and leftover channels; plus argument validation. */
+#include "harness.h"
+#include "ref.h"
+
+/* Every parameter name a layer of that kind has, in state_dict order. */
+static const char *const conv_names[] = {"weight", "bias", "running_mean", "running_deconv"};
+static const char *const channel_names[] = {"running_mean1", "running_deconv",
+                                            "running_mean2", "running_var"};
+
+static double *ref_slot(ref_layer *r, const char *name)
+{
+    if (!strcmp(name, "weight")) return r->weight;
+    if (!strcmp(name, "bias")) return r->bias;
+    if (!strcmp(name, "running_mean")) return r->running_mean;
+    if (!strcmp(name, "running_deconv")) return r->running_deconv;
+    if (!strcmp(name, "running_mean1")) return r->running_mean1;
+    if (!strcmp(name, "running_mean2")) return r->running_mean2;
+    if (!strcmp(name, "running_var")) return r->running_var;
+    return NULL;
+}
+
+static size_t count_of(const ndcl_layer *l, const char *name)
+{
+    int nd;
+    size_t sh[NDCL_MAX_DIMS], n = 1;
+    if (ndcl_layer_param_shape(l, name, &nd, sh) != NDCL_SUCCESS) return 0;
+    for (int i = 0; i < nd; i++) n *= sh[i];
+    return n;
+}
+
+/* Gives the device layer and the reference the same random weight and bias. */
+static void share_params(ndcl_layer *l, ref_layer *r, unsigned seed)
+{
+    const char *names[] = {"weight", "bias"};
+    for (int k = 0; k < 2; k++) {
+        size_t n = count_of(l, names[k]);
+        if (!n) continue;
+        float *v = malloc(n * sizeof *v);
+        test_fill_uniform(v, n, seed + (unsigned)k, -0.5f, 0.5f);
+        TEST_OK(ndcl_layer_context(l), ndcl_layer_set_param(l, names[k], v, n));
+        double *dst = ref_slot(r, names[k]);
+        for (size_t i = 0; i < n; i++) dst[i] = v[i];
+        free(v);
+    }
+}
+
+/* Compares every buffer of the layer with the reference's. */
+static void expect_params(const ndcl_layer *l, ref_layer *r, const char *const *names,
+                          int nn, const char *when)
+{
+    for (int k = 0; k < nn; k++) {
+        size_t n = count_of(l, names[k]);
+        if (!n) continue;
+        float *v = malloc(n * sizeof *v);
+        TEST_OK(ndcl_layer_context(l), ndcl_layer_get_param(l, names[k], v, n));
+        double e = test_rel_err_f(v, ref_slot(r, names[k]), n, 1e-3);
+        ck_assert_msg(e < 1e-4, "%s: %s rel err %g", when, names[k], e);
+        free(v);
+    }
+}
+
+/* One forward on both, outputs compared relative to the output's scale. */
+static void step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim, const size_t *xs,
+                 unsigned seed, const char *when)
+{
+    ndcl_context *ctx = ndcl_layer_context(l);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= xs[i];
+    float *x = malloc(n * sizeof *x);
+    double *xd = malloc(n * sizeof *xd);
+    test_fill_uniform(x, n, seed, -1.0f, 2.0f); /* non-zero mean on purpose */
+    for (size_t i = 0; i < n; i++) xd[i] = x[i];
+    size_t ys[NDCL_MAX_DIMS];
+    ref_layer_out_shape(r, ndim, xs, ys);
+    size_t ny = 1;
+    for (int i = 0; i < ndim; i++) ny *= ys[i];
+    double *yr = malloc(ny * sizeof *yr);
+    ref_layer_forward(r, mode, xd, ndim, xs, yr);
+
+    ndcl_tensor *tx = test_tensor_from(ctx, ndim, xs, x), *ty = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(l, mode, tx, &ty));
+    ck_assert_int_eq(ndcl_tensor_ndim(ty), ndim);
+    for (int i = 0; i < ndim; i++) ck_assert_uint_eq(ndcl_tensor_dim(ty, i), ys[i]);
+    float *y = test_tensor_to_host(ty);
+    TEST_OK(ctx, ndcl_finish(ctx));
+    double e = test_rel_err_f(y, yr, ny, 1e-3);
+    ck_assert_msg(e < 1e-4, "%s: output rel err %g", when, e);
+    free(y);
+    ndcl_tensor_destroy(tx);
+    ndcl_tensor_destroy(ty);
+    free(x);
+    free(xd);
+    free(yr);
+}
+
+static void run_conv(const ndcl_conv2d_desc *d, size_t N, size_t H, size_t W, int steps)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    TEST_OK(ctx, ndcl_conv2d_create(ctx, d, &l));
+    ref_layer *r = ref_layer_conv2d(d);
+    ck_assert_int_eq(ndcl_layer_block(l), r->block);
+    share_params(l, r, 7);
+    expect_params(l, r, conv_names, 4, "initial");
+    size_t xs[4] = {N, (size_t)d->in_channels, H, W};
+    char when[64];
+    for (int s = 0; s < steps; s++) {
+        snprintf(when, sizeof when, "train step %d", s + 1);
+        step(l, r, NDCL_TRAIN, 4, xs, 100 + (unsigned)s, when);
+        expect_params(l, r, conv_names, 4, when);
+        int64_t c;
+        TEST_OK(ctx, ndcl_layer_get_counter(l, &c));
+        ck_assert_int_eq(c, r->counter);
+    }
+    step(l, r, NDCL_EVAL, 4, xs, 200, "eval");
+    step(l, r, NDCL_EVAL, 4, xs, 201, "eval (cached fold)");
+    expect_params(l, r, conv_names, 4, "after eval");
+    ndcl_layer_destroy(l);
+    ref_layer_free(r);
+}
+
+START_TEST(conv_basic)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.padding = 1;
+    d.block = 4;
+    run_conv(&d, 2, 9, 9, 2);
+}
+END_TEST
+
+START_TEST(conv_groups)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.padding = 1;
+    d.groups = 2;
+    run_conv(&d, 2, 9, 9, 2);
+}
+END_TEST
+
+START_TEST(conv_1x1)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(8, 5, 1);
+    d.block = 4;
+    run_conv(&d, 2, 7, 7, 2);
+}
+END_TEST
+
+START_TEST(conv_stride_dilation)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(4, 3, 3);
+    d.stride = 2;
+    d.dilation = 2;
+    d.padding = 2;
+    d.block = 4;
+    run_conv(&d, 2, 11, 11, 2);
+}
+END_TEST
+
+START_TEST(conv_gcd_block_and_small_c)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(6, 4, 3);
+    d.block = 4; /* gcd(4, 6) = 2 */
+    d.padding = 1;
+    run_conv(&d, 2, 8, 8, 2);
+    d = ndcl_conv2d_desc_default(3, 4, 3); /* C = 3 < block 64 */
+    run_conv(&d, 2, 8, 8, 2);
+}
+END_TEST
+
+START_TEST(conv_no_bias_and_freeze)
+{
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(4, 4, 3);
+    d.bias = 0;
+    d.padding = 1;
+    run_conv(&d, 2, 8, 8, 2);
+    d = ndcl_conv2d_desc_default(4, 4, 3);
+    d.freeze = 1;
+    d.freeze_iter = 1; /* frozen from the third step on */
+    run_conv(&d, 2, 8, 8, 4);
+}
+END_TEST
+
+static void run_linear(const ndcl_linear_desc *d, size_t N)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    TEST_OK(ctx, ndcl_linear_create(ctx, d, &l));
+    ref_layer *r = ref_layer_linear(d);
+    ck_assert_int_eq(ndcl_layer_block(l), r->block);
+    share_params(l, r, 9);
+    size_t xs[2] = {N, (size_t)d->in_features};
+    step(l, r, NDCL_TRAIN, 2, xs, 300, "train 1");
+    expect_params(l, r, conv_names, 4, "train 1");
+    step(l, r, NDCL_TRAIN, 2, xs, 301, "train 2");
+    expect_params(l, r, conv_names, 4, "train 2");
+    step(l, r, NDCL_EVAL, 2, xs, 302, "eval");
+    ndcl_layer_destroy(l);
+    ref_layer_free(r);
+}
+
+START_TEST(linear_layers)
+{
+    ndcl_linear_desc d = ndcl_linear_desc_default(12, 5);
+    d.block = 4;
+    run_linear(&d, 16);
+    d = ndcl_linear_desc_default(10, 3);
+    d.block = 4; /* gcd 2 */
+    run_linear(&d, 16);
+    d = ndcl_linear_desc_default(6, 4);
+    d.bias = 0;
+    run_linear(&d, 20);
+}
+END_TEST
+
+static void run_channel(const ndcl_channel_desc *d, int ndim, const size_t *xs)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    TEST_OK(ctx, ndcl_channel_create(ctx, d, &l));
+    ref_layer *r = ref_layer_channel(d);
+    step(l, r, NDCL_TRAIN, ndim, xs, 400, "train 1");
+    expect_params(l, r, channel_names, 4, "train 1");
+    step(l, r, NDCL_TRAIN, ndim, xs, 401, "train 2");
+    expect_params(l, r, channel_names, 4, "train 2");
+    step(l, r, NDCL_EVAL, ndim, xs, 402, "eval");
+    int64_t c;
+    TEST_OK(ctx, ndcl_layer_get_counter(l, &c));
+    ck_assert_int_eq(c, 2);
+    ndcl_layer_destroy(l);
+    ref_layer_free(r);
+}
+
+START_TEST(channel_layers)
+{
+    ndcl_channel_desc d = ndcl_channel_desc_default(4);
+    run_channel(&d, 4, (size_t[]){3, 8, 6, 6});
+    run_channel(&d, 4, (size_t[]){3, 10, 6, 6}); /* two leftover channels */
+    d = ndcl_channel_desc_default(3);
+    run_channel(&d, 2, (size_t[]){20, 6});
+}
+END_TEST
+
+START_TEST(channel_eval_first_copies_batch_mean)
+{
+    /* The original copies batch statistics while num_batches_tracked is 0,
+     * even in evaluation mode. */
+    ndcl_channel_desc d = ndcl_channel_desc_default(4);
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    TEST_OK(ctx, ndcl_channel_create(ctx, &d, &l));
+    ref_layer *r = ref_layer_channel(&d);
+    step(l, r, NDCL_EVAL, 4, (size_t[]){2, 9, 5, 5}, 500, "eval first");
+    expect_params(l, r, channel_names, 4, "eval first");
+    ndcl_layer_destroy(l);
+    ref_layer_free(r);
+}
+END_TEST
+
+START_TEST(rejects_bad_descriptors)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.groups = 3;
+    ck_assert_int_eq(ndcl_conv2d_create(ctx, &d, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "groups=3"));
+    d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.eps = 0;
+    ck_assert_int_eq(ndcl_conv2d_create(ctx, &d, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "eps="));
+    d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.n_iter = 0;
+    ck_assert_int_eq(ndcl_conv2d_create(ctx, &d, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "n_iter=0"));
+    d = ndcl_conv2d_desc_default(8, 6, 3);
+    d.block = 0;
+    ck_assert_int_eq(ndcl_conv2d_create(ctx, &d, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "block=0"));
+    d = ndcl_conv2d_desc_default(0, 6, 3);
+    ck_assert_int_eq(ndcl_conv2d_create(ctx, &d, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "in_channels=0"));
+    ck_assert_ptr_null(l);
+    ndcl_linear_desc ld = ndcl_linear_desc_default(4, -1);
+    ck_assert_int_eq(ndcl_linear_create(ctx, &ld, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "out_features=-1"));
+    ndcl_channel_desc cd = ndcl_channel_desc_default(4);
+    cd.momentum = 2;
+    ck_assert_int_eq(ndcl_channel_create(ctx, &cd, &l), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "momentum="));
+    ck_assert_ptr_null(l);
+
+    /* A kernel larger than the padded input; an input with other channels. */
+    d = ndcl_conv2d_desc_default(4, 4, 5);
+    TEST_OK(ctx, ndcl_conv2d_create(ctx, &d, &l));
+    ndcl_tensor *x = test_tensor_from(ctx, 4, (size_t[]){1, 4, 3, 3}, NULL), *y = NULL;
+    ck_assert_int_eq(ndcl_layer_forward(l, NDCL_TRAIN, x, &y), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "larger than the padded"));
+    ck_assert_ptr_null(y);
+    ndcl_tensor_destroy(x);
+    x = test_tensor_from(ctx, 4, (size_t[]){1, 5, 8, 8}, NULL);
+    ck_assert_int_eq(ndcl_layer_forward(l, NDCL_TRAIN, x, &y), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(y);
+    int64_t c = -1;
+    TEST_OK(ctx, ndcl_layer_get_counter(l, &c));
+    ck_assert_int_eq(c, 0); /* a failed step does not count */
+    ck_assert_int_eq(ndcl_layer_set_param(l, "nonsense", (float[]){0}, 1),
+                     NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "running_deconv"));
+    ck_assert_int_eq(ndcl_layer_set_param(l, "bias", (float[]){0}, 1), NDCL_ERR_INVALID_ARG);
+    ndcl_tensor_destroy(x);
+    ndcl_layer_destroy(l);
+    ndcl_layer_destroy(NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("forward");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, conv_basic);
+    tcase_add_test(tc, conv_groups);
+    tcase_add_test(tc, conv_1x1);
+    tcase_add_test(tc, conv_stride_dilation);
+    tcase_add_test(tc, conv_gcd_block_and_small_c);
+    tcase_add_test(tc, conv_no_bias_and_freeze);
+    tcase_add_test(tc, linear_layers);
+    tcase_add_test(tc, channel_layers);
+    tcase_add_test(tc, channel_eval_first_copies_batch_mean);
+    tcase_add_test(tc, rejects_bad_descriptors);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
+# CI=true, after the main build passed): AddressSanitizer +
+# UndefinedBehaviorSanitizer, small work-groups, Oclgrind, and linking an
+# installed copy through pkg-config.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
+
+echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
+POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \
+    --suite primitives --suite layers
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
+if [ ! -f build-asan/build.ninja ]; then
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true
+fi
+ninja -C build-asan
+# Leaks inside the OpenCL runtime and its compiler are not ndcl's.
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+
+echo "== Oclgrind (out-of-bounds accesses, races, uninitialised reads)"
+tools/oclgrind-check.sh
+
+echo "== installed library through pkg-config"
+dest=$(mktemp -d)
+meson install -C build --destdir "$dest" >/dev/null
+prefix=$(meson introspect build --buildoptions | /usr/bin/python3 -c \
+    'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
+pcdir=$(dirname "$(find "$dest" -name ndcl.pc | head -1)")
+cat > "$dest/use.c" <<'C'
+#include <ndcl.h>
+#include <stdio.h>
+int main(void) { printf("ndcl %s\n", ndcl_version_string()); return ndcl_version_number() == NDCL_VERSION_NUMBER ? 0 : 1; }
+C
+PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" \
+    cc -std=c99 -Wall -Werror "$dest/use.c" -o "$dest/use" \
+    $(PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs ndcl)
+LD_LIBRARY_PATH="$(dirname "$(find "$dest" -name 'libndcl.so' | head -1)")" "$dest/use"
+echo "prefix $prefix: OK"
+rm -rf "$dest"
+echo "CI extra steps: OK"

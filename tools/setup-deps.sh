@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# setup-deps.sh - installs the Debian packages ndcl needs to build and test,
+# only those that are missing (idempotent). Sourced by demo.sh and test.sh.
+set -euo pipefail
+
+NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
+               libcjson-dev check meson ninja-build pkg-config gcc python3)
+# Test-only extras: sanitizer runtimes (clang), Oclgrind, PyTorch for the
+# golden data and exporter tests.
+NDCL_TEST_PACKAGES=(clang oclgrind python3-torch python3-numpy valgrind)
+
+ndcl_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing: ${missing[*]}"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+        "${missing[@]}"
+}
