@@ -129,8 +129,11 @@ NDCL_API ndcl_context_options ndcl_context_options_default(void);
 NDCL_API ndcl_status ndcl_context_create(const ndcl_context_options *options,
                                          ndcl_context **out);
 
-/* Releases everything the context created. Tensors and layers of the
- * context must be destroyed first. */
+/* Waits for the context's queue, then releases everything the context
+ * created. Tensors and layers of the context must be destroyed first.
+ * Destroy contexts before the process exits (not from an atexit handler):
+ * a CPU runtime such as PoCL may still be compiling an enqueued kernel in a
+ * worker thread, and exit() tears down its compiler's state under it. */
 NDCL_API void ndcl_context_destroy(ndcl_context *ctx);
 
 /* The detail of the last failure on ctx, or of the calling thread's last
@@ -378,6 +381,31 @@ NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
  * once and reused until a parameter changes. */
 NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
                                         const ndcl_tensor *x, ndcl_tensor **y);
+
+/* The backward pass of the layer's last forward, given dy (the gradient
+ * of the loss with respect to that forward's output, same shape):
+ *  - after an NDCL_TRAIN forward that used batch statistics: the exact
+ *    derivative of the forward as automatic differentiation computes it,
+ *    through the fold, the mean, the covariance and every Newton-Schulz
+ *    iteration (DESIGN.md 2.4);
+ *  - after an NDCL_EVAL or frozen forward: the plain convolution / linear
+ *    backward with W', b' fixed, mapped back through the fold.
+ * dx receives dL/dx (x's shape); dweight and dbias receive dL/dweight and
+ * dL/dbias (the parameters' shapes) for conv2d and linear layers; any of
+ * the three may be NULL when not wanted (channel layers have no
+ * parameters: pass NULL). Outputs follow the convention of the primitives.
+ * The forward keeps what this needs (the input, the patch matrix, the
+ * Newton-Schulz iterates, the statistics) until the next forward, this
+ * call's success, ndcl_layer_release_saved or ndcl_layer_destroy; a second
+ * backward without a new forward is NDCL_ERR_STATE, and so is a backward
+ * before any forward. What is kept is the layer's own copy: the forward's
+ * input tensor may be changed or destroyed in between. */
+NDCL_API ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
+                                         ndcl_tensor **dx, ndcl_tensor **dweight,
+                                         ndcl_tensor **dbias);
+
+/* Frees what the last training forward kept for the backward pass. */
+NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
 
 /* ----------------------------------------------------------------- files
  *

@@ -56,7 +56,6 @@ ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t
                            size_t c_off, size_t ldc)
 {
     if (m == 0 || n == 0) return NDCL_SUCCESS;
-    NDCL_TRY(ndcl_before_build(ctx));
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
                                        alpha, a, a_off, lda, b, b_off, ldb, beta, c,
                                        c_off, ldc, &ctx->queue, NULL);
@@ -74,7 +73,6 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
         return ndcl_blas_gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                               beta, c, c_off, ldc);
     if (m == 0 || n == 0 || batch == 0) return NDCL_SUCCESS;
-    NDCL_TRY(ndcl_before_build(ctx));
     CLBlastStatusCode s = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, a_off, lda, sa, b, b_off,
         ldb, sb, beta, c, c_off, ldc, sc, batch, &ctx->queue, NULL);
@@ -86,7 +84,6 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                            size_t c_off, size_t ldc)
 {
     if (n == 0) return NDCL_SUCCESS;
-    NDCL_TRY(ndcl_before_build(ctx));
     CLBlastStatusCode s = CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper,
                                        tr(trans), n, k, alpha, a, a_off, lda, beta, c,
                                        c_off, ldc, &ctx->queue, NULL);

@@ -290,9 +290,6 @@ static ndcl_status finish_create(cl_platform_id p, cl_device_id d, cl_context c,
     ctx->context = c;
     ctx->queue = q;
     fill_info(p, d, pi, di, &ctx->info);
-    const char *drain = getenv("NDCL_DRAIN_BEFORE_BUILD");
-    ctx->drain_before_build = drain ? strcmp(drain, "0") != 0
-                                    : strstr(ctx->info.platform_name, "Portable Computing") != NULL;
     cl_int err;
     cl_int zero = 0;
     ctx->flag = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
@@ -393,14 +390,6 @@ void ndcl_context_destroy(ndcl_context *ctx)
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
     free(ctx);
-}
-
-ndcl_status ndcl_before_build(ndcl_context *ctx)
-{
-    if (!ctx->drain_before_build) return NDCL_SUCCESS;
-    cl_int err = clFinish(ctx->queue);
-    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clFinish", err);
-    return NDCL_SUCCESS;
 }
 
 ndcl_status ndcl_context_device(const ndcl_context *ctx, ndcl_device_info *out)

@@ -40,17 +40,9 @@ struct ndcl_context {
      * read and cleared by ndcl_finish and by calls that read to the host. */
     cl_mem flag;
 
-    /* PoCL 3.1 can crash when a program is compiled (clBuildProgram,
-     * including CLBlast's lazy builds) while its worker threads are still
-     * compiling an enqueued kernel; on such runtimes the queue is drained
-     * before every call that may compile. */
-    bool drain_before_build;
-
     char last_error[NDCL_ERRMSG_SIZE];
 };
 
-/* Drains the queue where the runtime needs it before a possible build. */
-ndcl_status ndcl_before_build(ndcl_context *ctx);
 
 struct ndcl_tensor {
     ndcl_context *ctx;

@@ -105,10 +105,10 @@ ndcl_status ndcl_isqrt_ns(ndcl_context *ctx, cl_mem A, size_t batch, size_t n, i
                          "isqrt of %zu matrices %zu x %zu with n_iter=%d", batch, n, n,
                          n_iter);
     ns_state s = {batch, n, n * n, n_iter, saved, NULL, NULL, D};
-    size_t total;
+    size_t total, iterates = 0;
     if (!ndcl_mul_ok(n, n, &s.nn) || !ndcl_mul_ok(s.nn, batch, &total) ||
-        !prims_fit_int(saved ? ndcl_isqrt_saved_size(batch, n, n_iter) : total, total,
-                       total / n))
+        !ndcl_mul_ok(total, 2 * (size_t)n_iter, &iterates) ||
+        !prims_fit_int(2 * total, saved ? iterates + batch : 0, n))
         return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
                          "isqrt of %zu matrices %zu x %zu: more than 2^31-1 elements",
                          batch, n, n);

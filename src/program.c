@@ -210,7 +210,6 @@ ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source,
         snprintf(bi.cache_path, sizeof bi.cache_path, "%s/%016llx.bin", dir,
                  (unsigned long long)key);
         size_t size = 0;
-        NDCL_TRY(ndcl_before_build(ctx));
         unsigned char *bin = cache_read(bi.cache_path, key, &size);
         cl_program p = bin ? from_binary(ctx, bin, size) : NULL;
         free(bin);
@@ -225,7 +224,6 @@ ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source,
         }
     }
 
-    NDCL_TRY(ndcl_before_build(ctx));
     cl_int err;
     cl_program p = clCreateProgramWithSource(ctx->context, 1, &source, &length, &err);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateProgramWithSource", err);

@@ -4,7 +4,15 @@
 
 static ndcl_context *shared;
 
-static void destroy_shared(void) { ndcl_context_destroy(shared); }
+/* Runs before main returns, never from atexit: PoCL may still be compiling
+ * an enqueued kernel in a worker thread, and exit() destroys LLVM's
+ * function-local statics under it (a crash inside clang). Destroying the
+ * context drains the queue first. */
+static void destroy_shared(void)
+{
+    ndcl_context_destroy(shared);
+    shared = NULL;
+}
 
 ndcl_context *test_ctx(void)
 {
@@ -12,7 +20,6 @@ ndcl_context *test_ctx(void)
         ndcl_status s = ndcl_context_create(NULL, &shared);
         ck_assert_msg(s == NDCL_SUCCESS, "context: %s: %s", ndcl_status_string(s),
                       ndcl_context_last_error(NULL));
-        atexit(destroy_shared);
     }
     return shared;
 }
@@ -24,6 +31,7 @@ int test_run(Suite *s)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    destroy_shared();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
