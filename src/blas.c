@@ -48,6 +48,23 @@ static ndcl_status check(ndcl_context *ctx, CLBlastStatusCode s, const char *rou
                      m, n, k, name ? name : "error", (int)s);
 }
 
+/* BLAS lets C be uninitialised when beta is 0, but CLBlast computes
+ * beta·C all the same, and 0·NaN is NaN: on a runtime whose fresh buffers
+ * hold garbage (Oclgrind, GPUs) the product would be poisoned. So C is
+ * zeroed first (rows x ldc from c_off: ndcl's C never has live data
+ * between its rows). */
+static ndcl_status zero_c(ndcl_context *ctx, float beta, cl_mem c, size_t c_off,
+                          size_t rows, size_t ldc)
+{
+    if (beta != 0.0f) return NDCL_SUCCESS;
+    float zero = 0.0f;
+    cl_int err = clEnqueueFillBuffer(ctx->queue, c, &zero, sizeof zero,
+                                     c_off * sizeof(float), rows * ldc * sizeof(float), 0,
+                                     NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(C)", err);
+    return NDCL_SUCCESS;
+}
+
 static CLBlastTranspose tr(bool t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
@@ -56,6 +73,7 @@ ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t
                            size_t c_off, size_t ldc)
 {
     if (m == 0 || n == 0) return NDCL_SUCCESS;
+    NDCL_TRY(zero_c(ctx, beta, c, c_off, m, ldc));
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
                                        alpha, a, a_off, lda, b, b_off, ldb, beta, c,
                                        c_off, ldc, &ctx->queue, NULL);
@@ -73,6 +91,10 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
         return ndcl_blas_gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                               beta, c, c_off, ldc);
     if (m == 0 || n == 0 || batch == 0) return NDCL_SUCCESS;
+    if (sc == m * ldc)
+        NDCL_TRY(zero_c(ctx, beta, c, c_off, batch * m, ldc));
+    else
+        for (size_t i = 0; i < batch; i++) NDCL_TRY(zero_c(ctx, beta, c, c_off + i * sc, m, ldc));
     CLBlastStatusCode s = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, a_off, lda, sa, b, b_off,
         ldb, sb, beta, c, c_off, ldc, sc, batch, &ctx->queue, NULL);
@@ -84,6 +106,7 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                            size_t c_off, size_t ldc)
 {
     if (n == 0) return NDCL_SUCCESS;
+    NDCL_TRY(zero_c(ctx, beta, c, c_off, n, ldc));
     CLBlastStatusCode s = CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper,
                                        tr(trans), n, k, alpha, a, a_off, lda, beta, c,
                                        c_off, ldc, &ctx->queue, NULL);

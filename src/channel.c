@@ -165,7 +165,9 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
         ndcl_update u[4];
         int nu = 0;
         u[nu++] = (ndcl_update){l->mean.mem, rm1->mem, B, first, 0};
-        if (train) u[nu++] = (ndcl_update){l->deconv.mem, rd->mem, B * B, false, 0};
+        /* running_deconv takes the first-batch copy too, in training only
+         * (the original has no batch deconv in evaluation mode). */
+        if (train) u[nu++] = (ndcl_update){l->deconv.mem, rd->mem, B * B, first, 0};
         if (left) {
             u[nu++] = (ndcl_update){l->extra.mem, rm2->mem, 1, first, 0};
             u[nu++] = (ndcl_update){l->extra.mem, rv->mem, 1, first, 1};

@@ -405,6 +405,9 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
         if (train) {
             bD = dalloc(B * B);
             ref_isqrt(cov, 1, B, d->n_iter, bD);
+            /* The original copies the first batch's deconv too (in training,
+             * the only mode where it has one). */
+            if (l->counter == 0) memcpy(l->running_deconv, bD, B * B * sizeof *bD);
             ema(l->running_deconv, bD, B * B, m);
             D = bD;
         }

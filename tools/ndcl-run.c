@@ -1,0 +1,512 @@
+/* ndcl-run.c - one forward (and optionally backward) step of a layer file on
+ * a .npy input: the command-line end of the PyTorch -> ndcl round trip. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ndcl.h"
+
+/* The backward pass is being written while this tool is: a weak reference
+ * lets the tool link against a library without it (the run then reports
+ * "backward not supported yet"); once libndcl exports the symbol the
+ * dynamic linker binds it. Drop the declaration when the backward lands. */
+#if defined(__GNUC__)
+extern ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
+                                       ndcl_tensor **dx, ndcl_tensor **dweight,
+                                       ndcl_tensor **dbias) __attribute__((weak));
+#endif
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static const char *prog = "ndcl-run";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: %s LAYER.safetensors --input X.npy [--output Y.npy]\n"
+            "       [--mode train|eval] [--save-state OUT.safetensors] [--device SPEC]\n"
+            "       [--grad-output DY.npy [--grad-input DX.npy] [--grad-params G.safetensors]]\n"
+            "       %s --help | --version\n"
+            "\n"
+            "Runs one forward step of an ndcl layer file (as written by\n"
+            "tools/export_pytorch.py or --save-state) on the array in X.npy, and\n"
+            "optionally its backward pass.\n"
+            "\n"
+            "  LAYER.safetensors   the layer: conv2d (x [N, C, H, W]), linear (x [N, F])\n"
+            "                      or channel (x [N, C, H, W] or [N, C])\n"
+            "  -i, --input X.npy   the input: float32 or float64 .npy, C order\n"
+            "  -o, --output Y.npy  write the output (float32 .npy)\n"
+            "  -m, --mode MODE     train: batch statistics, running statistics and\n"
+            "                      counters updated (as module.train() in PyTorch);\n"
+            "                      eval: the running statistics (default)\n"
+            "  -s, --save-state OUT.safetensors\n"
+            "                      write the layer after the step (parameters, updated\n"
+            "                      running statistics and counters) as a layer file that\n"
+            "                      ndcl-run loads again: chaining runs chains training\n"
+            "                      steps\n"
+            "  -d, --device SPEC   the OpenCL device: \"P:D\" (platform and device index,\n"
+            "                      see ndcl-query) or a case-insensitive substring of\n"
+            "                      its name\n"
+            "  --grad-output DY.npy\n"
+            "                      run the backward pass of this step with DY = dL/dY\n"
+            "                      (Y's shape); needs --grad-input and/or --grad-params\n"
+            "  --grad-input DX.npy write dL/dX (X's shape, float32 .npy)\n"
+            "  --grad-params G.safetensors\n"
+            "                      write dL/dweight and dL/dbias as the float32 tensors\n"
+            "                      \"weight\" and \"bias\" (no \"bias\" for a layer without\n"
+            "                      one); a channel layer has no parameters, so G is a\n"
+            "                      safetensors file with no tensors\n"
+            "                      After a train step the gradients are those of the\n"
+            "                      batch-statistics forward (through the whitening, as\n"
+            "                      autograd computes them); after an eval step (or a\n"
+            "                      frozen conv step) those of the fixed folded layer.\n"
+            "  -h, --help          this text\n"
+            "  -V, --version       the ndcl version\n"
+            "\n"
+            "Every file is written through a temporary file renamed over the target,\n"
+            "and only once the whole step has succeeded: a failed run leaves no\n"
+            "partial or stale-looking output. The same path may be given for the\n"
+            "layer and --save-state.\n"
+            "\n"
+            "Environment:\n"
+            "  NDCL_DEVICE      the default device, as SPEC above (otherwise the first\n"
+            "                   GPU, else the first device); --device overrides it\n"
+            "  NDCL_CACHE_DIR   where compiled kernel binaries are cached (default\n"
+            "                   $XDG_CACHE_HOME/ndcl or ~/.cache/ndcl)\n"
+            "  NDCL_CACHE       0 disables the kernel binary cache\n"
+            "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
+            "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
+            "\n"
+            "Exit status: 0 success; 1 a device or numerical failure (no usable\n"
+            "device, an OpenCL error, NaN or Inf in a training step's statistics, a\n"
+            "backward pass this build does not support); 2 bad arguments or files (a\n"
+            "usage error, a file that cannot be read or written, malformed content,\n"
+            "an input or gradient whose shape does not fit the layer). Errors are\n"
+            "reported on stderr, naming the file concerned.\n",
+            prog, prog);
+}
+
+/* ------------------------------------------------------------ messages */
+
+static void msg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* "ndcl-run: PATH: DETAIL", without repeating the path when the library's
+ * message already starts with it (the npy and safetensors readers do). */
+static void file_msg(const char *path, const char *detail)
+{
+    size_t n = strlen(path);
+    if (!detail || !*detail) detail = "failed";
+    if (!strncmp(detail, path, n) && detail[n] == ':')
+        msg("%s", detail);
+    else
+        msg("%s: %s", path, detail);
+}
+
+/* Library statuses that mean the user's arguments or files are at fault;
+ * everything else is the device's or the numbers'. */
+static int exit_code(ndcl_status s)
+{
+    switch (s) {
+    case NDCL_ERR_INVALID_ARG:
+    case NDCL_ERR_IO:
+    case NDCL_ERR_FORMAT: return EXIT_USAGE;
+    default: return EXIT_FAILED;
+    }
+}
+
+/* ------------------------------------------------------------ arguments */
+
+typedef struct options {
+    const char *layer, *input, *output, *save_state, *device;
+    const char *grad_output, *grad_input, *grad_params;
+    ndcl_mode mode;
+} options;
+
+/* The value of option a: the next argument, or the text after "=" in
+ * "--name=value". Returns NULL (message printed) when there is none. */
+static const char *opt_value(int argc, char **argv, int *i, const char *eq)
+{
+    if (eq) return eq + 1;
+    if (*i + 1 >= argc) {
+        msg("%s needs a value (see --help)", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Returns -1 when the arguments are fine, else the exit status. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct {
+        const char *s, *l;
+        size_t off;
+    } value_opts[] = {
+        {"-i", "--input", offsetof(options, input)},
+        {"-o", "--output", offsetof(options, output)},
+        {"-s", "--save-state", offsetof(options, save_state)},
+        {"-d", "--device", offsetof(options, device)},
+        {NULL, "--grad-output", offsetof(options, grad_output)},
+        {NULL, "--grad-input", offsetof(options, grad_input)},
+        {NULL, "--grad-params", offsetof(options, grad_params)},
+    };
+    memset(o, 0, sizeof *o);
+    o->mode = NDCL_EVAL;
+    bool only_files = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_files || a[0] != '-' || !a[1]) {
+            if (o->layer) {
+                msg("more than one layer file (\"%s\" and \"%s\"; see --help)", o->layer, a);
+                return EXIT_USAGE;
+            }
+            o->layer = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            only_files = true;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+            printf("ndcl-run (ndcl) %s\n", ndcl_version_string());
+            return EXIT_OK;
+        }
+        /* "--name=value" is split here so that every option takes both forms. */
+        const char *eq = !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        bool known = false;
+        for (size_t k = 0; k < sizeof value_opts / sizeof *value_opts && !known; k++) {
+            bool is_short = value_opts[k].s && !eq && !strcmp(a, value_opts[k].s);
+            bool is_long = strlen(value_opts[k].l) == len && !strncmp(a, value_opts[k].l, len);
+            if (!is_short && !is_long) continue;
+            known = true;
+            const char *v = opt_value(argc, argv, &i, eq);
+            if (!v) return EXIT_USAGE;
+            if (!*v) {
+                msg("%s needs a non-empty value", value_opts[k].l);
+                return EXIT_USAGE;
+            }
+            *(const char **)((char *)o + value_opts[k].off) = v;
+        }
+        if (known) continue;
+        if (!strcmp(a, "-m") || (len == 6 && !strncmp(a, "--mode", 6))) {
+            const char *v = opt_value(argc, argv, &i, eq);
+            if (!v) return EXIT_USAGE;
+            if (!strcmp(v, "train")) {
+                o->mode = NDCL_TRAIN;
+            } else if (!strcmp(v, "eval")) {
+                o->mode = NDCL_EVAL;
+            } else {
+                msg("--mode \"%s\": must be train or eval", v);
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        msg("unknown option \"%s\" (see --help)", a);
+        return EXIT_USAGE;
+    }
+    if (!o->layer) {
+        msg("no layer file given (usage: %s LAYER.safetensors --input X.npy ...; see --help)",
+            prog);
+        return EXIT_USAGE;
+    }
+    if (!o->input) {
+        msg("no input given (--input X.npy; see --help)");
+        return EXIT_USAGE;
+    }
+    if ((o->grad_input || o->grad_params) && !o->grad_output) {
+        msg("%s needs --grad-output DY.npy (the gradient the backward pass starts from)",
+            o->grad_input ? "--grad-input" : "--grad-params");
+        return EXIT_USAGE;
+    }
+    if (o->grad_output && !o->grad_input && !o->grad_params) {
+        msg("--grad-output needs --grad-input and/or --grad-params (where to write the "
+            "gradients)");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void shape_str(int ndim, const size_t *shape, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int d = 0; d < ndim && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, d ? ", %zu" : "%zu", shape[d]);
+    if (n < size) snprintf(buf + n, size - n, ndim == 1 ? ",)" : ")");
+}
+
+/* An array read from a .npy file. */
+typedef struct host_array {
+    float *data;
+    int ndim;
+    size_t shape[NDCL_MAX_DIMS];
+} host_array;
+
+static int read_npy(const char *path, host_array *a)
+{
+    ndcl_status s = ndcl_npy_read(path, &a->data, &a->ndim, a->shape);
+    if (s != NDCL_SUCCESS) {
+        file_msg(path, ndcl_context_last_error(NULL));
+        return exit_code(s);
+    }
+    if (a->ndim == 0) {
+        file_msg(path, "holds a scalar; the layer needs an array ([N, ...])");
+        return EXIT_USAGE;
+    }
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] == 0) {
+            file_msg(path, "holds an empty array");
+            return EXIT_USAGE;
+        }
+    return EXIT_OK;
+}
+
+/* A device tensor holding the array read from path. */
+static int upload(ndcl_context *ctx, const char *path, const host_array *a, ndcl_tensor **out)
+{
+    ndcl_tensor *t = NULL;
+    size_t count = 1;
+    for (int d = 0; d < a->ndim; d++) count *= a->shape[d];
+    ndcl_status s = ndcl_tensor_create(ctx, a->ndim, a->shape, &t);
+    if (s == NDCL_SUCCESS) s = ndcl_tensor_write(t, a->data, count);
+    if (s != NDCL_SUCCESS) {
+        file_msg(path, ndcl_context_last_error(ctx));
+        ndcl_tensor_destroy(t);
+        return exit_code(s);
+    }
+    *out = t;
+    return EXIT_OK;
+}
+
+/* A tensor's contents and shape on the host, for writing. */
+typedef struct host_tensor {
+    float *data;
+    int ndim;
+    size_t shape[NDCL_MAX_DIMS];
+} host_tensor;
+
+static int download(ndcl_context *ctx, const ndcl_tensor *t, host_tensor *h)
+{
+    size_t count = ndcl_tensor_count(t);
+    h->ndim = ndcl_tensor_ndim(t);
+    for (int d = 0; d < h->ndim; d++) h->shape[d] = ndcl_tensor_dim(t, d);
+    h->data = malloc(count * sizeof *h->data);
+    if (!h->data) {
+        msg("out of host memory (%zu floats)", count);
+        return EXIT_FAILED;
+    }
+    ndcl_status s = ndcl_tensor_read(t, h->data, count);
+    if (s != NDCL_SUCCESS) {
+        msg("reading a result from the device: %s: %s", ndcl_status_string(s),
+            ndcl_context_last_error(ctx));
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+static int write_npy(const char *path, const host_tensor *h)
+{
+    ndcl_status s = ndcl_npy_write(path, h->data, h->ndim, h->shape);
+    if (s != NDCL_SUCCESS) {
+        file_msg(path, ndcl_context_last_error(NULL));
+        return exit_code(s);
+    }
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    rc = EXIT_OK;
+
+    host_array x = {0}, dy = {0};
+    host_tensor hy = {0}, hdx = {0}, hdw = {0}, hdb = {0};
+    ndcl_context *ctx = NULL;
+    ndcl_layer *layer = NULL;
+    ndcl_tensor *tx = NULL, *ty = NULL, *tdy = NULL, *tdx = NULL, *tdw = NULL, *tdb = NULL;
+    ndcl_status s;
+
+    /* The input files are read before a device is touched, so that a bad
+     * file is reported at once and never costs a kernel build. */
+    if ((rc = read_npy(o.input, &x)) != EXIT_OK) goto done;
+    if (o.grad_output && (rc = read_npy(o.grad_output, &dy)) != EXIT_OK) goto done;
+
+    ndcl_context_options co = ndcl_context_options_default();
+    co.spec = o.device;
+    s = ndcl_context_create(&co, &ctx);
+    if (s != NDCL_SUCCESS) {
+        const char *e = ndcl_context_last_error(NULL);
+        if (o.device)
+            msg("device \"%s\": %s", o.device, *e ? e : ndcl_status_string(s));
+        else
+            msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
+        /* A malformed spec is the user's; no matching device is not. */
+        rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+        goto done;
+    }
+
+    s = ndcl_layer_load(ctx, o.layer, &layer);
+    if (s != NDCL_SUCCESS) {
+        file_msg(o.layer, ndcl_context_last_error(ctx));
+        rc = exit_code(s);
+        goto done;
+    }
+    ndcl_layer_kind kind = ndcl_layer_kind_of(layer);
+
+    if ((rc = upload(ctx, o.input, &x, &tx)) != EXIT_OK) goto done;
+    s = ndcl_layer_forward(layer, o.mode, tx, &ty);
+    if (s != NDCL_SUCCESS) {
+        char sh[96];
+        shape_str(x.ndim, x.shape, sh, sizeof sh);
+        /* The layer itself was validated by the loader: a rejected call is
+         * the input's shape. */
+        if (s == NDCL_ERR_INVALID_ARG)
+            msg("%s: an input of shape %s does not fit the layer %s: %s", o.input, sh, o.layer,
+                ndcl_context_last_error(ctx));
+        else
+            msg("forward of %s on %s: %s: %s", o.layer, o.input, ndcl_status_string(s),
+                ndcl_context_last_error(ctx));
+        rc = exit_code(s);
+        goto done;
+    }
+
+    if (o.grad_output) {
+        int yd = ndcl_tensor_ndim(ty);
+        bool same = yd == dy.ndim;
+        for (int d = 0; same && d < yd; d++) same = ndcl_tensor_dim(ty, d) == dy.shape[d];
+        if (!same) {
+            size_t ys[NDCL_MAX_DIMS];
+            for (int d = 0; d < yd; d++) ys[d] = ndcl_tensor_dim(ty, d);
+            char a[96], b[96];
+            shape_str(dy.ndim, dy.shape, a, sizeof a);
+            shape_str(yd, ys, b, sizeof b);
+            msg("%s: shape %s, but the layer's output is %s", o.grad_output, a, b);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((rc = upload(ctx, o.grad_output, &dy, &tdy)) != EXIT_OK) goto done;
+        /* Only the gradients asked for are computed; a layer without bias
+         * (or without parameters) gets NULL where it has nothing. */
+        bool has_bias = false;
+        if (kind == NDCL_LAYER_CONV2D) {
+            ndcl_conv2d_desc d;
+            has_bias = ndcl_layer_conv2d_desc(layer, &d) == NDCL_SUCCESS && d.bias;
+        } else if (kind == NDCL_LAYER_LINEAR) {
+            ndcl_linear_desc d;
+            has_bias = ndcl_layer_linear_desc(layer, &d) == NDCL_SUCCESS && d.bias;
+        }
+        bool params = o.grad_params && kind != NDCL_LAYER_CHANNEL;
+        if (!ndcl_layer_backward) {
+            msg("backward not supported yet: this libndcl has no ndcl_layer_backward");
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        s = ndcl_layer_backward(layer, tdy, o.grad_input ? &tdx : NULL, params ? &tdw : NULL,
+                                params && has_bias ? &tdb : NULL);
+        if (s == NDCL_ERR_UNSUPPORTED) {
+            const char *e = ndcl_context_last_error(ctx);
+            msg("backward not supported yet for %s (%s mode)%s%s", o.layer,
+                o.mode == NDCL_TRAIN ? "train" : "eval", *e ? ": " : "", e);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        if (s != NDCL_SUCCESS) {
+            msg("backward of %s with %s: %s: %s", o.layer, o.grad_output, ndcl_status_string(s),
+                ndcl_context_last_error(ctx));
+            rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+            goto done;
+        }
+    }
+
+    /* The numerical flag of a training step is only known once the queue
+     * is drained; checking before any write keeps a failed step from
+     * leaving files behind. */
+    s = ndcl_finish(ctx);
+    if (s != NDCL_SUCCESS) {
+        if (s == NDCL_ERR_NUMERICAL)
+            msg("%s on %s: NaN or Inf in the batch statistics (running statistics not "
+                "updated); no file written", o.layer, o.input);
+        else
+            msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
+        rc = EXIT_FAILED;
+        goto done;
+    }
+
+    if ((rc = download(ctx, ty, &hy)) != EXIT_OK) goto done;
+    if (tdx && (rc = download(ctx, tdx, &hdx)) != EXIT_OK) goto done;
+    if (tdw && (rc = download(ctx, tdw, &hdw)) != EXIT_OK) goto done;
+    if (tdb && (rc = download(ctx, tdb, &hdb)) != EXIT_OK) goto done;
+
+    if (o.output && (rc = write_npy(o.output, &hy)) != EXIT_OK) goto done;
+    if (o.grad_input && (rc = write_npy(o.grad_input, &hdx)) != EXIT_OK) goto done;
+    if (o.grad_params) {
+        const char *names[2] = {"weight", "bias"};
+        const float *data[2] = {hdw.data, hdb.data};
+        int ndims[2] = {hdw.ndim, hdb.ndim};
+        size_t shapes[2][NDCL_MAX_DIMS];
+        memcpy(shapes[0], hdw.shape, sizeof shapes[0]);
+        memcpy(shapes[1], hdb.shape, sizeof shapes[1]);
+        int n = !tdw ? 0 : tdb ? 2 : 1;
+        s = ndcl_safetensors_write_floats(o.grad_params, n, names, data, ndims,
+                                          (const size_t(*)[NDCL_MAX_DIMS])shapes);
+        if (s != NDCL_SUCCESS) {
+            file_msg(o.grad_params, ndcl_context_last_error(NULL));
+            rc = exit_code(s);
+            goto done;
+        }
+    }
+    if (o.save_state) {
+        s = ndcl_layer_save(layer, o.save_state);
+        if (s != NDCL_SUCCESS) {
+            file_msg(o.save_state, ndcl_context_last_error(ctx));
+            rc = exit_code(s);
+            goto done;
+        }
+    }
+    /* Nothing numerical is enqueued after the check above; this last wait
+     * only makes sure every read and write has completed. */
+    s = ndcl_finish(ctx);
+    if (s != NDCL_SUCCESS) {
+        msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
+        rc = EXIT_FAILED;
+    }
+
+done:
+    ndcl_tensor_destroy(tx);
+    ndcl_tensor_destroy(ty);
+    ndcl_tensor_destroy(tdy);
+    ndcl_tensor_destroy(tdx);
+    ndcl_tensor_destroy(tdw);
+    ndcl_tensor_destroy(tdb);
+    ndcl_layer_destroy(layer);
+    /* Before returning, never from exit handlers: PoCL may still be
+     * compiling in a worker thread (see ndcl_context_destroy). */
+    ndcl_context_destroy(ctx);
+    ndcl_free(x.data);
+    ndcl_free(dy.data);
+    free(hy.data);
+    free(hdx.data);
+    free(hdw.data);
+    free(hdb.data);
+    return rc;
+}
