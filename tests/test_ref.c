@@ -8,53 +8,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-/* Descriptors with the defaults ndcl.h documents, filled here so the suite
- * needs nothing from the device library. */
-static ndcl_conv2d_desc conv_desc(int C, int Cout, int k)
-{
-    ndcl_conv2d_desc d = {0};
-    d.in_channels = C;
-    d.out_channels = Cout;
-    d.kernel_h = d.kernel_w = k;
-    d.stride = 1;
-    d.padding = 0;
-    d.dilation = 1;
-    d.groups = 1;
-    d.bias = 1;
-    d.block = 64;
-    d.sampling_stride = 3;
-    d.eps = 1e-5f;
-    d.n_iter = 5;
-    d.momentum = 0.1f;
-    d.freeze = 0;
-    d.freeze_iter = 100;
-    return d;
-}
-
-static ndcl_linear_desc linear_desc(int F, int Fout)
-{
-    ndcl_linear_desc d = {0};
-    d.in_features = F;
-    d.out_features = Fout;
-    d.bias = 1;
-    d.block = 512;
-    d.eps = 1e-5f;
-    d.n_iter = 5;
-    d.momentum = 0.1f;
-    return d;
-}
-
-static ndcl_channel_desc channel_desc(int block)
-{
-    ndcl_channel_desc d = {0};
-    d.block = block;
-    d.eps = 1e-2f;
-    d.n_iter = 5;
-    d.momentum = 0.1f;
-    d.sampling_stride = 3;
-    return d;
-}
-
 static void fill(double *x, size_t n, unsigned seed, double lo, double hi)
 {
     unsigned st = seed * 2654435761u + 1;
@@ -199,7 +152,7 @@ END_TEST
 
 START_TEST(parameter_sizes_and_init)
 {
-    ndcl_conv2d_desc cd = conv_desc(6, 5, 3);
+    ndcl_conv2d_desc cd = ndcl_conv2d_desc_default(6, 5, 3);
     cd.block = 4; /* 6 % 4 != 0 -> gcd 2 */
     ref_layer *l = ref_layer_conv2d(&cd);
     ck_assert_ptr_nonnull(l);
@@ -214,7 +167,7 @@ START_TEST(parameter_sizes_and_init)
     ck_assert_int_eq(l->counter, 0);
     ref_layer_free(l);
 
-    cd = conv_desc(6, 4, 3);
+    cd = ndcl_conv2d_desc_default(6, 4, 3);
     cd.groups = 2; /* B = C/G = 3, nf = 27, one matrix per group */
     cd.bias = 0;
     l = ref_layer_conv2d(&cd);
@@ -228,14 +181,14 @@ START_TEST(parameter_sizes_and_init)
     ck_assert_double_eq(dist_to_identity(l->running_deconv + 27 * 27, 27), 0);
     ref_layer_free(l);
 
-    cd = conv_desc(3, 2, 1); /* block 64 > C -> 3 */
+    cd = ndcl_conv2d_desc_default(3, 2, 1); /* block 64 > C -> 3 */
     l = ref_layer_conv2d(&cd);
     ck_assert_int_eq(l->block, 3);
     ref_layer_free(l);
     cd.groups = 2; /* 3 % 2 */
     ck_assert_ptr_null(ref_layer_conv2d(&cd));
 
-    ndcl_linear_desc ld = linear_desc(10, 3);
+    ndcl_linear_desc ld = ndcl_linear_desc_default(10, 3);
     ld.block = 4; /* -> gcd 2 */
     ld.bias = 0;
     l = ref_layer_linear(&ld);
@@ -247,7 +200,7 @@ START_TEST(parameter_sizes_and_init)
     ck_assert_double_eq(dist_to_identity(l->running_deconv, 2), 0);
     ref_layer_free(l);
 
-    ndcl_channel_desc chd = channel_desc(3);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(3);
     l = ref_layer_channel(&chd);
     ck_assert_int_eq(l->block, 3);
     ck_assert_uint_eq(l->n_weight, 0);
@@ -263,7 +216,7 @@ END_TEST
 
 START_TEST(output_shapes)
 {
-    ndcl_conv2d_desc cd = conv_desc(4, 7, 3);
+    ndcl_conv2d_desc cd = ndcl_conv2d_desc_default(4, 7, 3);
     cd.stride = 2;
     cd.padding = 1;
     cd.dilation = 2;
@@ -277,14 +230,14 @@ START_TEST(output_shapes)
     ck_assert_uint_eq(y[3], 4);
     ref_layer_free(l);
 
-    ndcl_linear_desc ld = linear_desc(6, 3);
+    ndcl_linear_desc ld = ndcl_linear_desc_default(6, 3);
     l = ref_layer_linear(&ld);
     ref_layer_out_shape(l, 2, (size_t[]){5, 6}, y);
     ck_assert_uint_eq(y[0], 5);
     ck_assert_uint_eq(y[1], 3);
     ref_layer_free(l);
 
-    ndcl_channel_desc chd = channel_desc(2);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(2);
     l = ref_layer_channel(&chd);
     ref_layer_out_shape(l, 4, (size_t[]){2, 5, 3, 4}, y);
     ck_assert(y[0] == 2 && y[1] == 5 && y[2] == 3 && y[3] == 4);
@@ -304,7 +257,7 @@ START_TEST(conv_eval_fresh_is_plain_conv)
     double x[2 * 4 * 6 * 5];
     fill(x, sizeof x / sizeof *x, 11, -1, 1);
     for (int variant = 0; variant < 3; variant++) {
-        ndcl_conv2d_desc cd = conv_desc((int)C, (int)Cout, 3);
+        ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, (int)Cout, 3);
         cd.block = 2;
         cd.padding = 1;
         cd.stride = 2;
@@ -337,7 +290,7 @@ START_TEST(conv_eval_fold_closed_form)
     double x[2 * 6 * 3 * 2], y[2 * 3 * 3 * 2];
     fill(x, sizeof x / sizeof *x, 21, -1, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        ndcl_conv2d_desc cd = conv_desc((int)C, (int)Cout, 1);
+        ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, (int)Cout, 1);
         cd.block = 2;
         cd.bias = with_bias;
         ref_layer *l = ref_layer_conv2d(&cd);
@@ -375,7 +328,7 @@ START_TEST(conv_train_running_mean)
     const size_t N = 2, C = 4, H = 3, W = 5, P = H * W;
     double x[2 * 4 * 3 * 5], y[2 * 1 * 3 * 5];
     fill(x, sizeof x / sizeof *x, 31, 0, 2);
-    ndcl_conv2d_desc cd = conv_desc((int)C, 1, 1);
+    ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, 1, 1);
     cd.block = 2;
     cd.sampling_stride = 2;
     ref_layer *l = ref_layer_conv2d(&cd);
@@ -403,7 +356,7 @@ START_TEST(conv_freeze_counter)
     const size_t N = 1, C = 2, H = 4, W = 4;
     double x[1 * 2 * 4 * 4], y[16], ye[16];
     fill(x, sizeof x / sizeof *x, 41, 0, 3);
-    ndcl_conv2d_desc cd = conv_desc((int)C, 1, 1);
+    ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, 1, 1);
     cd.sampling_stride = 1;
     cd.freeze = 1;
     cd.freeze_iter = 3;
@@ -456,7 +409,7 @@ START_TEST(conv_train_whitens)
         correlated(pix, M, C, 50 + (unsigned)G);
         for (size_t r = 0; r < M; r++) /* pixel rows -> NCHW */
             for (size_t c = 0; c < C; c++) x[((r / P) * C + c) * P + r % P] = pix[r * C + c];
-        ndcl_conv2d_desc cd = conv_desc((int)C, (int)C, 1);
+        ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, (int)C, 1);
         cd.sampling_stride = 1;
         cd.groups = G;
         cd.eps = 1e-7f;
@@ -489,7 +442,7 @@ START_TEST(linear_eval_fold)
     double x[5 * 6], y[5 * 3];
     fill(x, N * F, 61, -1, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        ndcl_linear_desc ld = linear_desc((int)F, (int)Fout);
+        ndcl_linear_desc ld = ndcl_linear_desc_default((int)F, (int)Fout);
         ld.block = 4; /* -> 2: each row is 3 contiguous blocks */
         ld.bias = with_bias;
         ref_layer *l = ref_layer_linear(&ld);
@@ -531,7 +484,7 @@ START_TEST(linear_train_whitens)
     const size_t N = 500, F = 4;
     double *x = malloc(N * F * sizeof *x), *y = malloc(N * F * sizeof *y);
     correlated(x, N, F, 71);
-    ndcl_linear_desc ld = linear_desc((int)F, (int)F); /* block 512 -> 4 */
+    ndcl_linear_desc ld = ndcl_linear_desc_default((int)F, (int)F); /* block 512 -> 4 */
     ld.eps = 1e-7f;
     ld.n_iter = 30;
     ref_layer *l = ref_layer_linear(&ld);
@@ -604,7 +557,7 @@ START_TEST(channel_leftover_and_first_batch)
     double x[3 * 5 * 16], x2[3 * 5 * 16], y[3 * 5 * 16];
     fill(x, n, 81, -1, 3);
     fill(x2, n, 82, 0, 1);
-    ndcl_channel_desc chd = channel_desc(2);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(2);
     ref_layer *l = ref_layer_channel(&chd);
     size_t ys[4];
     ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys);
@@ -663,7 +616,7 @@ START_TEST(channel_eval_before_training_copies)
     double x[2 * 5 * 9], x2[2 * 5 * 9], y[2 * 5 * 9];
     fill(x, n, 91, -2, 2);
     fill(x2, n, 92, 1, 2);
-    ndcl_channel_desc chd = channel_desc(2);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(2);
     ref_layer *l = ref_layer_channel(&chd);
     for (int pass = 0; pass < 2; pass++) {
         const double *in = pass ? x2 : x;
@@ -699,7 +652,7 @@ START_TEST(channel_covariance_is_uncentred)
         mean += x[i] / (double)N;
         sq += x[i] * x[i] / (double)N;
     }
-    ndcl_channel_desc chd = channel_desc(1);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(1);
     ref_layer *l = ref_layer_channel(&chd);
     ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, 1}, y);
     double err = 0;
@@ -722,7 +675,7 @@ START_TEST(channel_2d_whitens_centred_data)
     column_cov(x, N, C, 0, C, mean, cov);
     for (size_t i = 0; i < N; i++)
         for (size_t j = 0; j < C; j++) x[i * C + j] -= mean[j];
-    ndcl_channel_desc chd = channel_desc((int)C);
+    ndcl_channel_desc chd = ndcl_channel_desc_default((int)C);
     chd.eps = 1e-7f;
     chd.n_iter = 30;
     ref_layer *l = ref_layer_channel(&chd);
