@@ -253,6 +253,19 @@ NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X,
                                  float eps, int n_iter, ndcl_tensor **mean,
                                  ndcl_tensor **D);
 
+/* The adjoint of ndcl_whiten: given the gradients of a loss with respect
+ * to its outputs, dmean [n] (NULL: zero) and dD [n, n], *dX [M, n]
+ * receives the gradient with respect to X, through the mean, the
+ * covariance and every Newton-Schulz iteration, as automatic
+ * differentiation of ndcl_whiten's arithmetic computes it (DESIGN.md 2.4;
+ * nothing is assumed symmetric). The forward is recomputed from X, eps and
+ * n_iter, which must be those of the ndcl_whiten call. *dX follows the
+ * output convention and must not be X, dmean or dD. */
+NDCL_API ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X,
+                                          float eps, int n_iter,
+                                          const ndcl_tensor *dmean,
+                                          const ndcl_tensor *dD, ndcl_tensor **dX);
+
 /* ---------------------------------------------------------------- layers */
 
 typedef struct ndcl_layer ndcl_layer;
@@ -393,7 +406,8 @@ NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
  * dx receives dL/dx (x's shape); dweight and dbias receive dL/dweight and
  * dL/dbias (the parameters' shapes) for conv2d and linear layers; any of
  * the three may be NULL when not wanted (channel layers have no
- * parameters: pass NULL). Outputs follow the convention of the primitives.
+ * parameters: pass NULL; for a layer without a bias, dbias is ignored and
+ * *dbias left as it is). Outputs follow the convention of the primitives.
  * The forward keeps what this needs (the input, the patch matrix, the
  * Newton-Schulz iterates, the statistics) until the next forward, this
  * call's success, ndcl_layer_release_saved or ndcl_layer_destroy; a second

@@ -65,6 +65,27 @@ static ndcl_status zero_c(ndcl_context *ctx, float beta, cl_mem c, size_t c_off,
     return NDCL_SUCCESS;
 }
 
+/* CLBlast copies operands whose sizes are not multiples of its tile sizes
+ * into padded temporary buffers, and when creating one fails it throws
+ * from a destructor: std::terminate, the whole process aborts (seen with
+ * SSYRK of a 134M x 4 patch matrix). So an operand whose padded copy (each
+ * dimension rounded up to 128, CLBlast's largest tile) could not be
+ * allocated is refused here as out of memory before CLBlast runs. */
+static ndcl_status temp_fits(ndcl_context *ctx, const char *routine, size_t rows,
+                             size_t cols)
+{
+    const size_t tile = 128;
+    size_t r = (rows + tile - 1) / tile * tile, c = (cols + tile - 1) / tile * tile, bytes;
+    uint64_t cap = ctx->info.max_alloc_bytes;
+    if (cap && (!ndcl_mul_ok(r, c, &bytes) || !ndcl_mul_ok(bytes, sizeof(float), &bytes) ||
+                bytes > cap))
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "CLBlast %s: a padded copy of a %zux%zu operand would exceed the "
+                         "device's largest allocation (%llu bytes)",
+                         routine, rows, cols, (unsigned long long)cap);
+    return NDCL_SUCCESS;
+}
+
 static CLBlastTranspose tr(bool t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
@@ -73,6 +94,9 @@ ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t
                            size_t c_off, size_t ldc)
 {
     if (m == 0 || n == 0) return NDCL_SUCCESS;
+    NDCL_TRY(temp_fits(ctx, "SGEMM", m, k));
+    NDCL_TRY(temp_fits(ctx, "SGEMM", k, n));
+    NDCL_TRY(temp_fits(ctx, "SGEMM", m, n));
     NDCL_TRY(zero_c(ctx, beta, c, c_off, m, ldc));
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
                                        alpha, a, a_off, lda, b, b_off, ldb, beta, c,
@@ -91,6 +115,13 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
         return ndcl_blas_gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                               beta, c, c_off, ldc);
     if (m == 0 || n == 0 || batch == 0) return NDCL_SUCCESS;
+    size_t mk, kn, mn; /* every batch is padded into one temporary */
+    if (!ndcl_mul_ok(m, batch, &mk) || !ndcl_mul_ok(k, batch, &kn) ||
+        !ndcl_mul_ok(m, batch, &mn))
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "SGEMM strided-batched: size overflows");
+    NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", mk, k));
+    NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", kn, n));
+    NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", mn, n));
     if (sc == m * ldc)
         NDCL_TRY(zero_c(ctx, beta, c, c_off, batch * m, ldc));
     else
@@ -106,6 +137,8 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                            size_t c_off, size_t ldc)
 {
     if (n == 0) return NDCL_SUCCESS;
+    NDCL_TRY(temp_fits(ctx, "SSYRK", n, k));
+    NDCL_TRY(temp_fits(ctx, "SSYRK", n, n));
     NDCL_TRY(zero_c(ctx, beta, c, c_off, n, ldc));
     CLBlastStatusCode s = CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper,
                                        tr(trans), n, k, alpha, a, a_off, lda, beta, c,

@@ -1,7 +1,8 @@
 /* channel.c - channel deconvolution (ChannelDeconv): the first c = ⌊C/B⌋·B
  * channels as B rows are whitened with an uncentred covariance of a strided
  * sample; leftover channels are normalised by one scalar mean and
- * variance. The original's quirks are kept (DESIGN.md 2.3). */
+ * variance. The original's quirks are kept (DESIGN.md 2.3). The forward
+ * keeps what channel_backward.c needs. */
 #include "layer.h"
 
 ndcl_channel_desc ndcl_channel_desc_default(int block)
@@ -47,18 +48,24 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
     return NDCL_SUCCESS;
 }
 
-/* Sizes of one forward. */
-typedef struct ch_geom {
-    int N, C, HW, B, c;
-    size_t L;   /* columns of the B whitened rows */
-    int step;   /* sampling step (ss² or 1) */
-    size_t Ls;  /* sampled columns */
-} ch_geom;
+void ndcl_ch_geom_init(const ndcl_layer *l, int ndim, const size_t *shape, ndcl_ch_geom *g)
+{
+    size_t H = ndim == 4 ? shape[2] : 1, W = ndim == 4 ? shape[3] : 1;
+    g->N = (int)shape[0];
+    g->C = (int)shape[1];
+    g->HW = (int)(H * W);
+    g->B = l->channel.block;
+    g->c = g->C / g->B * g->B;
+    g->L = (size_t)(g->c / g->B) * (size_t)g->N * (size_t)g->HW;
+    size_t ss = (size_t)l->channel.sampling_stride;
+    g->step = (ss > 1 && H >= ss && W >= ss) ? (int)(ss * ss) : 1;
+    g->Ls = (g->L + (size_t)g->step - 1) / (size_t)g->step;
+}
 
 /* Normalises the leftover channels C - c by one scalar mean and unbiased
  * variance: of the batch (written to extra[0], extra[1]) or the running
  * buffers. */
-static ndcl_status leftover(ndcl_layer *l, const ch_geom *g, cl_mem x, cl_mem y,
+static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_mem y,
                             bool batch_stats)
 {
     ndcl_context *ctx = l->ctx;
@@ -88,23 +95,15 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_channel_desc *d = &l->channel;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
     NDCL_CHECK_ARG(ctx, x->ndim == 4 || x->ndim == 2,
                    "x must be [N, C, H, W] or [N, C] (has %d dims)", x->ndim);
-    ch_geom g;
-    size_t H = x->ndim == 4 ? x->shape[2] : 1, W = x->ndim == 4 ? x->shape[3] : 1;
     NDCL_CHECK_ARG(ctx, x->shape[1] >= (size_t)d->block,
                    "x has %zu channels, fewer than block=%d", x->shape[1], d->block);
     NDCL_CHECK_ARG(ctx, x->count <= INT32_MAX, "x has %zu elements (at most %d)", x->count,
                    INT32_MAX);
-    g.N = (int)x->shape[0];
-    g.C = (int)x->shape[1];
-    g.HW = (int)(H * W);
-    g.B = d->block;
-    g.c = g.C / g.B * g.B;
-    g.L = (size_t)(g.c / g.B) * (size_t)g.N * (size_t)g.HW;
-    size_t ss = (size_t)d->sampling_stride;
-    g.step = (ss > 1 && H >= ss && W >= ss) ? (int)(ss * ss) : 1;
-    g.Ls = (g.L + (size_t)g.step - 1) / (size_t)g.step;
+    ndcl_ch_geom g;
+    ndcl_ch_geom_init(l, x->ndim, x->shape, &g);
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, x->shape));
 
     size_t B = (size_t)g.B;
@@ -125,6 +124,17 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->extra, 2));
+    bool left = g.c < g.C;
+    if (train) {
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                     ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        /* The leftover channels' backward reads x (a copy: the caller may
+         * change or destroy x before it). */
+        if (left) {
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+        }
+    }
 
     size_t gl[2] = {g.L, B};
     ndcl_arg ga[] = {NDCL_ARG(g.N), NDCL_ARG(g.C), NDCL_ARG(g.HW),
@@ -145,8 +155,16 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
         /* Uncentred: the original takes the sample before centring. */
         NDCL_TRY(ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps,
                           l->cov.mem));
-        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem, NULL));
+        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
+                               l->ns_saved.mem));
         D = l->deconv.mem;
+    } else {
+        /* Evaluation: the backward's dx1 = Dᵀ·dout uses D as it is now. */
+        NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
+        /* Its leftover scale comes from the variance used here: the batch's
+         * (in extra[1]) on the first batch, else the running one. */
+        if (left && !batch_stats)
+            NDCL_TRY(ndcl_buffer_copy(ctx, rv->mem, 0, l->extra.mem, 1, 1));
     }
     int L = (int)g.L;
     ndcl_arg ca[] = {NDCL_ARG(g.B), NDCL_ARG(L), NDCL_ARG(mean), NDCL_ARG(l->X.mem)};
@@ -157,7 +175,6 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
                      NDCL_ARG(g.B), NDCL_ARG(g.c), NDCL_ARG(l->tmp.mem),
                      NDCL_ARG((*y)->mem)};
     NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_scatter", 2, gl, NULL, sc, 7));
-    bool left = g.c < g.C;
     if (left) NDCL_TRY(leftover(l, &g, x->mem, (*y)->mem, batch_stats));
 
     /* Running updates last: a failure above leaves the layer unchanged. */
@@ -176,5 +193,6 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
         NDCL_TRY(ndcl_layer_update_running(l, train ? d->momentum : 0.0f, u, nu));
     }
     if (train) l->counter++;
+    ndcl_layer_save_record(l, mode, train, false, x, *y);
     return NDCL_SUCCESS;
 }

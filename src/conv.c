@@ -1,7 +1,8 @@
 /* conv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
  * original's block clamping, and the forward pass: sampled patches, mean,
  * covariance, Newton-Schulz, weight fold, one convolution, running
- * updates and the freeze counter. */
+ * updates and the freeze counter, keeping what the backward pass
+ * (conv_backward.c) needs. */
 #include <math.h>
 
 #include "layer.h"
@@ -109,7 +110,7 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
 }
 
 /* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
-static ndcl_fold_geom fold_geom(const ndcl_layer *l)
+ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
     const ndcl_conv2d_desc *d = &l->conv;
     size_t C = (size_t)d->in_channels, kk = (size_t)d->kernel_h * (size_t)d->kernel_w;
@@ -138,7 +139,7 @@ static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
     ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->conv.out_channels));
-    ndcl_fold_geom g = fold_geom(l);
+    ndcl_fold_geom g = ndcl_conv_fold_geom(l);
     /* Without a bias the mean correction still applies, from b = 0. */
     return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
                      l->b_fold.mem);
@@ -149,6 +150,7 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_conv2d_desc *d = &l->conv;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
     NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
                    "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
                    x->ndim, x->ndim > 1 ? x->shape[1] : 0);
@@ -175,6 +177,9 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
 
     if (train && !frozen) {
+        /* First: the batch statistics replace the fold's in l->mean and
+         * l->deconv, whatever happens below. */
+        l->fold_valid = false;
         ndcl_patch_geom pg = {.n = cg.n,
                               .c = cg.c,
                               .h = cg.h,
@@ -192,13 +197,19 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg.cols));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, G * nf * nf));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, G * nf * nf));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                     ndcl_isqrt_saved_size(G, nf, d->n_iter)));
+        ndcl_param *w = ndcl_layer_param(l, "weight");
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
         NDCL_TRY(ndcl_im2col_sampled(ctx, &pg, x->mem, l->X.mem));
         NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
         NDCL_TRY(ndcl_center(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
         NDCL_TRY(ndcl_cov(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, d->eps,
                           l->cov.mem));
-        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem, NULL));
-        l->fold_valid = false;
+        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
+                               l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
         NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
@@ -209,11 +220,19 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
     } else {
         if (!l->fold_valid) {
             NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+            /* The statistics W', b' are folded from, for the backward's
+             * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the
+             * running buffers), valid as long as the fold is. */
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
             l->fold_valid = true;
         }
         NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
     }
     if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);
+    ndcl_layer_save_record(l, mode, train && !frozen, frozen && train, x, *y);
     return NDCL_SUCCESS;
 }

@@ -3,6 +3,8 @@
  * fused with the bias. Also its adjoints for the backward pass. */
 #include "conv2d.h"
 
+#include "backward.h"
+
 ndcl_status ndcl_conv_geom_init(ndcl_context *ctx, ndcl_conv_geom *g)
 {
     size_t eh = g->dil * (g->kh - 1) + 1, ew = g->dil * (g->kw - 1) + 1;
@@ -49,4 +51,37 @@ ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem
                        NDCL_ARG(bb), NDCL_ARG(hb), NDCL_ARG(y)};
     size_t global[3] = {g->P, g->cout, g->n};
     return ndcl_launch(ctx, "ndcl_conv_bias_nchw", 3, global, NULL, args, 7);
+}
+
+ndcl_status ndcl_conv_backward_params(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dy,
+                                      cl_mem col, cl_mem dYt, cl_mem db, cl_mem dW)
+{
+    int N = (int)g->n, Co = (int)g->cout, P = (int)g->P;
+    ndcl_arg args[] = {NDCL_ARG(N), NDCL_ARG(Co), NDCL_ARG(P), NDCL_ARG(dy), NDCL_ARG(dYt)};
+    size_t global[3] = {g->P, g->cout, g->n};
+    NDCL_TRY(ndcl_launch(ctx, "ndcl_bw_nchw_rows", 3, global, NULL, args, 5));
+    size_t NP = g->n * g->P, Kg = g->K / g->groups, Cg = g->cout / g->groups;
+    NDCL_TRY(ndcl_strided_sum(ctx, dYt, 0, g->cout, NP, NP, 1, 1.0f, db));
+    if (dW)
+        for (size_t q = 0; q < g->groups; q++)
+            NDCL_TRY(ndcl_blas_gemm(ctx, false, true, Cg, Kg, NP, 1.0f, dYt, q * Cg * NP, NP,
+                                    col, q * Kg * NP, NP, 0.0f, dW, q * Cg * Kg, Kg));
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_conv_backward_data(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem w,
+                                    cl_mem dYt, cl_mem dx, cl_mem dcol)
+{
+    size_t NP = g->n * g->P, Kg = g->K / g->groups, Cg = g->cout / g->groups;
+    for (size_t q = 0; q < g->groups; q++)
+        NDCL_TRY(ndcl_blas_gemm(ctx, true, false, Kg, NP, Cg, 1.0f, w, q * Cg * Kg, Kg, dYt,
+                                q * Cg * NP, NP, 0.0f, dcol, q * Kg * NP, NP));
+    int a[] = {(int)g->n, (int)g->c, (int)g->h, (int)g->w, (int)g->kh, (int)g->kw,
+               (int)g->stride, (int)g->pad, (int)g->dil, (int)g->oh, (int)g->ow};
+    ndcl_arg args[] = {NDCL_ARG(a[0]), NDCL_ARG(a[1]), NDCL_ARG(a[2]),  NDCL_ARG(a[3]),
+                       NDCL_ARG(a[4]), NDCL_ARG(a[5]), NDCL_ARG(a[6]),  NDCL_ARG(a[7]),
+                       NDCL_ARG(a[8]), NDCL_ARG(a[9]), NDCL_ARG(a[10]), NDCL_ARG(dcol),
+                       NDCL_ARG(dx)};
+    size_t global[3] = {g->w, g->h, g->n * g->c};
+    return ndcl_launch(ctx, "ndcl_col2im_full", 3, global, NULL, args, 13);
 }

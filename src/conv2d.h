@@ -25,4 +25,17 @@ ndcl_status ndcl_conv_im2col(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem 
 ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem x,
                               cl_mem w, cl_mem b, cl_mem y, cl_mem col, cl_mem tmp);
 
+/* The parameter side of the convolution's adjoint, given dy (N, Cout, oh,
+ * ow): dYt (Cout x N*P) <- dy re-laid as the forward's GEMM output; db
+ * (Cout) <- its row sums; dW (Cout x K/G, the weight's layout) <-
+ * dYt·colᵀ per group, col as ndcl_conv_forward left it (NULL: not
+ * wanted). */
+ndcl_status ndcl_conv_backward_params(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dy,
+                                      cl_mem col, cl_mem dYt, cl_mem db, cl_mem dW);
+
+/* The input side: dx (N, C, H, W) <- col2im(Wᵀ·dYt) per group; dcol is a
+ * workspace of K*N*P floats. */
+ndcl_status ndcl_conv_backward_data(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem w,
+                                    cl_mem dYt, cl_mem dx, cl_mem dcol);
+
 #endif

@@ -1,6 +1,6 @@
 /* layer.c - what the three layer kinds share: creation and destruction,
  * parameters by state_dict name, counters, the running-statistic update
- * and the forward dispatch. */
+ * and the forward and backward dispatch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +33,7 @@ void ndcl_layer_destroy(ndcl_layer *l)
     ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean,     &l->cov,  &l->deconv,
                          &l->X,      &l->col,    &l->tmp,      &l->ns_saved, &l->extra};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) ndcl_scratch_release(s[i]);
+    ndcl_layer_release_saved(l);
     if (l->bad) clReleaseMemObject(l->bad);
     free(l);
 }
@@ -233,5 +234,105 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
         return s;
     }
     *y = out;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,
+                            const ndcl_tensor *x, const ndcl_tensor *y)
+{
+    ndcl_saved *r = &l->saved;
+    r->mode = mode;
+    r->stats = stats;
+    r->frozen = frozen;
+    r->xdim = x->ndim;
+    r->ydim = y->ndim;
+    memcpy(r->xshape, x->shape, sizeof r->xshape);
+    memcpy(r->yshape, y->shape, sizeof r->yshape);
+    r->valid = true;
+}
+
+void ndcl_layer_release_saved(ndcl_layer *l)
+{
+    if (!l) return;
+    l->saved.valid = false;
+    /* The large buffers only: the forward allocates them again on demand.
+     * The evaluation fold cache (w_fold, b_fold) is not backward state. */
+    ndcl_scratch *s[] = {&l->X, &l->col, &l->tmp, &l->ns_saved, &l->xsave, &l->wsave};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) ndcl_scratch_release(s[i]);
+    for (int i = 0; i < NDCL_BW_SCRATCH; i++) ndcl_scratch_release(&l->bw[i]);
+}
+
+/* An output of the backward pass: *out NULL -> created (and *made set, so
+ * that a later failure destroys it), else checked against the shape and
+ * against the tensors the call reads. */
+static ndcl_status bw_output(ndcl_context *ctx, ndcl_tensor **out, const char *arg,
+                             int ndim, const size_t *shape, const ndcl_tensor *dy,
+                             ndcl_tensor **t, bool *made)
+{
+    *made = false;
+    *t = NULL;
+    if (!out) return NDCL_SUCCESS;
+    if (*out) {
+        NDCL_TRY(ndcl_tensor_check(ctx, *out, arg, ndim, shape));
+        NDCL_CHECK_ARG(ctx, *out != dy, "%s must not be dy", arg);
+        *t = *out;
+        return NDCL_SUCCESS;
+    }
+    NDCL_TRY(ndcl_tensor_create(ctx, ndim, shape, t));
+    *made = true;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **dx,
+                                ndcl_tensor **dweight, ndcl_tensor **dbias)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    const ndcl_saved *r = &l->saved;
+    if (!r->valid)
+        return ndcl_fail(ctx, NDCL_ERR_STATE,
+                         "backward without a forward to differentiate: none since the layer "
+                         "was created, the last backward or ndcl_layer_release_saved (or the "
+                         "last forward failed)");
+    NDCL_CHECK_ARG(ctx, dy != NULL, "dy is NULL");
+    NDCL_CHECK_ARG(ctx, dy->ctx == ctx, "dy belongs to another context");
+    NDCL_TRY(ndcl_tensor_check(ctx, dy, "dy", r->ydim, r->yshape));
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_CHECK_ARG(ctx, l->kind != NDCL_LAYER_CHANNEL || !dweight,
+                   "dweight must be NULL: a channel layer has no parameters");
+    NDCL_CHECK_ARG(ctx, l->kind != NDCL_LAYER_CHANNEL || !dbias,
+                   "dbias must be NULL: a channel layer has no parameters");
+    /* A layer without a bias has no bias gradient: *dbias is left alone. */
+    if (!b) dbias = NULL;
+    NDCL_CHECK_ARG(ctx,
+                   !(dx && *dx && ((dweight && *dx == *dweight) || (dbias && *dx == *dbias))) &&
+                       !(dweight && *dweight && dbias && *dweight == *dbias),
+                   "*dx, *dweight and *dbias must be distinct tensors");
+    ndcl_tensor *tx = NULL, *tw = NULL, *tb = NULL;
+    bool mx = false, mw = false, mb = false;
+    ndcl_status s = bw_output(ctx, dx, "*dx", r->xdim, r->xshape, dy, &tx, &mx);
+    if (s == NDCL_SUCCESS && w)
+        s = bw_output(ctx, dweight, "*dweight", w->ndim, w->shape, dy, &tw, &mw);
+    if (s == NDCL_SUCCESS && b)
+        s = bw_output(ctx, dbias, "*dbias", b->ndim, b->shape, dy, &tb, &mb);
+    if (s == NDCL_SUCCESS) {
+        switch (l->kind) {
+        case NDCL_LAYER_CONV2D: s = ndcl_conv_layer_backward(l, dy, tx, tw, tb); break;
+        case NDCL_LAYER_LINEAR: s = ndcl_linear_layer_backward(l, dy, tx, tw, tb); break;
+        case NDCL_LAYER_CHANNEL: s = ndcl_channel_layer_backward(l, dy, tx); break;
+        }
+    }
+    if (s != NDCL_SUCCESS) {
+        if (mx) ndcl_tensor_destroy(tx);
+        if (mw) ndcl_tensor_destroy(tw);
+        if (mb) ndcl_tensor_destroy(tb);
+        return s;
+    }
+    /* Differentiated once: a second backward needs a new forward. */
+    l->saved.valid = false;
+    if (dx) *dx = tx;
+    if (dweight) *dweight = tw;
+    if (dbias) *dbias = tb;
     return NDCL_SUCCESS;
 }

@@ -18,6 +18,18 @@ typedef struct ndcl_param {
 } ndcl_param;
 
 #define NDCL_MAX_PARAMS 6
+#define NDCL_BW_SCRATCH 10 /* workspaces of one backward pass */
+
+/* The record of the last forward that ndcl_layer_backward needs besides
+ * the buffers it kept (DESIGN.md 2.4). */
+typedef struct ndcl_saved {
+    bool valid;  /* a forward succeeded and no backward or release followed */
+    bool stats;  /* it used batch statistics: the gradient flows through them */
+    ndcl_mode mode;
+    bool frozen; /* conv: a training step on the running statistics */
+    int xdim, ydim;
+    size_t xshape[NDCL_MAX_DIMS], yshape[NDCL_MAX_DIMS];
+} ndcl_saved;
 
 struct ndcl_layer {
     ndcl_context *ctx;
@@ -40,6 +52,14 @@ struct ndcl_layer {
     /* Statistics of the last training forward and workspaces. */
     ndcl_scratch mean, cov, deconv, X, col, tmp, ns_saved, extra;
     cl_mem bad; /* one int: this step's statistics are not finite */
+
+    /* Kept for the backward pass: the forward's record, copies of its
+     * input and weight (the caller may change them in between), and the
+     * backward's own workspaces. The forward's buffers above (X, col,
+     * mean, deconv, ns_saved, extra, w_fold) hold the rest until the next
+     * forward. */
+    ndcl_saved saved;
+    ndcl_scratch xsave, wsave, bw[NDCL_BW_SCRATCH];
 };
 
 /* The parameter called name, or NULL. */
@@ -58,6 +78,35 @@ ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_
                                       ndcl_tensor **y);
 ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
                                        const ndcl_tensor *x, ndcl_tensor **y);
+
+/* Per-kind backward passes of the last forward (saved valid, dy checked
+ * against its output shape); dx, dW, db are NULL when not wanted, else of
+ * x's, the weight's and the bias's shapes. Nothing the layer keeps for
+ * the backward pass is modified, so a failed call can be repeated. */
+ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                                     ndcl_tensor *dW, ndcl_tensor *db);
+ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                                       ndcl_tensor *dW, ndcl_tensor *db);
+ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
+                                        ndcl_tensor *dx);
+
+/* The fold geometries (DESIGN.md 2.1 step 7, 2.2) of a conv2d and of a
+ * linear layer, shared by their forward and backward passes. */
+ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l);
+ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l);
+
+/* Sizes of one channel-layer step on an input of that shape. */
+typedef struct ndcl_ch_geom {
+    int N, C, HW, B, c;
+    size_t L;  /* columns of the B whitened rows */
+    int step;  /* sampling step (ss² or 1) */
+    size_t Ls; /* sampled columns */
+} ndcl_ch_geom;
+void ndcl_ch_geom_init(const ndcl_layer *l, int ndim, const size_t *shape, ndcl_ch_geom *g);
+
+/* Records a successful forward for the backward pass. */
+void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,
+                            const ndcl_tensor *x, const ndcl_tensor *y);
 
 /* Resets bad, checks every stat buffer for non-finite values (raising the
  * context flag), and applies the momentum updates, all on the device:

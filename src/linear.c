@@ -1,6 +1,6 @@
 /* linear.c - the deconvolved linear layer (Delinear): the input viewed as
  * rows of B features is whitened, the whitening folded into W and b, then
- * one GEMM. */
+ * one GEMM; the forward keeps what linear_backward.c needs. */
 #include "layer.h"
 
 ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
@@ -55,15 +55,10 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
     return NDCL_SUCCESS;
 }
 
-/* W' = W·D per row of B, b' = b - Σ (W'·μ) per output; without a bias the
- * correction applies from b = 0, as in the original. */
-static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
+/* W viewed as rows of B contiguous features (DESIGN.md 2.2). */
+ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
 {
-    ndcl_context *ctx = l->ctx;
-    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
     size_t F = (size_t)l->linear.in_features, B = (size_t)l->block;
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->linear.out_features));
     ndcl_fold_geom g = {.outputs = (size_t)l->linear.out_features,
                         .K = F,
                         .R = F / B,
@@ -71,6 +66,18 @@ static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
                         .rs = B,
                         .fs = 1,
                         .batch = 1};
+    return g;
+}
+
+/* W' = W·D per row of B, b' = b - Σ (W'·μ) per output; without a bias the
+ * correction applies from b = 0, as in the original. */
+static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->linear.out_features));
+    ndcl_fold_geom g = ndcl_linear_fold_geom(l);
     return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
                      l->b_fold.mem);
 }
@@ -93,6 +100,7 @@ ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_linear_desc *d = &l->linear;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
     size_t F = (size_t)d->in_features, B = (size_t)l->block;
     NDCL_CHECK_ARG(ctx, x->ndim >= 2 && x->shape[x->ndim - 1] == F,
                    "x must be [..., %d] (last dim is %zu)", d->in_features,
@@ -104,28 +112,48 @@ ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    /* The backward needs x itself (dW' = dyᵀ·x); a copy, since the caller
+     * may change or destroy x before it. */
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
 
     if (mode == NDCL_TRAIN) {
+        /* First: the batch statistics replace the fold's in l->mean and
+         * l->deconv, whatever happens below. */
+        l->fold_valid = false;
         size_t M = x->count / B; /* rows of B features */
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                     ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
         NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count));
         NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, M, B, l->mean.mem));
         NDCL_TRY(ndcl_center(ctx, l->X.mem, M, B, l->mean.mem));
         NDCL_TRY(ndcl_cov(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, d->eps, l->cov.mem));
-        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem, NULL));
-        l->fold_valid = false;
+        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
+                               l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
         ndcl_update u[2] = {{l->mean.mem, rm->mem, B, false, 0},
                             {l->deconv.mem, rd->mem, B * B, false, 0}};
-        return ndcl_layer_update_running(l, d->momentum, u, 2);
+        NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
+    } else {
+        if (!l->fold_valid) {
+            NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+            /* The statistics W', b' are folded from, for the backward
+             * (copies, valid as long as the fold is). */
+            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, B));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
+            l->fold_valid = true;
+        }
+        NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     }
-    if (!l->fold_valid) {
-        NDCL_TRY(fold_into(l, rd->mem, rm->mem));
-        l->fold_valid = true;
-    }
-    return apply(l, x->mem, rows, (*y)->mem);
+    ndcl_layer_save_record(l, mode, mode == NDCL_TRAIN, false, x, *y);
+    return NDCL_SUCCESS;
 }

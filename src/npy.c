@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "npy.h"
 #include "safetensors.h"
 
 static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
@@ -154,9 +155,10 @@ static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
 }
 
 /* Validates a whole file in memory and converts its data to floats. */
-static ndcl_status parse_npy(const char *path, const unsigned char *b, size_t size,
-                             float **data, int *ndim, size_t *shape)
+ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, float **data,
+                           int *ndim, size_t shape[NDCL_MAX_DIMS])
 {
+    const unsigned char *b = bytes;
     if (size < 10 || memcmp(b, magic, sizeof magic) != 0)
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: not a .npy file (bad magic; expected \\x93NUMPY)", path);
@@ -250,7 +252,7 @@ ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
     unsigned char *buf;
     size_t size;
     NDCL_TRY(ndcl_read_file(NULL, path, &buf, &size));
-    ndcl_status s = parse_npy(path, buf, size, data, ndim, shape);
+    ndcl_status s = ndcl_npy_parse(path, buf, size, data, ndim, shape);
     free(buf);
     return s;
 }

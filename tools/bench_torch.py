@@ -103,6 +103,24 @@ def bench_shape(s, runs, warmup, grad):
     return rows
 
 
+def blas_info():
+    """The BLAS torch.mm uses (the Newton-Schulz, covariance and fold
+    products) and its speed here: nn.Conv2d goes through oneDNN instead, so
+    a slow BLAS inflates every ratio. Debian's torch is built with
+    BLAS_INFO=generic: whatever libblas.so.3 is installed (the reference
+    BLAS unless OpenBLAS or BLIS is)."""
+    cfg = torch.__config__.show()
+    info = next((t.split("=", 1)[1] for t in cfg.replace(",", " ").split()
+                 if t.startswith("BLAS_INFO=")), "?")
+    a, b = torch.rand(2048, 576), torch.rand(576, 576)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ b
+    dt = (time.perf_counter() - t0) / 3
+    return info, 2.0 * 2048 * 576 * 576 / dt / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", action="append", choices=sorted(PRESETS))
@@ -121,6 +139,7 @@ def main():
         shapes += [parse_shape(t) for t in PRESETS[p]]
     torch.set_num_threads(a.threads)
 
+    blas, mm_gflops = blas_info()
     rows = []
     for i, s in enumerate(shapes):
         print("[%d/%d] %s" % (i + 1, len(shapes), shape_text(s)), file=sys.stderr, flush=True)
@@ -132,7 +151,9 @@ def main():
           "forward; %d warmup, %d timed runs, interleaved per shape"
           % (torch.__version__, torch.get_num_threads(),
              "autograd recording" if a.grad else "no_grad", a.warmup, a.runs))
-    head = ["suite", "shape", "runs", "cold ms", "min ms", "median", "vs conv"]
+    print("# BLAS_INFO=%s: torch.mm 2048x576x576 at %.1f GFLOPS (nn.Conv2d uses oneDNN)"
+          % (blas, mm_gflops))
+    head = ["suite", "shape", "runs", "cold ms", "min ms", "median ms", "vs conv"]
     cells = [[r["suite"], r["shape"], str(r["runs"]), "%.3f" % r["cold_ms"],
               "%.3f" % r["min_ms"], "%.3f" % r["median_ms"],
               "%.2fx" % r["vs_conv"] if "vs_conv" in r else "-"] for r in rows]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
 # CI=true, after the main build passed): AddressSanitizer +
-# UndefinedBehaviorSanitizer, small work-groups, Oclgrind, and linking an
-# installed copy through pkg-config.
+# UndefinedBehaviorSanitizer, small work-groups, Oclgrind, linking an
+# installed copy through pkg-config, valgrind (memcheck, helgrind) and
+# libFuzzer (tools/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
@@ -42,4 +43,20 @@ PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$pcdir" \
 LD_LIBRARY_PATH="$(dirname "$(find "$dest" -name 'libndcl.so' | head -1)")" "$dest/use"
 echo "prefix $prefix: OK"
 rm -rf "$dest"
+echo "== valgrind memcheck: context, tensor and small layer lifecycles"
+vg="valgrind --suppressions=$PWD/tests/valgrind.supp --error-exitcode=1 --num-callers=30"
+$vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_context
+$vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_tensor
+for c in conv_basic linear_layers; do
+    CK_RUN_CASE=$c $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_layers
+done
+
+echo "== helgrind: two contexts on two threads"
+# PoCL's worker threads, LLVM and CLBlast synchronise in ways helgrind
+# cannot see: their frames are suppressed, ndcl's are not.
+CK_RUN_CASE=threads $vg --tool=helgrind build/tests/test_concurrency
+
+echo "== libFuzzer: safetensors, .npy and layer files (${FUZZ_SECONDS:-60}s each)"
+tools/fuzz.sh
+
 echo "CI extra steps: OK"

@@ -109,12 +109,17 @@ static void usage(FILE *f)
             "The runs of one shape's suites are interleaved round-robin, so that load\n"
             "from other processes hits them alike and ratios stay fair. Inputs and\n"
             "weights are uniform random from a fixed seed.\n"
-            "\n"
+            "\n",
+            prog, prog, N_ITER, LINEAR_BLOCK);
+    /* Two calls: one string literal would pass the 4095 characters C11
+     * compilers must support. */
+    fprintf(f,
             "Columns: cold_ms, min_ms, median_ms; gflops = useful flops / median;\n"
             "gbs = bytes moved / median (im2col only: values written plus input values\n"
             "read; null elsewhere); vs_conv (layer rows) = the row's median / the plain\n"
             "conv's median for the same shape in the same run (measured even when the\n"
-            "conv suite is not listed). Useful flops (DESIGN.md 6), nf = k*k*B:\n"
+            "conv suite is not listed; for layer-backward: the backward alone over the\n"
+            "conv forward). Useful flops (DESIGN.md 6), nf = k*k*B:\n"
             "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
             "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
             "                 mean and centring not counted)\n"
@@ -140,8 +145,7 @@ static void usage(FILE *f)
             "Environment: NDCL_DEVICE (default device), NDCL_CACHE_DIR and NDCL_CACHE\n"
             "(kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
             "\n"
-            "Exit status: 0 success, 1 a device or library error, 2 usage error.\n",
-            prog, prog, N_ITER, LINEAR_BLOCK);
+            "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
 }
 
 /* ------------------------------------------------------------ shapes */
@@ -416,11 +420,11 @@ static bool failed(bench *b, const char *what, ndcl_status s)
     } while (0)
 
 /* A tensor of uniform values in [-scale, scale) (scale 0: uninitialised). */
-static ndcl_status tensor(ndcl_context *ctx, int ndim, const size_t *shape, float scale,
+static ndcl_status tensor(ndcl_context *ctx, int ndim, const size_t *dims, float scale,
                           unsigned seed, ndcl_tensor **out)
 {
     ndcl_tensor *t = NULL;
-    NDCL_TRY(ndcl_tensor_create(ctx, ndim, shape, &t));
+    NDCL_TRY(ndcl_tensor_create(ctx, ndim, dims, &t));
     if (scale != 0) {
         size_t n = ndcl_tensor_count(t);
         float *h = malloc(n * sizeof *h);
@@ -624,7 +628,8 @@ static bool conv_layer(bench *b)
     TRY(b, ndcl_conv2d_create(b->ctx, &d, &b->layer));
     static const char *const names[] = {"weight", "bias"};
     if (!random_params(b, b->layer, names, 2)) return false;
-    return input_x(b, 31) == NDCL_SUCCESS || failed(b, "input", NDCL_ERR_OUT_OF_MEMORY);
+    TRY(b, input_x(b, 31));
+    return true;
 }
 
 /* Allocates and fills what the benchmark needs; sets flops, bytes, note. */
@@ -961,7 +966,7 @@ static void print_table(const row_list *rows)
 {
     enum { NC = 10 };
     static const char *const head[NC] = {"suite",  "shape", "runs",    "cold ms", "min ms",
-                                         "median", "GFLOPS", "GB/s", "vs conv", "note"};
+                                         "median ms", "GFLOPS", "GB/s", "vs conv", "note"};
     /* Left-aligned text columns, right-aligned numbers. */
     static const bool left[NC] = {true, true, false, false, false,
                                   false, false, false, false, true};
@@ -1069,6 +1074,7 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
     }
 
     double conv_median = NAN;
+    size_t first_row = rows->n;
     if (ok) {
         for (int i = 0; i < nb; i++) {
             bench *b = &benches[i];
@@ -1091,9 +1097,8 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
             }
         }
         /* vs_conv once the conv's median is known, whatever the order. */
-        for (size_t i = 0; i < rows->n; i++)
-            if (is_layer_row(rows->v[i].suite) && !strcmp(rows->v[i].shape, s->text) &&
-                isnan(rows->v[i].vs_conv) && conv_median > 0)
+        for (size_t i = first_row; i < rows->n && conv_median > 0; i++)
+            if (is_layer_row(rows->v[i].suite))
                 rows->v[i].vs_conv = rows->v[i].median_ms / conv_median;
     }
     for (int i = 0; i < nb; i++) {

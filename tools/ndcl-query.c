@@ -586,6 +586,110 @@ static void init_layer_cases(void)
 
 #define TOL_LAYER 1e-4
 
+/* A backward check: one training step of the case's layer (from its
+ * initial state), then its backward pass on a random dy, against central
+ * differences of the reference forward (dx, dweight, dbias). */
+static int check_backward(check_run *r, const void *arg)
+{
+    const layer_case *lc = arg;
+    int rc = 0;
+    unsigned st = r->seed;
+    ndcl_layer *L = NULL;
+    ref_layer *R = NULL;
+    ndcl_tensor *x = NULL, *y = NULL, *dy = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
+    float *fx = NULL, *fdy = NULL;
+    double *dx = NULL, *ddy = NULL, *rx = NULL, *rw = NULL, *rb = NULL;
+    size_t yshape[4] = {0};
+    const size_t xcount = shape_count(lc->ndim, lc->shape);
+
+    switch (lc->kind) {
+    case NDCL_LAYER_CONV2D:
+        TRY(ndcl_conv2d_create(r->ctx, &lc->conv, &L));
+        R = ref_layer_conv2d(&lc->conv);
+        break;
+    case NDCL_LAYER_LINEAR:
+        TRY(ndcl_linear_create(r->ctx, &lc->linear, &L));
+        R = ref_layer_linear(&lc->linear);
+        break;
+    default:
+        TRY(ndcl_channel_create(r->ctx, &lc->channel, &L));
+        R = ref_layer_channel(&lc->channel);
+        break;
+    }
+    NEED(R);
+    if (R->weight && (rc = set_random_param(r, L, R->weight, R->n_weight, "weight", &st)))
+        goto done;
+    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st))) goto done;
+    ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
+    const size_t ycount = shape_count(lc->ndim, yshape);
+    fx = malloc(xcount * sizeof *fx);
+    dx = malloc(xcount * sizeof *dx);
+    fdy = malloc(ycount * sizeof *fdy);
+    ddy = malloc(ycount * sizeof *ddy);
+    rx = malloc(xcount * sizeof *rx);
+    rw = malloc((R->n_weight ? R->n_weight : 1) * sizeof *rw);
+    rb = malloc((R->n_bias ? R->n_bias : 1) * sizeof *rb);
+    NEED(fx && dx && fdy && ddy && rx && rw && rb);
+    fill(fx, dx, xcount, &st, -0.5, 1.5);
+    fill(fdy, ddy, ycount, &st, -1, 1);
+    ref_layer_backward_fd(R, lc->mode, dx, lc->ndim, lc->shape, ddy, 1e-4, rx,
+                          R->n_weight ? rw : NULL, R->n_bias ? rb : NULL);
+    TRY(upload(r->ctx, lc->ndim, lc->shape, fx, &x));
+    TRY(upload(r->ctx, lc->ndim, yshape, fdy, &dy));
+    TRY(ndcl_layer_forward(L, lc->mode, x, &y));
+    TRY(ndcl_layer_backward(L, dy, &gx, R->weight ? &gw : NULL, R->bias ? &gb : NULL));
+    TRY(ndcl_finish(r->ctx));
+    r->err = 0;
+    rc = compare(r, "dx", gx, rx, xcount, &r->err);
+    if (rc == 0 && R->weight) rc = compare(r, "dweight", gw, rw, R->n_weight, &r->err);
+    if (rc == 0 && R->bias) rc = compare(r, "dbias", gb, rb, R->n_bias, &r->err);
+done:
+    ndcl_tensor_destroy(x);
+    ndcl_tensor_destroy(y);
+    ndcl_tensor_destroy(dy);
+    ndcl_tensor_destroy(gx);
+    ndcl_tensor_destroy(gw);
+    ndcl_tensor_destroy(gb);
+    ndcl_layer_destroy(L);
+    ref_layer_free(R);
+    free(fx), free(dx), free(fdy), free(ddy), free(rx), free(rw), free(rb);
+    return rc;
+}
+
+/* Small shapes: central differences cost two reference forwards per
+ * input and parameter value. */
+static layer_case conv_backward, linear_backward, channel_backward;
+
+static void init_backward_cases(void)
+{
+    layer_case c = {0};
+    c.kind = NDCL_LAYER_CONV2D;
+    c.conv = conv_desc(8, 4, 3, 1, 1, 4);
+    c.ndim = 4;
+    c.shape[0] = 2, c.shape[1] = 8, c.shape[2] = 6, c.shape[3] = 6;
+    c.mode = NDCL_TRAIN;
+    conv_backward = c;
+
+    layer_case l = {0};
+    l.kind = NDCL_LAYER_LINEAR;
+    l.linear = ndcl_linear_desc_default(12, 5);
+    l.linear.block = 4;
+    l.ndim = 2;
+    l.shape[0] = 16, l.shape[1] = 12;
+    l.mode = NDCL_TRAIN;
+    linear_backward = l;
+
+    layer_case h = {0};
+    h.kind = NDCL_LAYER_CHANNEL;
+    h.channel = ndcl_channel_desc_default(4);
+    h.ndim = 4;
+    h.shape[0] = 3, h.shape[1] = 10, h.shape[2] = 6, h.shape[3] = 6;
+    h.mode = NDCL_TRAIN;
+    channel_backward = h;
+}
+
+#define TOL_BACKWARD 1e-3
+
 /* The self-test, in order. A new check (a backward pass, say) is one line
  * here plus its function. */
 static const check checks[] = {
@@ -602,6 +706,9 @@ static const check checks[] = {
     {"linear eval", check_layer, TOL_LAYER, &linear_eval},
     {"channel train", check_layer, TOL_LAYER, &channel_train},
     {"channel eval", check_layer, TOL_LAYER, &channel_eval},
+    {"conv2d backward", check_backward, TOL_BACKWARD, &conv_backward},
+    {"linear backward", check_backward, TOL_BACKWARD, &linear_backward},
+    {"channel backward", check_backward, TOL_BACKWARD, &channel_backward},
 };
 #define N_CHECKS (sizeof checks / sizeof checks[0])
 
@@ -702,6 +809,7 @@ static bool self_test(ndcl_context *ctx, cJSON *json)
     }
 
     init_layer_cases();
+    init_backward_cases();
     size_t failed = 0;
     for (size_t i = 0; i < N_CHECKS; i++) {
         check_run r;

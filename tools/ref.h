@@ -69,4 +69,15 @@ void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape,
 void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
                        const size_t *xshape, double *y);
 
+/* Central-difference gradients of L = Σ y·dy for one forward step of l in
+ * mode on x, with step h: dx (x's count), dweight, dbias (each NULL when
+ * not wanted or the layer lacks that parameter). Every evaluation starts
+ * from l's state as it is, which stays unchanged. Where the forward is
+ * smooth this is what automatic differentiation (and ndcl_layer_backward)
+ * computes, except a channel layer in eval mode with counter 0, whose
+ * copied batch mean autograd treats as a constant. 2 forwards per value. */
+void ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                           const size_t *xshape, const double *dy, double h, double *dx,
+                           double *dweight, double *dbias);
+
 #endif

@@ -474,3 +474,94 @@ void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
     case NDCL_LAYER_CHANNEL: channel_forward(l, mode, x, ndim, xshape, y); break;
     }
 }
+
+/* ------------------------------------------------------- finite differences */
+
+/* A deep copy of l (parameters, buffers, counter). */
+static ref_layer *layer_clone(const ref_layer *l)
+{
+    ref_layer *c = layer_alloc(l->kind);
+    require(c != NULL, "out of memory");
+    *c = *l;
+    double **slots[] = {&c->weight,        &c->bias,          &c->running_mean,
+                        &c->running_deconv, &c->running_mean1, &c->running_mean2,
+                        &c->running_var};
+    const double *src[] = {l->weight,        l->bias,          l->running_mean,
+                           l->running_deconv, l->running_mean1, l->running_mean2,
+                           l->running_var};
+    size_t n[] = {l->n_weight, l->n_bias, l->n_running_mean, l->n_running_deconv,
+                  l->n_running_mean, 1, 1};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        *slots[i] = NULL;
+        if (!src[i]) continue;
+        *slots[i] = dalloc(n[i]);
+        memcpy(*slots[i], src[i], n[i] * sizeof(double));
+    }
+    return c;
+}
+
+/* Puts l's running buffers and counter back into c (a forward changed them). */
+static void restore_state(ref_layer *c, const ref_layer *l)
+{
+    double *dst[] = {c->running_mean, c->running_deconv, c->running_mean1, c->running_mean2,
+                     c->running_var};
+    const double *src[] = {l->running_mean, l->running_deconv, l->running_mean1,
+                           l->running_mean2, l->running_var};
+    size_t n[] = {l->n_running_mean, l->n_running_deconv, l->n_running_mean, 1, 1};
+    for (size_t i = 0; i < sizeof dst / sizeof dst[0]; i++)
+        if (src[i]) memcpy(dst[i], src[i], n[i] * sizeof(double));
+    c->counter = l->counter;
+}
+
+typedef struct fd_ctx {
+    ref_layer *c;
+    const ref_layer *l;
+    ndcl_mode mode;
+    const double *x, *dy;
+    int ndim;
+    const size_t *xs;
+    double *y;
+    size_t ny;
+} fd_ctx;
+
+static double fd_loss(const fd_ctx *f)
+{
+    restore_state(f->c, f->l);
+    ref_layer_forward(f->c, f->mode, f->x, f->ndim, f->xs, f->y);
+    double s = 0.0;
+    for (size_t i = 0; i < f->ny; i++) s += f->y[i] * f->dy[i];
+    return s;
+}
+
+/* g[i] = (L(v_i + h) - L(v_i - h)) / 2h over the n values v, in place. */
+static void fd_over(const fd_ctx *f, double *v, size_t n, double h, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double keep = v[i];
+        v[i] = keep + h;
+        double up = fd_loss(f);
+        v[i] = keep - h;
+        double down = fd_loss(f);
+        v[i] = keep;
+        g[i] = (up - down) / (2.0 * h);
+    }
+}
+
+void ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                           const size_t *xshape, const double *dy, double h, double *dx,
+                           double *dweight, double *dbias)
+{
+    size_t nx = 1, ny = 1, ys[NDCL_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) nx *= xshape[i];
+    ref_layer_out_shape(l, ndim, xshape, ys);
+    for (int i = 0; i < ndim; i++) ny *= ys[i];
+    double *xc = dalloc(nx), *y = dalloc(ny);
+    memcpy(xc, x, nx * sizeof *xc);
+    fd_ctx f = {layer_clone(l), l, mode, xc, dy, ndim, xshape, y, ny};
+    if (dx) fd_over(&f, xc, nx, h, dx);
+    if (dweight && f.c->weight) fd_over(&f, f.c->weight, l->n_weight, h, dweight);
+    if (dbias && f.c->bias) fd_over(&f, f.c->bias, l->n_bias, h, dbias);
+    ref_layer_free(f.c);
+    free(xc);
+    free(y);
+}

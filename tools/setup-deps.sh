@@ -5,9 +5,10 @@ set -euo pipefail
 
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
                libcjson-dev check meson ninja-build pkg-config gcc python3)
-# Test-only extras: sanitizer runtimes (clang), Oclgrind, PyTorch for the
+# Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
+# Oclgrind, valgrind, PyTorch for the
 # golden data and exporter tests.
-NDCL_TEST_PACKAGES=(clang oclgrind python3-torch python3-numpy valgrind)
+NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind)
 
 ndcl_install() {
     local missing=()

@@ -1,0 +1,234 @@
+/* backward.cl - the element-wise and reduction steps of the backward pass
+ * (DESIGN.md 2.4); the products are CLBlast GEMMs. Every kernel is a
+ * gather (one item writes one element), so no atomics are needed and the
+ * results are deterministic. */
+
+/* t[o][n*P + p] = y[n][o][p]: dy re-laid as Cout x (N*P), the inverse of
+ * ndcl_conv_bias_nchw's move (without the bias). */
+__kernel void ndcl_bw_nchw_rows(const int N, const int Cout, const int P,
+                                __global const float *y, __global float *t)
+{
+    const int p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
+    if (p >= P || o >= Cout || n >= N) return;
+    t[((size_t)o * N + n) * P + p] = y[((size_t)n * Cout + o) * P + p];
+}
+
+/* out[out_off + b] = sum over i < nn of a[a_off + b*nn + i] * c[c_off + b*nn + i]:
+ * the Frobenius inner product of matrix b of two batches, one work-group
+ * per matrix (local size a power of two, acc one float per item). */
+__kernel void ndcl_bw_dot(const int nn, __global const float *a, const int a_off,
+                          __global const float *c, const int c_off, __global float *out,
+                          const int out_off, __local float *acc)
+{
+    const int t = get_local_id(0), wg = get_local_size(0), b = get_group_id(1);
+    __global const float *x = a + a_off + b * nn;
+    __global const float *y = c + c_off + b * nn;
+    float s = 0.0f;
+    for (int i = t; i < nn; i += wg) s += x[i] * y[i];
+    acc[t] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int span = wg / 2; span > 0; span /= 2) {
+        if (t < span) acc[t] += acc[t + span];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0) out[out_off + b] = acc[0];
+}
+
+/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs]: sums of rows (cs = 1) or
+ * of columns (rs = 1), one work-group per sum (local size a power of two,
+ * acc one float per item), in a fixed order (deterministic). */
+__kernel void ndcl_bw_sum(const int n, __global const float *X, const int off,
+                          const int rs, const int cs, const float alpha,
+                          __global float *out, __local float *acc)
+{
+    const int t = get_local_id(0), wg = get_local_size(0), r = get_group_id(1);
+    __global const float *x = X + off + (size_t)r * rs;
+    float s = 0.0f;
+    for (int c = t; c < n; c += wg) s += x[(size_t)c * cs];
+    acc[t] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int span = wg / 2; span > 0; span /= 2) {
+        if (t < span) acc[t] += acc[t + span];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0) out[r] = alpha * acc[0];
+}
+
+/* dZ[b] = dD[b] / sqrt(norm[b]): the gradient of the last Newton-Schulz
+ * iterate, from D = Z_n / sqrt(a). */
+__kernel void ndcl_bw_ns_start(const int n, const int batch, __global const float *dD,
+                               __global const float *norm, __global float *dZ)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (i >= n || j >= n || b >= batch) return;
+    const int e = (b * n + i) * n + j;
+    dZ[e] = dD[e] / sqrt(norm[b]);
+}
+
+/* dA = dY0 / a + da * Y0 (dY0 at dy0_off, Y0 at y0_off of saved) with
+ * da = -(s1/2 + s2) / a, where s1[b] = <dD, D> (D = Z_n a^-1/2) and
+ * s2[b] = <dY0, Y0> (Y0 = A / a), both at s: s1 in s[0 .. batch), s2 in
+ * s[batch .. 2 batch). Y0 stands for A / a, since a = ||A||_F gives
+ * dA += da * A / a. */
+__kernel void ndcl_bw_ns_final(const int n, const int batch, __global const float *dY0,
+                               const int dy0_off, __global const float *saved,
+                               const int y0_off, __global const float *s,
+                               __global float *dA)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (i >= n || j >= n || b >= batch) return;
+    const int e = (b * n + i) * n + j;
+    const float a = saved[b]; /* the norms lead the saved area */
+    const float da = -(0.5f * s[b] + s[batch + b]) / a;
+    dA[e] = dY0[dy0_off + e] / a + da * saved[y0_off + e];
+}
+
+/* S[b] = (G[b] + G[b]ᵀ) * scale for batch n x n matrices (out of place):
+ * the gradient of a product XᵀX reaches X through both factors. */
+__kernel void ndcl_bw_sym(const int n, const int batch, const float scale,
+                          __global const float *G, __global float *S)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (i >= n || j >= n || b >= batch) return;
+    const int base = b * n * n;
+    S[base + i * n + j] = (G[base + i * n + j] + G[base + j * n + i]) * scale;
+}
+
+/* dWb[row][f] -= db[row / R] * mean[(row / m) * nf + f]: the bias
+ * correction b' = b - Σ_r (W'·μ)[o, r] seen from W' (m block rows per
+ * whitening matrix, R per output). */
+__kernel void ndcl_bw_fold_bias(const int rows, const int R, const int m, const int nf,
+                                __global const float *db, __global const float *mean,
+                                __global float *dWb)
+{
+    const int f = get_global_id(0), row = get_global_id(1);
+    if (f >= nf || row >= rows) return;
+    dWb[(size_t)row * nf + f] -= db[row / R] * mean[(row / m) * nf + f];
+}
+
+/* dmean[g*nf + f] = -Σ over the m block rows of batch g of db[row / R] *
+ * Wb[row][f]: the same correction seen from μ. One item per (f, g), looping
+ * over the rows in order (deterministic). */
+__kernel void ndcl_bw_fold_mean(const int batch, const int m, const int R, const int nf,
+                                __global const float *db, __global const float *Wb,
+                                __global float *dmean)
+{
+    const int f = get_global_id(0), g = get_global_id(1);
+    if (f >= nf || g >= batch) return;
+    float s = 0.0f;
+    for (int r = g * m; r < (g + 1) * m; r++) s += db[r / R] * Wb[(size_t)r * nf + f];
+    dmean[g * nf + f] = -s;
+}
+
+/* dx[n][c][y][x] += the sum of dX over every element of the sampled patch
+ * matrix that ndcl_im2col_sampled copied from that pixel: its adjoint, as
+ * a gather over the kernel taps (no atomics). Arguments as the forward's;
+ * oh = 0 selects the 1x1 path (pixel p*step of the (n, h, w) order). */
+__kernel void ndcl_im2col_sampled_adj(const int n_img, const int cols, const int blocks,
+                                      const int c_in, const int h, const int w,
+                                      const int kh, const int kw, const int pad,
+                                      const int dil, const int stride, const int oh,
+                                      const int ow, const int step,
+                                      __global const float *dX, __global float *dx)
+{
+    const int xx = get_global_id(0), yy = get_global_id(1), nc = get_global_id(2);
+    if (xx >= w || yy >= h || nc >= n_img * c_in) return;
+    const int n = nc / c_in, c = nc - n * c_in;
+    float s = 0.0f;
+    if (oh == 0) {
+        const int pix = (n * h + yy) * w + xx;
+        if (pix % step == 0) {
+            const int p = pix / step, f = c / blocks, g = c - f * blocks;
+            s = dX[(size_t)(p * blocks + g) * cols + f];
+        }
+    } else {
+        for (int i = 0; i < kh; i++) {
+            const int ty = yy + pad - i * dil;
+            if (ty < 0 || ty % stride) continue;
+            const int oy = ty / stride;
+            if (oy >= oh) continue;
+            for (int j = 0; j < kw; j++) {
+                const int tx = xx + pad - j * dil;
+                if (tx < 0 || tx % stride) continue;
+                const int ox = tx / stride;
+                if (ox >= ow) continue;
+                const int p = (n * oh + oy) * ow + ox, q = (c * kh + i) * kw + j;
+                const int f = q / blocks, g = q - f * blocks;
+                s += dX[(size_t)(p * blocks + g) * cols + f];
+            }
+        }
+    }
+    dx[(((size_t)n * c_in + c) * h + yy) * w + xx] += s;
+}
+
+/* dx1[r][j*step] += dxs[j][r]: the adjoint of ndcl_ch_sample. */
+__kernel void ndcl_ch_sample_adj(const int B, const int L, const int step,
+                                 __global const float *dxs, __global float *dx1)
+{
+    const int r = get_global_id(0), j = get_global_id(1);
+    const int Ls = (L + step - 1) / step;
+    if (r >= B || j >= Ls) return;
+    dx1[(size_t)r * L + (size_t)j * step] += dxs[(size_t)j * B + r];
+}
+
+/* One work-group over every leftover value: sums[0] = Σ dy, sums[1] =
+ * Σ dy * (x - mean), mean at stats[0]; a tree in local memory as in
+ * ndcl_ch_left_stats (local size a power of two). */
+__kernel void ndcl_ch_left_bw_sums(const int N, const int C, const int HW, const int c,
+                                   __global const float *stats, __global const float *x,
+                                   __global const float *dy, __global float *sums,
+                                   __local float *part)
+{
+    const int lid = get_local_id(0), wg = get_local_size(0);
+    const int Lr = (C - c) * HW, total = N * Lr;
+    const float mean = stats[0];
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int i = lid; i < total; i += wg) {
+        const int n = i / Lr, k = i - n * Lr;
+        const size_t at = ((size_t)n * C + c) * HW + k;
+        s1 += dy[at];
+        s2 += dy[at] * (x[at] - mean);
+    }
+    part[lid] = s1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = wg / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) sums[0] = part[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    part[lid] = s2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = wg / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) sums[1] = part[0];
+}
+
+/* dx of the leftover channels, y = (x - m) / sqrt(v + eps) with m, v at
+ * stats[0], stats[1]. In training (train = 1) m and v are the kept
+ * values' mean and unbiased variance, so every kept value (each step-th of
+ * a sample's (C-c)*HW values) also receives dm / K + dv * 2 (x - m) / (K - 1),
+ * dm = -Σdy / s, dv = -Σdy (x - m) / (2 s³), s = sqrt(v + eps), K the
+ * number of kept values; sums from ndcl_ch_left_bw_sums. */
+__kernel void ndcl_ch_left_bw(const int N, const int C, const int HW, const int c,
+                              const int step, const float eps, const int train,
+                              __global const float *stats, __global const float *sums,
+                              __global const float *x, __global const float *dy,
+                              __global float *dx)
+{
+    const int i = get_global_id(0);
+    const int Lr = (C - c) * HW;
+    if (i >= N * Lr) return;
+    const int n = i / Lr, k = i - n * Lr;
+    const size_t at = ((size_t)n * C + c) * HW + k;
+    const float s = sqrt(stats[1] + eps);
+    float g = dy[at] / s;
+    if (train && k % step == 0) {
+        const float K = (float)(N * ((Lr + step - 1) / step));
+        const float dm = -sums[0] / s, dv = -0.5f * sums[1] / (s * s * s);
+        g += dm / K + dv * 2.0f * (x[at] - stats[0]) / (K - 1.0f);
+    }
+    dx[at] = g;
+}
