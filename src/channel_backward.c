@@ -7,7 +7,7 @@
 #include "layer.h"
 
 /* Workspaces of one call, in the layer's bw scratches. */
-enum { DOUT, DX1, DD, DCOV, DMEAN, DXS, SUMS, N_BUF };
+enum { DX1, DD, DCOV, DMEAN, DXS, SUMS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "channel backward needs more workspaces");
 
 ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
@@ -22,7 +22,6 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     const bool stats = r->stats, left = g.c < g.C;
     const size_t B = (size_t)g.B, L = g.L;
     const size_t need[N_BUF] = {
-        [DOUT] = B * L,
         [DX1] = B * L,
         [DD] = stats ? B * B : 0,
         [DCOV] = stats ? B * B : 0,
@@ -37,23 +36,25 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
             m[i] = l->bw[i].mem;
         }
 
-    /* dout: dy's first c channels as the B rows of the forward. */
+    /* dout: dy's first c channels as the B rows of the forward, where its
+     * output rows were (l->tmp, B x L, not needed by the backward). */
+    cl_mem dout = l->tmp.mem;
     const size_t gl[2] = {L, B};
     {
-        const ndcl_arg args[] = {NDCL_ARG(g.N),    NDCL_ARG(g.C), NDCL_ARG(g.HW),
-                                 NDCL_ARG(g.B),    NDCL_ARG(g.c), NDCL_ARG(dy->mem),
-                                 NDCL_ARG(m[DOUT])};
+        const ndcl_arg args[] = {NDCL_ARG(g.N), NDCL_ARG(g.C), NDCL_ARG(g.HW),
+                                 NDCL_ARG(g.B), NDCL_ARG(g.c), NDCL_ARG(dy->mem),
+                                 NDCL_ARG(dout)};
         NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, args, 7));
     }
     /* out = D·x1c: dx1c = Dᵀ·dout (D the batch's or the running one, as
      * the forward used it). */
-    NDCL_TRY(ndcl_blas_gemm(ctx, true, false, B, L, B, 1.0f, l->deconv.mem, 0, B, m[DOUT],
-                            0, L, 0.0f, m[DX1], 0, L));
+    NDCL_TRY(ndcl_blas_gemm(ctx, true, false, B, L, B, 1.0f, l->deconv.mem, 0, B, dout, 0,
+                            L, 0.0f, m[DX1], 0, L));
     if (stats) {
         /* dD = dout·x1cᵀ (x1c kept centred in l->X); x1c = x1 - μ1 gives
          * dμ1 = -Σ_cols dx1c. */
-        NDCL_TRY(ndcl_blas_gemm(ctx, false, true, B, B, L, 1.0f, m[DOUT], 0, L, l->X.mem, 0,
-                                L, 0.0f, m[DD], 0, B));
+        NDCL_TRY(ndcl_blas_gemm(ctx, false, true, B, B, L, 1.0f, dout, 0, L, l->X.mem, 0, L,
+                                0.0f, m[DD], 0, B));
         NDCL_TRY(ndcl_strided_sum(ctx, m[DX1], 0, B, L, L, 1, -1.0f, m[DMEAN]));
         /* D = isqrt(x_sᵀx_s/Ls + eps I), μ1 = mean of x_s (uncentred
          * covariance): both reach the sampled columns of x1. */

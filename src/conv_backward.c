@@ -6,7 +6,7 @@
 #include "layer.h"
 
 /* Workspaces of one call, in the layer's bw scratches. */
-enum { DYT, DCOL, DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
+enum { DCOL, DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "conv backward needs more workspaces");
 
 ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
@@ -49,7 +49,6 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
         NDCL_TRY(ndcl_patch_geom_init(ctx, &pg));
     }
     const size_t need[N_BUF] = {
-        [DYT] = cg.cout * NP,
         [DCOL] = dx ? cg.K * NP : 0,
         [DWP] = need_dwp ? w->count : 0,
         [DBP] = cg.cout,
@@ -65,12 +64,14 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
             m[i] = l->bw[i].mem;
         }
 
+    /* dy re-laid as Cout x N*P goes where the forward's GEMM output was
+     * (l->tmp, of that size and not needed by the backward). */
+    cl_mem dYt = l->tmp.mem;
+
     /* The convolution y = conv(x, W') + b'. */
-    NDCL_TRY(
-        ndcl_conv_backward_params(ctx, &cg, dy->mem, l->col.mem, m[DYT], m[DBP], m[DWP]));
+    NDCL_TRY(ndcl_conv_backward_params(ctx, &cg, dy->mem, l->col.mem, dYt, m[DBP], m[DWP]));
     if (dx)
-        NDCL_TRY(
-            ndcl_conv_backward_data(ctx, &cg, l->w_fold.mem, m[DYT], dx->mem, m[DCOL]));
+        NDCL_TRY(ndcl_conv_backward_data(ctx, &cg, l->w_fold.mem, dYt, dx->mem, m[DCOL]));
 
     /* The fold W' = Wr·D, b' = b - Σ W'·μ (μ, D: the batch's or the
      * running statistics the forward used). */
