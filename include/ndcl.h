@@ -102,21 +102,20 @@ typedef struct ndcl_device_info {
  * 0). is_default marks the device the default rule picks (NDCL_DEVICE
  * honoured). No platform at all gives NDCL_ERR_NO_DEVICE with *count = 0.
  * The message is in ndcl_context_last_error(NULL). */
-NDCL_API ndcl_status ndcl_devices_list(ndcl_device_info *out, size_t cap,
-                                       size_t *count);
+NDCL_API ndcl_status ndcl_devices_list(ndcl_device_info *out, size_t cap, size_t *count);
 
 /* How to choose a device. Fields left at their defaults do not constrain.
  * Precedence: platform/device indices, then type and name, then spec, then
  * the NDCL_DEVICE environment variable, then the first GPU, then the first
  * device. */
 typedef struct ndcl_context_options {
-    int platform_index;          /* -1: any */
-    int device_index;            /* -1: any (index within the platform) */
-    ndcl_device_type type;       /* NDCL_DEVICE_ANY: any */
-    const char *name;            /* case-insensitive substring, or NULL */
-    const char *spec;            /* "P:D" or a name substring, as NDCL_DEVICE;
-                                    NULL: none */
-    int ignore_env;              /* nonzero: do not read NDCL_DEVICE */
+    int platform_index;    /* -1: any */
+    int device_index;      /* -1: any (index within the platform) */
+    ndcl_device_type type; /* NDCL_DEVICE_ANY: any */
+    const char *name;      /* case-insensitive substring, or NULL */
+    const char *spec;      /* "P:D" or a name substring, as NDCL_DEVICE;
+                              NULL: none */
+    int ignore_env;        /* nonzero: do not read NDCL_DEVICE */
 } ndcl_context_options;
 
 /* Options that constrain nothing. */
@@ -142,8 +141,7 @@ NDCL_API void ndcl_context_destroy(ndcl_context *ctx);
 NDCL_API const char *ndcl_context_last_error(const ndcl_context *ctx);
 
 /* The context's device. */
-NDCL_API ndcl_status ndcl_context_device(const ndcl_context *ctx,
-                                         ndcl_device_info *out);
+NDCL_API ndcl_status ndcl_context_device(const ndcl_context *ctx, ndcl_device_info *out);
 
 /* Waits until everything enqueued on the context has finished, then
  * reports a pending numerical flag raised by a training forward
@@ -152,17 +150,16 @@ NDCL_API ndcl_status ndcl_finish(ndcl_context *ctx);
 
 /* How the context's kernels were obtained. */
 typedef struct ndcl_build_info {
-    int built;          /* 1 once the kernels are ready */
-    int from_cache;     /* 1 if the on-disk binary cache served them */
-    double build_ms;    /* wall time to obtain the program */
+    int built;            /* 1 once the kernels are ready */
+    int from_cache;       /* 1 if the on-disk binary cache served them */
+    double build_ms;      /* wall time to obtain the program */
     char cache_path[512]; /* cache file used, or "" when caching is off */
 } ndcl_build_info;
 
 /* Builds (or loads from the cache) every ndcl kernel now instead of on
  * first use, and reports how. Build errors give NDCL_ERR_BUILD with the
  * build log in the last-error message. */
-NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx,
-                                        ndcl_build_info *out);
+NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out);
 
 /* --------------------------------------------------------------- tensors */
 
@@ -172,8 +169,7 @@ typedef struct ndcl_tensor ndcl_tensor;
 
 /* Allocates an uninitialised tensor. Every dimension must be >= 1 and the
  * element count must not overflow. */
-NDCL_API ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim,
-                                        const size_t *shape,
+NDCL_API ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
                                         ndcl_tensor **out);
 
 /* Releases the tensor (and its buffer unless it was wrapped). */
@@ -181,13 +177,11 @@ NDCL_API void ndcl_tensor_destroy(ndcl_tensor *t);
 
 /* Copies count floats from host memory; count must equal the element
  * count. Blocking. */
-NDCL_API ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src,
-                                       size_t count);
+NDCL_API ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src, size_t count);
 
 /* Copies the tensor to host memory; count must equal the element count.
  * Blocking (waits for the work that produces the tensor). */
-NDCL_API ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst,
-                                      size_t count);
+NDCL_API ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst, size_t count);
 
 /* Shape queries; they never fail (0 for a NULL tensor or a bad index). */
 NDCL_API int ndcl_tensor_ndim(const ndcl_tensor *t);
@@ -197,19 +191,16 @@ NDCL_API ndcl_context *ndcl_tensor_context(const ndcl_tensor *t);
 
 /* Changes the shape without moving data; the element count must stay the
  * same. */
-NDCL_API ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim,
-                                         const size_t *shape);
+NDCL_API ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t *shape);
 
 /* --------------------------------------------------------------- matrices */
 
 /* C = alpha * op(A) * op(B) + beta * C for 2-D tensors in row-major order
  * (op = transpose when the flag is nonzero); a device SGEMM through
  * CLBlast. Shapes are checked. */
-NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b,
-                               float alpha, const ndcl_tensor *a,
-                               const ndcl_tensor *b, float beta,
+NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
+                               const ndcl_tensor *a, const ndcl_tensor *b, float beta,
                                ndcl_tensor *c);
-
 
 /* ------------------------------------------------------------ primitives
  *
@@ -224,7 +215,7 @@ typedef struct ndcl_patch_desc {
     int padding, dilation;
     int stride; /* the sampling stride S (sampling_stride * conv stride) */
     int groups;
-    int block;  /* requested block; clamped as the layer clamps it */
+    int block; /* requested block; clamped as the layer clamps it */
 } ndcl_patch_desc;
 
 /* x [N, C, H, W] -> the sampled patch matrix [rows, cols]: for groups = 1,
@@ -237,21 +228,20 @@ NDCL_API ndcl_status ndcl_patches(ndcl_context *ctx, const ndcl_tensor *x,
  * [groups, n, n]: cov_g = Xc_gᵀ·Xc_g / M + eps·I, where Xc = X - mean when
  * centered is nonzero and X itself (mean still returned) when it is zero.
  * mean may be NULL when not wanted. X is not modified. */
-NDCL_API ndcl_status ndcl_covariance(ndcl_context *ctx, const ndcl_tensor *X,
-                                     int groups, float eps, int centered,
-                                     ndcl_tensor **mean, ndcl_tensor **cov);
+NDCL_API ndcl_status ndcl_covariance(ndcl_context *ctx, const ndcl_tensor *X, int groups,
+                                     float eps, int centered, ndcl_tensor **mean,
+                                     ndcl_tensor **cov);
 
 /* A [n, n] or [G, n, n] symmetric positive definite -> D ≈ A^-1/2 by
  * n_iter coupled Newton-Schulz iterations with Frobenius-norm scaling. */
-NDCL_API ndcl_status ndcl_isqrt(ndcl_context *ctx, const ndcl_tensor *A,
-                                int n_iter, ndcl_tensor **D);
+NDCL_API ndcl_status ndcl_isqrt(ndcl_context *ctx, const ndcl_tensor *A, int n_iter,
+                                ndcl_tensor **D);
 
 /* The whitening of any data matrix X [M, n] (rows are samples): its mean
  * [n] and D = (Xcᵀ·Xc / M + eps·I)^-1/2 [n, n], so that (X - mean)·D has
  * (approximately) identity covariance. */
-NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X,
-                                 float eps, int n_iter, ndcl_tensor **mean,
-                                 ndcl_tensor **D);
+NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X, float eps,
+                                 int n_iter, ndcl_tensor **mean, ndcl_tensor **D);
 
 /* The adjoint of ndcl_whiten: given the gradients of a loss with respect
  * to its outputs, dmean [n] (NULL: zero) and dD [n, n], *dX [M, n]
@@ -262,8 +252,7 @@ NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X,
  * n_iter, which must be those of the ndcl_whiten call. *dX follows the
  * output convention and must not be X, dmean or dD. */
 NDCL_API ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X,
-                                          float eps, int n_iter,
-                                          const ndcl_tensor *dmean,
+                                          float eps, int n_iter, const ndcl_tensor *dmean,
                                           const ndcl_tensor *dD, ndcl_tensor **dX);
 
 /* ---------------------------------------------------------------- layers */
@@ -271,9 +260,9 @@ NDCL_API ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *
 typedef struct ndcl_layer ndcl_layer;
 
 typedef enum ndcl_layer_kind {
-    NDCL_LAYER_CONV2D = 1,  /* FastDeconv */
-    NDCL_LAYER_LINEAR = 2,  /* Delinear */
-    NDCL_LAYER_CHANNEL = 3  /* ChannelDeconv */
+    NDCL_LAYER_CONV2D = 1, /* FastDeconv */
+    NDCL_LAYER_LINEAR = 2, /* Delinear */
+    NDCL_LAYER_CHANNEL = 3 /* ChannelDeconv */
 } ndcl_layer_kind;
 
 typedef enum ndcl_mode {
@@ -298,8 +287,7 @@ typedef struct ndcl_conv2d_desc {
     int freeze;
     int freeze_iter;
 } ndcl_conv2d_desc;
-NDCL_API ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels,
-                                                   int out_channels,
+NDCL_API ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
                                                    int kernel_size);
 
 /* A deconvolved linear layer. Defaults: bias 1, block 512, eps 1e-5,
@@ -312,8 +300,7 @@ typedef struct ndcl_linear_desc {
     int n_iter;
     float momentum;
 } ndcl_linear_desc;
-NDCL_API ndcl_linear_desc ndcl_linear_desc_default(int in_features,
-                                                   int out_features);
+NDCL_API ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features);
 
 /* Channel deconvolution. Defaults: eps 1e-2, n_iter 5, momentum 0.1,
  * sampling_stride 3. */
@@ -331,14 +318,11 @@ NDCL_API ndcl_channel_desc ndcl_channel_desc_default(int block);
  * running_deconv identity, running_var one, counters zero. The block is
  * clamped as the original clamps it (see ndcl_layer_block). Every field is
  * validated: NDCL_ERR_INVALID_ARG names the first bad one. */
-NDCL_API ndcl_status ndcl_conv2d_create(ndcl_context *ctx,
-                                        const ndcl_conv2d_desc *desc,
+NDCL_API ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *desc,
                                         ndcl_layer **out);
-NDCL_API ndcl_status ndcl_linear_create(ndcl_context *ctx,
-                                        const ndcl_linear_desc *desc,
+NDCL_API ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *desc,
                                         ndcl_layer **out);
-NDCL_API ndcl_status ndcl_channel_create(ndcl_context *ctx,
-                                         const ndcl_channel_desc *desc,
+NDCL_API ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *desc,
                                          ndcl_layer **out);
 
 /* Releases the layer and everything it keeps (including saved forward
@@ -352,10 +336,8 @@ NDCL_API ndcl_context *ndcl_layer_context(const ndcl_layer *layer);
 
 /* The creation descriptor, with the block as given (not clamped). Each
  * fails with NDCL_ERR_INVALID_ARG for a layer of another kind. */
-NDCL_API ndcl_status ndcl_layer_conv2d_desc(const ndcl_layer *layer,
-                                            ndcl_conv2d_desc *out);
-NDCL_API ndcl_status ndcl_layer_linear_desc(const ndcl_layer *layer,
-                                            ndcl_linear_desc *out);
+NDCL_API ndcl_status ndcl_layer_conv2d_desc(const ndcl_layer *layer, ndcl_conv2d_desc *out);
+NDCL_API ndcl_status ndcl_layer_linear_desc(const ndcl_layer *layer, ndcl_linear_desc *out);
 NDCL_API ndcl_status ndcl_layer_channel_desc(const ndcl_layer *layer,
                                              ndcl_channel_desc *out);
 
@@ -368,20 +350,17 @@ NDCL_API ndcl_status ndcl_layer_channel_desc(const ndcl_layer *layer,
  * count floats (the element count exactly) from or to host memory. Setting
  * any of them invalidates the cached evaluation weights. An unknown name
  * is NDCL_ERR_INVALID_ARG. */
-NDCL_API ndcl_status ndcl_layer_param_shape(const ndcl_layer *layer,
-                                            const char *name, int *ndim,
-                                            size_t shape[NDCL_MAX_DIMS]);
+NDCL_API ndcl_status ndcl_layer_param_shape(const ndcl_layer *layer, const char *name,
+                                            int *ndim, size_t shape[NDCL_MAX_DIMS]);
 NDCL_API ndcl_status ndcl_layer_set_param(ndcl_layer *layer, const char *name,
                                           const float *data, size_t count);
-NDCL_API ndcl_status ndcl_layer_get_param(const ndcl_layer *layer,
-                                          const char *name, float *data,
-                                          size_t count);
+NDCL_API ndcl_status ndcl_layer_get_param(const ndcl_layer *layer, const char *name,
+                                          float *data, size_t count);
 
 /* The step counter: the freeze counter of a conv2d layer, or
  * num_batches_tracked of a channel layer (linear layers have none:
  * NDCL_ERR_INVALID_ARG). */
-NDCL_API ndcl_status ndcl_layer_get_counter(const ndcl_layer *layer,
-                                            int64_t *out);
+NDCL_API ndcl_status ndcl_layer_get_counter(const ndcl_layer *layer, int64_t *out);
 NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
 
 /* One forward step on x: conv2d x [N, C, H, W] -> [N, Cout, Ho, Wo];
@@ -456,8 +435,7 @@ NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
  * NDCL_ERR_FORMAT with a message naming the file, the tensor or key and
  * the problem; a file that cannot be read is NDCL_ERR_IO. On failure no
  * layer is created. */
-NDCL_API ndcl_status ndcl_layer_load(ndcl_context *ctx, const char *path,
-                                     ndcl_layer **out);
+NDCL_API ndcl_status ndcl_layer_load(ndcl_context *ctx, const char *path, ndcl_layer **out);
 
 /* As ndcl_layer_load, from a whole file held in memory (size bytes). */
 NDCL_API ndcl_status ndcl_layer_load_memory(ndcl_context *ctx, const void *data,
@@ -491,26 +469,26 @@ NDCL_API ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
 
 /* Writes a C-order '<f4' array of ndim (0 to NDCL_MAX_DIMS) dimensions as
  * a version 1.0 .npy file. Messages in ndcl_context_last_error(NULL). */
-NDCL_API ndcl_status ndcl_npy_write(const char *path, const float *data,
-                                    int ndim, const size_t *shape);
+NDCL_API ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
+                                    const size_t *shape);
 
 /* Writes n float32 tensors to a safetensors file (no metadata): tensor i
  * is called names[i] (distinct, not "__metadata__") and holds data[i] with
  * ndims[i] (0 to NDCL_MAX_DIMS) dimensions shapes[i]. For tools writing
  * gradient files. Messages in ndcl_context_last_error(NULL). */
-NDCL_API ndcl_status ndcl_safetensors_write_floats(
-    const char *path, int n, const char *const *names,
-    const float *const *data, const int *ndims,
-    const size_t (*shapes)[NDCL_MAX_DIMS]);
+NDCL_API ndcl_status ndcl_safetensors_write_floats(const char *path, int n,
+                                                   const char *const *names,
+                                                   const float *const *data,
+                                                   const int *ndims,
+                                                   const size_t (*shapes)[NDCL_MAX_DIMS]);
 
 /* Reads the tensor called name from a safetensors file, converted to
  * float: *data is a new array (release with ndcl_free), *ndim and
  * shape[0 .. *ndim-1] its shape. A missing name or a tensor of more than
  * NDCL_MAX_DIMS dimensions is NDCL_ERR_FORMAT. Messages in
  * ndcl_context_last_error(NULL). */
-NDCL_API ndcl_status ndcl_safetensors_read_float(const char *path,
-                                                 const char *name, float **data,
-                                                 int *ndim,
+NDCL_API ndcl_status ndcl_safetensors_read_float(const char *path, const char *name,
+                                                 float **data, int *ndim,
                                                  size_t shape[NDCL_MAX_DIMS]);
 
 #ifdef __cplusplus

@@ -19,8 +19,7 @@ extern "C" {
 /* Creates an ndcl context over the caller's context, device and queue.
  * The queue must belong to the context and device and be in-order. The
  * three objects are retained and released again by ndcl_context_destroy. */
-NDCL_API ndcl_status ndcl_context_create_from_cl(cl_context context,
-                                                 cl_device_id device,
+NDCL_API ndcl_status ndcl_context_create_from_cl(cl_context context, cl_device_id device,
                                                  cl_command_queue queue,
                                                  ndcl_context **out);
 
@@ -32,9 +31,8 @@ NDCL_API cl_command_queue ndcl_context_cl_queue(const ndcl_context *ctx);
 /* Wraps a caller's buffer as a tensor of the given shape. The buffer must
  * belong to ctx's OpenCL context and hold at least the tensor's bytes. It
  * is retained, and released by ndcl_tensor_destroy. */
-NDCL_API ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer,
-                                      int ndim, const size_t *shape,
-                                      ndcl_tensor **out);
+NDCL_API ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer, int ndim,
+                                      const size_t *shape, ndcl_tensor **out);
 
 /* The tensor's buffer (not retained for the caller). */
 NDCL_API cl_mem ndcl_tensor_cl_mem(const ndcl_tensor *t);

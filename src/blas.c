@@ -36,12 +36,12 @@ static ndcl_status check(ndcl_context *ctx, CLBlastStatusCode s, const char *rou
     if (s == CLBlastSuccess) return NDCL_SUCCESS;
     if (s > -1000) {
         ndcl_fail_cl(ctx, routine, (cl_int)s);
-        ndcl_status mapped = (s == CLBlastTempBufferAllocFailure ||
-                              s == CLBlastOpenCLOutOfHostMemory)
-                                 ? NDCL_ERR_OUT_OF_MEMORY
-                                 : NDCL_ERR_BLAS;
-        return ndcl_fail(ctx, mapped, "CLBlast %s (m=%zu n=%zu k=%zu): %s (%d)", routine,
-                         m, n, k, ndcl_cl_error_name((cl_int)s), (int)s);
+        ndcl_status mapped =
+            (s == CLBlastTempBufferAllocFailure || s == CLBlastOpenCLOutOfHostMemory)
+                ? NDCL_ERR_OUT_OF_MEMORY
+                : NDCL_ERR_BLAS;
+        return ndcl_fail(ctx, mapped, "CLBlast %s (m=%zu n=%zu k=%zu): %s (%d)", routine, m,
+                         n, k, ndcl_cl_error_name((cl_int)s), (int)s);
     }
     const char *name = clblast_name(s);
     return ndcl_fail(ctx, NDCL_ERR_BLAS, "CLBlast %s (m=%zu n=%zu k=%zu): %s (%d)", routine,
@@ -58,9 +58,9 @@ static ndcl_status zero_c(ndcl_context *ctx, float beta, cl_mem c, size_t c_off,
 {
     if (beta != 0.0f) return NDCL_SUCCESS;
     float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(ctx->queue, c, &zero, sizeof zero,
-                                     c_off * sizeof(float), rows * ldc * sizeof(float), 0,
-                                     NULL, NULL);
+    cl_int err =
+        clEnqueueFillBuffer(ctx->queue, c, &zero, sizeof zero, c_off * sizeof(float),
+                            rows * ldc * sizeof(float), 0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(C)", err);
     return NDCL_SUCCESS;
 }
@@ -86,7 +86,10 @@ static ndcl_status temp_fits(ndcl_context *ctx, const char *routine, size_t rows
     return NDCL_SUCCESS;
 }
 
-static CLBlastTranspose tr(bool t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
+static CLBlastTranspose tr(bool t)
+{
+    return t ? CLBlastTransposeYes : CLBlastTransposeNo;
+}
 
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
                            size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
@@ -98,18 +101,17 @@ ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t
     NDCL_TRY(temp_fits(ctx, "SGEMM", k, n));
     NDCL_TRY(temp_fits(ctx, "SGEMM", m, n));
     NDCL_TRY(zero_c(ctx, beta, c, c_off, m, ldc));
-    CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
-                                       alpha, a, a_off, lda, b, b_off, ldb, beta, c,
-                                       c_off, ldc, &ctx->queue, NULL);
+    CLBlastStatusCode s =
+        CLBlastSgemm(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, a_off, lda,
+                     b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue, NULL);
     return check(ctx, s, "SGEMM", m, n, k);
 }
 
-ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m,
-                                   size_t n, size_t k, float alpha, cl_mem a,
-                                   size_t a_off, size_t lda, size_t sa, cl_mem b,
-                                   size_t b_off, size_t ldb, size_t sb, float beta,
-                                   cl_mem c, size_t c_off, size_t ldc, size_t sc,
-                                   size_t batch)
+ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
+                                   size_t k, float alpha, cl_mem a, size_t a_off,
+                                   size_t lda, size_t sa, cl_mem b, size_t b_off,
+                                   size_t ldb, size_t sb, float beta, cl_mem c,
+                                   size_t c_off, size_t ldc, size_t sc, size_t batch)
 {
     if (batch == 1)
         return ndcl_blas_gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
@@ -118,14 +120,16 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
     size_t mk, kn, mn; /* every batch is padded into one temporary */
     if (!ndcl_mul_ok(m, batch, &mk) || !ndcl_mul_ok(k, batch, &kn) ||
         !ndcl_mul_ok(m, batch, &mn))
-        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "SGEMM strided-batched: size overflows");
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "SGEMM strided-batched: size overflows");
     NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", mk, k));
     NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", kn, n));
     NDCL_TRY(temp_fits(ctx, "SGEMM strided-batched", mn, n));
     if (sc == m * ldc)
         NDCL_TRY(zero_c(ctx, beta, c, c_off, batch * m, ldc));
     else
-        for (size_t i = 0; i < batch; i++) NDCL_TRY(zero_c(ctx, beta, c, c_off + i * sc, m, ldc));
+        for (size_t i = 0; i < batch; i++)
+            NDCL_TRY(zero_c(ctx, beta, c, c_off + i * sc, m, ldc));
     CLBlastStatusCode s = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, a_off, lda, sa, b, b_off,
         ldb, sb, beta, c, c_off, ldc, sc, batch, &ctx->queue, NULL);
@@ -140,9 +144,9 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
     NDCL_TRY(temp_fits(ctx, "SSYRK", n, k));
     NDCL_TRY(temp_fits(ctx, "SSYRK", n, n));
     NDCL_TRY(zero_c(ctx, beta, c, c_off, n, ldc));
-    CLBlastStatusCode s = CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper,
-                                       tr(trans), n, k, alpha, a, a_off, lda, beta, c,
-                                       c_off, ldc, &ctx->queue, NULL);
+    CLBlastStatusCode s =
+        CLBlastSsyrk(CLBlastLayoutRowMajor, CLBlastTriangleUpper, tr(trans), n, k, alpha, a,
+                     a_off, lda, beta, c, c_off, ldc, &ctx->queue, NULL);
     return check(ctx, s, "SSYRK", n, n, k);
 }
 

@@ -23,8 +23,9 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));
-    NDCL_CHECK_ARG(ctx, d->block <= 16384, "block=%d: a %dx%d whitening matrix is too large",
-                   d->block, d->block, d->block);
+    NDCL_CHECK_ARG(ctx, d->block <= 16384,
+                   "block=%d: a %dx%d whitening matrix is too large", d->block, d->block,
+                   d->block);
     NDCL_CHECK_ARG(ctx, d->sampling_stride >= 1 && d->sampling_stride <= 46340,
                    "sampling_stride=%d (must be 1..46340)", d->sampling_stride);
     ndcl_layer *l;
@@ -75,8 +76,9 @@ static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_m
     if (batch_stats) {
         size_t wg;
         NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_stats", 256, sizeof(float), &wg));
-        ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),    NDCL_ARG(g->HW),
-                           NDCL_ARG(g->c),         NDCL_ARG(g->step), NDCL_ARG(x),
+        ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),
+                           NDCL_ARG(g->HW),        NDCL_ARG(g->c),
+                           NDCL_ARG(g->step),      NDCL_ARG(x),
                            NDCL_ARG(l->extra.mem), NDCL_LOCAL(wg * sizeof(float))};
         NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_left_stats", 1, &wg, &wg, args, 8));
         mean = var = l->extra.mem;
@@ -90,8 +92,8 @@ static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_m
     return ndcl_launch(ctx, "ndcl_ch_left_apply", 1, &n, NULL, args, 11);
 }
 
-ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
-                                       const ndcl_tensor *x, ndcl_tensor **y)
+ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                                       ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_channel_desc *d = &l->channel;
@@ -126,8 +128,8 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->extra, 2));
     bool left = g.c < g.C;
     if (train) {
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
-                                     ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        NDCL_TRY(
+            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
         /* The leftover channels' backward reads x (a copy: the caller may
          * change or destroy x before it). */
         if (left) {
@@ -137,9 +139,8 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
     }
 
     size_t gl[2] = {g.L, B};
-    ndcl_arg ga[] = {NDCL_ARG(g.N), NDCL_ARG(g.C), NDCL_ARG(g.HW),
-                     NDCL_ARG(g.B), NDCL_ARG(g.c), NDCL_ARG(x->mem),
-                     NDCL_ARG(l->X.mem)};
+    ndcl_arg ga[] = {NDCL_ARG(g.N), NDCL_ARG(g.C),    NDCL_ARG(g.HW),    NDCL_ARG(g.B),
+                     NDCL_ARG(g.c), NDCL_ARG(x->mem), NDCL_ARG(l->X.mem)};
     NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, ga, 7));
     cl_mem mean = rm1->mem, D = rd->mem;
     if (batch_stats) {
@@ -153,8 +154,8 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
     }
     if (train) {
         /* Uncentred: the original takes the sample before centring. */
-        NDCL_TRY(ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps,
-                          l->cov.mem));
+        NDCL_TRY(
+            ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps, l->cov.mem));
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         D = l->deconv.mem;
@@ -171,9 +172,8 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
     NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_center_rows", 2, gl, NULL, ca, 4));
     NDCL_TRY(ndcl_blas_gemm(ctx, false, false, B, g.L, B, 1.0f, D, 0, B, l->X.mem, 0, g.L,
                             0.0f, l->tmp.mem, 0, g.L));
-    ndcl_arg sc[] = {NDCL_ARG(g.N), NDCL_ARG(g.C), NDCL_ARG(g.HW),
-                     NDCL_ARG(g.B), NDCL_ARG(g.c), NDCL_ARG(l->tmp.mem),
-                     NDCL_ARG((*y)->mem)};
+    ndcl_arg sc[] = {NDCL_ARG(g.N), NDCL_ARG(g.C),        NDCL_ARG(g.HW),     NDCL_ARG(g.B),
+                     NDCL_ARG(g.c), NDCL_ARG(l->tmp.mem), NDCL_ARG((*y)->mem)};
     NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_scatter", 2, gl, NULL, sc, 7));
     if (left) NDCL_TRY(leftover(l, &g, x->mem, (*y)->mem, batch_stats));
 

@@ -19,16 +19,14 @@ typedef struct found_device {
     char name[128];
 } found_device;
 
-static void get_str(cl_device_id dev, cl_device_info what, char *buf,
-                    size_t size)
+static void get_str(cl_device_id dev, cl_device_info what, char *buf, size_t size)
 {
     buf[0] = '\0';
     if (clGetDeviceInfo(dev, what, size, buf, NULL) != CL_SUCCESS) buf[0] = '\0';
     buf[size - 1] = '\0';
 }
 
-static void get_pstr(cl_platform_id p, cl_platform_info what, char *buf,
-                     size_t size)
+static void get_pstr(cl_platform_id p, cl_platform_info what, char *buf, size_t size)
 {
     buf[0] = '\0';
     if (clGetPlatformInfo(p, what, size, buf, NULL) != CL_SUCCESS) buf[0] = '\0';
@@ -68,8 +66,7 @@ static ndcl_status enumerate(found_device *out, int *count)
         }
     }
     if (*count == 0)
-        return ndcl_fail(NULL, NDCL_ERR_NO_DEVICE,
-                         "OpenCL platforms found, but no device");
+        return ndcl_fail(NULL, NDCL_ERR_NO_DEVICE, "OpenCL platforms found, but no device");
     return NDCL_SUCCESS;
 }
 
@@ -118,8 +115,7 @@ static ndcl_status match_spec(const found_device *devs, int n, const char *spec,
                               const char *where, int *pick)
 {
     int p, d;
-    if (spec[0] == '\0')
-        return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "%s is empty", where);
+    if (spec[0] == '\0') return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "%s is empty", where);
     if (parse_index_spec(spec, &p, &d)) {
         for (int i = 0; i < n; i++)
             if (devs[i].p == p && devs[i].d == d) {
@@ -127,16 +123,16 @@ static ndcl_status match_spec(const found_device *devs, int n, const char *spec,
                 return NDCL_SUCCESS;
             }
         return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG,
-                         "%s=\"%s\": no device %d:%d (%d device(s) found)",
-                         where, spec, p, d, n);
+                         "%s=\"%s\": no device %d:%d (%d device(s) found)", where, spec, p,
+                         d, n);
     }
     for (int i = 0; i < n; i++)
         if (contains_nocase(devs[i].name, spec)) {
             *pick = i;
             return NDCL_SUCCESS;
         }
-    return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG,
-                     "%s=\"%s\": no device name contains it", where, spec);
+    return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "%s=\"%s\": no device name contains it",
+                     where, spec);
 }
 
 /* Applies the selection rule of ndcl_context_options. */
@@ -204,8 +200,7 @@ static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di,
     info->device_index = di;
     get_pstr(p, CL_PLATFORM_NAME, info->platform_name, sizeof info->platform_name);
     get_pstr(p, CL_PLATFORM_VENDOR, info->platform_vendor, sizeof info->platform_vendor);
-    get_pstr(p, CL_PLATFORM_VERSION, info->platform_version,
-             sizeof info->platform_version);
+    get_pstr(p, CL_PLATFORM_VERSION, info->platform_version, sizeof info->platform_version);
     get_str(d, CL_DEVICE_NAME, info->name, sizeof info->name);
     get_str(d, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
     get_str(d, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
@@ -231,7 +226,8 @@ static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di,
     if (clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ul, &ul, NULL) == CL_SUCCESS)
         info->local_mem_bytes = ul;
     ul = 0;
-    if (clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ul, &ul, NULL) == CL_SUCCESS)
+    if (clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ul, &ul, NULL) ==
+        CL_SUCCESS)
         info->max_alloc_bytes = ul;
     if (clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof sz, &sz, NULL) ==
         CL_SUCCESS)
@@ -276,8 +272,7 @@ ndcl_status ndcl_devices_list(ndcl_device_info *out, size_t cap, size_t *count)
 /* Allocates the struct and the device-side flag common to both ways of
  * creating a context; takes over the retained OpenCL objects. */
 static ndcl_status finish_create(cl_platform_id p, cl_device_id d, cl_context c,
-                                 cl_command_queue q, int pi, int di,
-                                 ndcl_context **out)
+                                 cl_command_queue q, int pi, int di, ndcl_context **out)
 {
     ndcl_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
@@ -292,21 +287,19 @@ static ndcl_status finish_create(cl_platform_id p, cl_device_id d, cl_context c,
     fill_info(p, d, pi, di, &ctx->info);
     cl_int err;
     cl_int zero = 0;
-    ctx->flag = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                               sizeof zero, &zero, &err);
+    ctx->flag = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof zero,
+                               &zero, &err);
     if (err != CL_SUCCESS) {
         ndcl_status s = ndcl_fail_cl(NULL, "clCreateBuffer(flag)", err);
         ndcl_context_destroy(ctx);
         return s;
     }
-    ndcl_trace("context on %d:%d %s (%s)", pi, di, ctx->info.name,
-               ctx->info.platform_name);
+    ndcl_trace("context on %d:%d %s (%s)", pi, di, ctx->info.name, ctx->info.platform_name);
     *out = ctx;
     return NDCL_SUCCESS;
 }
 
-ndcl_status ndcl_context_create(const ndcl_context_options *options,
-                                ndcl_context **out)
+ndcl_status ndcl_context_create(const ndcl_context_options *options, ndcl_context **out)
 {
     ndcl_clear_error(NULL);
     if (!out) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "out is NULL");
@@ -354,8 +347,8 @@ ndcl_status ndcl_context_create_from_cl(cl_context context, cl_device_id device,
     if (!out) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "out is NULL");
     if (!context || !device || !queue)
         return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG,
-                         "context=%p device=%p queue=%p: none may be NULL",
-                         (void *)context, (void *)device, (void *)queue);
+                         "context=%p device=%p queue=%p: none may be NULL", (void *)context,
+                         (void *)device, (void *)queue);
     cl_context qc = NULL;
     cl_device_id qd = NULL;
     cl_command_queue_properties qp = 0;
@@ -384,7 +377,8 @@ void ndcl_context_destroy(ndcl_context *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
-    for (int i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].kernel);
+    for (int i = 0; i < ctx->n_kernels; i++)
+        clReleaseKernel(ctx->kernels[i].kernel);
     if (ctx->program) clReleaseProgram(ctx->program);
     if (ctx->flag) clReleaseMemObject(ctx->flag);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
@@ -404,13 +398,13 @@ ndcl_status ndcl_finish(ndcl_context *ctx)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
     cl_int flag = 0;
-    cl_int err = clEnqueueReadBuffer(ctx->queue, ctx->flag, CL_TRUE, 0, sizeof flag,
-                                     &flag, 0, NULL, NULL);
+    cl_int err = clEnqueueReadBuffer(ctx->queue, ctx->flag, CL_TRUE, 0, sizeof flag, &flag,
+                                     0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueReadBuffer(flag)", err);
     if (flag != 0) {
         cl_int zero = 0;
-        err = clEnqueueWriteBuffer(ctx->queue, ctx->flag, CL_TRUE, 0, sizeof zero,
-                                   &zero, 0, NULL, NULL);
+        err = clEnqueueWriteBuffer(ctx->queue, ctx->flag, CL_TRUE, 0, sizeof zero, &zero, 0,
+                                   NULL, NULL);
         if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueWriteBuffer(flag)", err);
         return ndcl_fail(ctx, NDCL_ERR_NUMERICAL,
                          "a training forward met a non-finite statistic; the running "

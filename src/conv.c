@@ -79,7 +79,8 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
         B = ndcl_gcd(B, C);
     if (d->groups > 1) B = C / d->groups;
     size_t kk = (size_t)d->kernel_h * (size_t)d->kernel_w, nf = kk * (size_t)B, t;
-    NDCL_CHECK_ARG(ctx, ndcl_mul_ok(nf, nf, &t) && ndcl_mul_ok(t, (size_t)d->groups, &t) &&
+    NDCL_CHECK_ARG(ctx,
+                   ndcl_mul_ok(nf, nf, &t) && ndcl_mul_ok(t, (size_t)d->groups, &t) &&
                        t <= ((size_t)1 << 31),
                    "kernel %dx%d with block %d gives %zu features: too many", d->kernel_h,
                    d->kernel_w, B, nf);

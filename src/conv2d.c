@@ -18,7 +18,8 @@ ndcl_status ndcl_conv_geom_init(ndcl_context *ctx, ndcl_conv_geom *g)
     size_t cols, t;
     NDCL_CHECK_ARG(ctx,
                    ndcl_mul_ok(g->n, g->P, &cols) && ndcl_mul_ok(cols, g->K, &t) &&
-                       ndcl_mul_ok(cols, g->cout, &t) && cols <= INT32_MAX && t <= SIZE_MAX / 4,
+                       ndcl_mul_ok(cols, g->cout, &t) && cols <= INT32_MAX &&
+                       t <= SIZE_MAX / 4,
                    "convolution of %zu samples x %zu positions is too large", g->n, g->P);
     return NDCL_SUCCESS;
 }
@@ -26,7 +27,7 @@ ndcl_status ndcl_conv_geom_init(ndcl_context *ctx, ndcl_conv_geom *g)
 ndcl_status ndcl_conv_im2col(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem x,
                              cl_mem col)
 {
-    int a[] = {(int)g->n, (int)g->c, (int)g->h, (int)g->w, (int)g->kh, (int)g->kw,
+    int a[] = {(int)g->n,      (int)g->c,   (int)g->h,   (int)g->w,  (int)g->kh, (int)g->kw,
                (int)g->stride, (int)g->pad, (int)g->dil, (int)g->oh, (int)g->ow};
     ndcl_arg args[] = {NDCL_ARG(a[0]), NDCL_ARG(a[1]), NDCL_ARG(a[2]),  NDCL_ARG(a[3]),
                        NDCL_ARG(a[4]), NDCL_ARG(a[5]), NDCL_ARG(a[6]),  NDCL_ARG(a[7]),
@@ -43,8 +44,8 @@ ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem
     size_t NP = g->n * g->P, Kg = g->K / g->groups, Cg = g->cout / g->groups;
     /* tmp (Cout x NP) = W (Cout x K, block-diagonal by group) · col (K x NP). */
     for (size_t q = 0; q < g->groups; q++)
-        NDCL_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, w, q * Cg * Kg, Kg, col,
-                                q * Kg * NP, NP, 0.0f, tmp, q * Cg * NP, NP));
+        NDCL_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, w, q * Cg * Kg, Kg,
+                                col, q * Kg * NP, NP, 0.0f, tmp, q * Cg * NP, NP));
     int N = (int)g->n, Co = (int)g->cout, P = (int)g->P, hb = b != NULL;
     cl_mem bb = b ? b : tmp; /* any valid buffer: unused without a bias */
     ndcl_arg args[] = {NDCL_ARG(N),  NDCL_ARG(Co), NDCL_ARG(P), NDCL_ARG(tmp),
@@ -64,8 +65,8 @@ ndcl_status ndcl_conv_backward_params(ndcl_context *ctx, const ndcl_conv_geom *g
     NDCL_TRY(ndcl_strided_sum(ctx, dYt, 0, g->cout, NP, NP, 1, 1.0f, db));
     if (dW)
         for (size_t q = 0; q < g->groups; q++)
-            NDCL_TRY(ndcl_blas_gemm(ctx, false, true, Cg, Kg, NP, 1.0f, dYt, q * Cg * NP, NP,
-                                    col, q * Kg * NP, NP, 0.0f, dW, q * Cg * Kg, Kg));
+            NDCL_TRY(ndcl_blas_gemm(ctx, false, true, Cg, Kg, NP, 1.0f, dYt, q * Cg * NP,
+                                    NP, col, q * Kg * NP, NP, 0.0f, dW, q * Cg * Kg, Kg));
     return NDCL_SUCCESS;
 }
 
@@ -76,7 +77,7 @@ ndcl_status ndcl_conv_backward_data(ndcl_context *ctx, const ndcl_conv_geom *g, 
     for (size_t q = 0; q < g->groups; q++)
         NDCL_TRY(ndcl_blas_gemm(ctx, true, false, Kg, NP, Cg, 1.0f, w, q * Cg * Kg, Kg, dYt,
                                 q * Cg * NP, NP, 0.0f, dcol, q * Kg * NP, NP));
-    int a[] = {(int)g->n, (int)g->c, (int)g->h, (int)g->w, (int)g->kh, (int)g->kw,
+    int a[] = {(int)g->n,      (int)g->c,   (int)g->h,   (int)g->w,  (int)g->kh, (int)g->kw,
                (int)g->stride, (int)g->pad, (int)g->dil, (int)g->oh, (int)g->ow};
     ndcl_arg args[] = {NDCL_ARG(a[0]), NDCL_ARG(a[1]), NDCL_ARG(a[2]),  NDCL_ARG(a[3]),
                        NDCL_ARG(a[4]), NDCL_ARG(a[5]), NDCL_ARG(a[6]),  NDCL_ARG(a[7]),

@@ -43,7 +43,6 @@ struct ndcl_context {
     char last_error[NDCL_ERRMSG_SIZE];
 };
 
-
 struct ndcl_tensor {
     ndcl_context *ctx;
     cl_mem mem;
@@ -58,8 +57,7 @@ struct ndcl_tensor {
 /* Records a message on ctx (or on the thread's context-less slot when ctx
  * is NULL) and returns status, so that failures read
  * `return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG, "...", ...);`. */
-ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt,
-                      ...)
+ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -84,16 +82,16 @@ void ndcl_trace(const char *fmt, ...)
     ;
 
 /* Evaluate an expression returning ndcl_status and return early on error. */
-#define NDCL_TRY(expr)                                                         \
-    do {                                                                       \
-        ndcl_status ndcl_try_s_ = (expr);                                      \
-        if (ndcl_try_s_ != NDCL_SUCCESS) return ndcl_try_s_;                   \
+#define NDCL_TRY(expr)                                                                     \
+    do {                                                                                   \
+        ndcl_status ndcl_try_s_ = (expr);                                                  \
+        if (ndcl_try_s_ != NDCL_SUCCESS) return ndcl_try_s_;                               \
     } while (0)
 
 /* Argument check that names the argument in the message. */
-#define NDCL_CHECK_ARG(ctx, cond, ...)                                         \
-    do {                                                                       \
-        if (!(cond)) return ndcl_fail((ctx), NDCL_ERR_INVALID_ARG, __VA_ARGS__); \
+#define NDCL_CHECK_ARG(ctx, cond, ...)                                                     \
+    do {                                                                                   \
+        if (!(cond)) return ndcl_fail((ctx), NDCL_ERR_INVALID_ARG, __VA_ARGS__);           \
     } while (0)
 
 /* ------------------------------------------------------------- programs */
@@ -113,13 +111,12 @@ ndcl_status ndcl_program_ensure(ndcl_context *ctx);
 /* Builds an arbitrary source with the library's options and cache; used for
  * the library's own program and by tests. On failure the build log is in
  * the last-error message. */
-ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source,
-                                      size_t length, const char *options,
-                                      cl_program *out, ndcl_build_info *info);
+ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source, size_t length,
+                                      const char *options, cl_program *out,
+                                      ndcl_build_info *info);
 
 /* The named kernel of the library's program, created once per context. */
-ndcl_status ndcl_kernel_get(ndcl_context *ctx, const char *name,
-                            cl_kernel *out);
+ndcl_status ndcl_kernel_get(ndcl_context *ctx, const char *name, cl_kernel *out);
 
 /* The 64-bit FNV-1a hash, continued from h (start with NDCL_FNV_OFFSET). */
 #define NDCL_FNV_OFFSET 0xcbf29ce484222325ULL
@@ -140,33 +137,32 @@ typedef struct ndcl_arg {
  * (rounded up to a multiple of local when local is given; the kernel must
  * bounds-check). local NULL lets the runtime choose. */
 ndcl_status ndcl_launch(ndcl_context *ctx, const char *name, cl_uint dims,
-                        const size_t *global, const size_t *local,
-                        const ndcl_arg *args, int nargs);
+                        const size_t *global, const size_t *local, const ndcl_arg *args,
+                        int nargs);
 
 /* The largest power-of-two work-group size <= want that the named kernel
  * supports on ctx's device (CL_KERNEL_WORK_GROUP_SIZE) and whose local
  * memory need (bytes_per_item each) fits the device. */
-ndcl_status ndcl_kernel_wg_size(ndcl_context *ctx, const char *name,
-                                size_t want, size_t bytes_per_item,
-                                size_t *out);
+ndcl_status ndcl_kernel_wg_size(ndcl_context *ctx, const char *name, size_t want,
+                                size_t bytes_per_item, size_t *out);
 
 /* ------------------------------------------------------------- tensors */
 
 /* Creates a tensor with a shape given as arguments (dims of 0 end it). */
-ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0,
-                            size_t d1, size_t d2, size_t d3);
+ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, size_t d1,
+                            size_t d2, size_t d3);
 
 /* Checks that t belongs to ctx and has exactly the given shape; names the
  * argument in the message. */
-ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t,
-                              const char *arg, int ndim, const size_t *shape);
+ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const char *arg,
+                              int ndim, const size_t *shape);
 
 /* Sets every element to value. */
 ndcl_status ndcl_tensor_fill(ndcl_tensor *t, float value);
 
 /* Copies count floats between buffers at the given element offsets. */
-ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off,
-                             cl_mem dst, size_t dst_off, size_t count);
+ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off, cl_mem dst,
+                             size_t dst_off, size_t count);
 
 /* A device buffer that grows on demand and is reused across calls, so a
  * layer's steady state allocates nothing. */
@@ -191,26 +187,23 @@ static inline bool ndcl_mul_ok(size_t a, size_t b, size_t *out)
 
 /* Row-major GEMM on raw buffers with element offsets:
  * C = alpha*op(A)*op(B) + beta*C, op(A) m x k, op(B) k x n. */
-ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m,
-                           size_t n, size_t k, float alpha, cl_mem a,
-                           size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                           size_t ldb, float beta, cl_mem c, size_t c_off,
-                           size_t ldc);
+ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
+                           size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
+                           cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                           size_t c_off, size_t ldc);
 
 /* Strided-batched row-major GEMM: batch products at strides sa, sb, sc. */
-ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb,
-                                   size_t m, size_t n, size_t k, float alpha,
-                                   cl_mem a, size_t a_off, size_t lda,
-                                   size_t sa, cl_mem b, size_t b_off,
+ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
+                                   size_t k, float alpha, cl_mem a, size_t a_off,
+                                   size_t lda, size_t sa, cl_mem b, size_t b_off,
                                    size_t ldb, size_t sb, float beta, cl_mem c,
-                                   size_t c_off, size_t ldc, size_t sc,
-                                   size_t batch);
+                                   size_t c_off, size_t ldc, size_t sc, size_t batch);
 
 /* Row-major SYRK on the upper triangle: C = alpha*op(A)ᵀop(A) + beta*C
  * where trans selects C = alpha*AᵀA (A is k x n) when true, A·Aᵀ (A is
  * n x k) when false. Only the upper triangle of C is written. */
-ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k,
-                           float alpha, cl_mem a, size_t a_off, size_t lda,
-                           float beta, cl_mem c, size_t c_off, size_t ldc);
+ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float alpha,
+                           cl_mem a, size_t a_off, size_t lda, float beta, cl_mem c,
+                           size_t c_off, size_t ldc);
 
 #endif /* NDCL_INTERNAL_H */

@@ -30,9 +30,10 @@ void ndcl_layer_destroy(ndcl_layer *l)
     if (!l) return;
     for (int i = 0; i < l->n_params; i++)
         if (l->params[i].mem) clReleaseMemObject(l->params[i].mem);
-    ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean,     &l->cov,  &l->deconv,
-                         &l->X,      &l->col,    &l->tmp,      &l->ns_saved, &l->extra};
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) ndcl_scratch_release(s[i]);
+    ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean, &l->cov,      &l->deconv,
+                         &l->X,      &l->col,    &l->tmp,  &l->ns_saved, &l->extra};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        ndcl_scratch_release(s[i]);
     ndcl_layer_release_saved(l);
     if (l->bad) clReleaseMemObject(l->bad);
     free(l);
@@ -86,15 +87,21 @@ ndcl_layer_kind ndcl_layer_kind_of(const ndcl_layer *l)
 {
     return l ? l->kind : (ndcl_layer_kind)0;
 }
-int ndcl_layer_block(const ndcl_layer *l) { return l ? l->block : 0; }
-ndcl_context *ndcl_layer_context(const ndcl_layer *l) { return l ? l->ctx : NULL; }
+int ndcl_layer_block(const ndcl_layer *l)
+{
+    return l ? l->block : 0;
+}
+ndcl_context *ndcl_layer_context(const ndcl_layer *l)
+{
+    return l ? l->ctx : NULL;
+}
 
 #define GET_DESC(fn, type, field, k)                                                       \
     ndcl_status fn(const ndcl_layer *l, type *out)                                         \
     {                                                                                      \
-        if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");              \
-        NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");                                 \
-        NDCL_CHECK_ARG(l->ctx, l->kind == k, "layer is not a " #field " layer");            \
+        if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");             \
+        NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");                                \
+        NDCL_CHECK_ARG(l->ctx, l->kind == k, "layer is not a " #field " layer");           \
         *out = l->field;                                                                   \
         return NDCL_SUCCESS;                                                               \
     }
@@ -187,14 +194,14 @@ ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(flag)", err);
     for (int i = 0; i < nu; i++) {
         int n = (int)u[i].n, off = (int)u[i].stat_off;
-        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(u[i].stat), NDCL_ARG(off), NDCL_ARG(l->bad),
-                           NDCL_ARG(ctx->flag)};
+        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(u[i].stat), NDCL_ARG(off),
+                           NDCL_ARG(l->bad), NDCL_ARG(ctx->flag)};
         size_t global = u[i].n;
         NDCL_TRY(ndcl_launch(ctx, "ndcl_check_finite", 1, &global, NULL, args, 5));
     }
     for (int i = 0; i < nu; i++) {
         int n = (int)u[i].n, copy = u[i].copy, off = (int)u[i].stat_off;
-        ndcl_arg args[] = {NDCL_ARG(n),          NDCL_ARG(momentum), NDCL_ARG(copy),
+        ndcl_arg args[] = {NDCL_ARG(n),         NDCL_ARG(momentum), NDCL_ARG(copy),
                            NDCL_ARG(u[i].stat), NDCL_ARG(off),      NDCL_ARG(u[i].running),
                            NDCL_ARG(l->bad)};
         size_t global = u[i].n;
@@ -220,7 +227,8 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     NDCL_CHECK_ARG(ctx, x != NULL, "x is NULL");
     NDCL_CHECK_ARG(ctx, x->ctx == ctx, "x belongs to another context");
     NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
-    NDCL_CHECK_ARG(ctx, *y != x, "*y must not be x (the output cannot overwrite the input)");
+    NDCL_CHECK_ARG(ctx, *y != x,
+                   "*y must not be x (the output cannot overwrite the input)");
     /* A tensor created here is handed out only on success. */
     ndcl_tensor *out = *y;
     ndcl_status s = NDCL_ERR_INVALID_ARG;
@@ -258,8 +266,10 @@ void ndcl_layer_release_saved(ndcl_layer *l)
     /* The large buffers only: the forward allocates them again on demand.
      * The evaluation fold cache (w_fold, b_fold) is not backward state. */
     ndcl_scratch *s[] = {&l->X, &l->col, &l->tmp, &l->ns_saved, &l->xsave, &l->wsave};
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) ndcl_scratch_release(s[i]);
-    for (int i = 0; i < NDCL_BW_SCRATCH; i++) ndcl_scratch_release(&l->bw[i]);
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        ndcl_scratch_release(s[i]);
+    for (int i = 0; i < NDCL_BW_SCRATCH; i++)
+        ndcl_scratch_release(&l->bw[i]);
 }
 
 /* An output of the backward pass: *out NULL -> created (and *made set, so
@@ -291,10 +301,11 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
     ndcl_clear_error(ctx);
     const ndcl_saved *r = &l->saved;
     if (!r->valid)
-        return ndcl_fail(ctx, NDCL_ERR_STATE,
-                         "backward without a forward to differentiate: none since the layer "
-                         "was created, the last backward or ndcl_layer_release_saved (or the "
-                         "last forward failed)");
+        return ndcl_fail(
+            ctx, NDCL_ERR_STATE,
+            "backward without a forward to differentiate: none since the layer "
+            "was created, the last backward or ndcl_layer_release_saved (or the "
+            "last forward failed)");
     NDCL_CHECK_ARG(ctx, dy != NULL, "dy is NULL");
     NDCL_CHECK_ARG(ctx, dy->ctx == ctx, "dy belongs to another context");
     NDCL_TRY(ndcl_tensor_check(ctx, dy, "dy", r->ydim, r->yshape));
@@ -305,10 +316,11 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
                    "dbias must be NULL: a channel layer has no parameters");
     /* A layer without a bias has no bias gradient: *dbias is left alone. */
     if (!b) dbias = NULL;
-    NDCL_CHECK_ARG(ctx,
-                   !(dx && *dx && ((dweight && *dx == *dweight) || (dbias && *dx == *dbias))) &&
-                       !(dweight && *dweight && dbias && *dweight == *dbias),
-                   "*dx, *dweight and *dbias must be distinct tensors");
+    NDCL_CHECK_ARG(
+        ctx,
+        !(dx && *dx && ((dweight && *dx == *dweight) || (dbias && *dx == *dbias))) &&
+            !(dweight && *dweight && dbias && *dweight == *dbias),
+        "*dx, *dweight and *dbias must be distinct tensors");
     ndcl_tensor *tx = NULL, *tw = NULL, *tb = NULL;
     bool mx = false, mw = false, mb = false;
     ndcl_status s = bw_output(ctx, dx, "*dx", r->xdim, r->xshape, dy, &tx, &mx);

@@ -23,8 +23,8 @@ typedef struct ndcl_param {
 /* The record of the last forward that ndcl_layer_backward needs besides
  * the buffers it kept (DESIGN.md 2.4). */
 typedef struct ndcl_saved {
-    bool valid;  /* a forward succeeded and no backward or release followed */
-    bool stats;  /* it used batch statistics: the gradient flows through them */
+    bool valid; /* a forward succeeded and no backward or release followed */
+    bool stats; /* it used batch statistics: the gradient flows through them */
     ndcl_mode mode;
     bool frozen; /* conv: a training step on the running statistics */
     int xdim, ydim;
@@ -37,8 +37,8 @@ struct ndcl_layer {
     ndcl_conv2d_desc conv;
     ndcl_linear_desc linear;
     ndcl_channel_desc channel;
-    int block;  /* effective block B */
-    size_t nf;  /* features per block (conv: kh*kw*B; linear, channel: B) */
+    int block; /* effective block B */
+    size_t nf; /* features per block (conv: kh*kw*B; linear, channel: B) */
     size_t groups;
 
     ndcl_param params[NDCL_MAX_PARAMS];
@@ -76,8 +76,8 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
                                     ndcl_tensor **y);
 ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                                       ndcl_tensor **y);
-ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
-                                       const ndcl_tensor *x, ndcl_tensor **y);
+ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                                       ndcl_tensor **y);
 
 /* Per-kind backward passes of the last forward (saved valid, dy checked
  * against its output shape); dx, dW, db are NULL when not wanted, else of
@@ -85,8 +85,8 @@ ndcl_status ndcl_channel_layer_forward(ndcl_layer *l, ndcl_mode mode,
  * the backward pass is modified, so a failed call can be repeated. */
 ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
                                      ndcl_tensor *dW, ndcl_tensor *db);
-ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
-                                       ndcl_tensor *dW, ndcl_tensor *db);
+ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
+                                       ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db);
 ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
                                         ndcl_tensor *dx);
 

@@ -12,7 +12,10 @@
 
 #include "safetensors.h"
 
-void ndcl_free(void *ptr) { free(ptr); }
+void ndcl_free(void *ptr)
+{
+    free(ptr);
+}
 
 /* Metadata numbers are text in the C locale whatever the application set
  * (a decimal comma would break strtod and printf both ways); uselocale is
@@ -38,13 +41,16 @@ static void c_locale_leave(c_locale *l)
 
 static const char *kind_name(ndcl_layer_kind k)
 {
-    return k == NDCL_LAYER_CONV2D ? "conv2d" : k == NDCL_LAYER_LINEAR ? "linear" : "channel";
+    return k == NDCL_LAYER_CONV2D   ? "conv2d"
+           : k == NDCL_LAYER_LINEAR ? "linear"
+                                    : "channel";
 }
 
 static ndcl_status bad_value(ndcl_context *ctx, const char *key, const char *v,
                              const char *want)
 {
-    return ndcl_fail(ctx, NDCL_ERR_FORMAT, "metadata \"%s\" = \"%s\" is not %s", key, v, want);
+    return ndcl_fail(ctx, NDCL_ERR_FORMAT, "metadata \"%s\" = \"%s\" is not %s", key, v,
+                     want);
 }
 
 /* The value of key, or NULL when absent; a required key that is absent is
@@ -62,8 +68,10 @@ static const char *meta_get(ndcl_context *ctx, const ndcl_st_file *f, const char
 /* Parses one decimal int from [p, end) with surrounding spaces. */
 static bool int_in(const char *p, const char *end, int *out)
 {
-    while (p < end && isspace((unsigned char)*p)) p++;
-    while (end > p && isspace((unsigned char)end[-1])) end--;
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    while (end > p && isspace((unsigned char)end[-1]))
+        end--;
     char buf[32];
     size_t n = (size_t)(end - p);
     if (n == 0 || n >= sizeof buf) return false;
@@ -81,8 +89,10 @@ static bool int_in(const char *p, const char *end, int *out)
 static bool pair_in(const char *v, int *a, int *b)
 {
     const char *p = v, *end = v + strlen(v);
-    while (p < end && isspace((unsigned char)*p)) p++;
-    while (end > p && isspace((unsigned char)end[-1])) end--;
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    while (end > p && isspace((unsigned char)end[-1]))
+        end--;
     if (end - p >= 2 && ((*p == '(' && end[-1] == ')') || (*p == '[' && end[-1] == ']'))) {
         p++;
         end--;
@@ -92,7 +102,8 @@ static bool pair_in(const char *v, int *a, int *b)
     if (!int_in(p, comma, a)) return false;
     const char *rest = comma + 1;
     const char *q = rest;
-    while (q < end && isspace((unsigned char)*q)) q++;
+    while (q < end && isspace((unsigned char)*q))
+        q++;
     if (q == end) return (*b = *a, true); /* "(3,)" */
     if (memchr(rest, ',', (size_t)(end - rest))) return false;
     return int_in(rest, end, b);
@@ -115,9 +126,12 @@ static void meta_square(ndcl_context *ctx, const ndcl_st_file *f, const char *ke
     const char *v = meta_get(ctx, f, key, false, kind, s);
     int a, b;
     if (!v) return;
-    if (!pair_in(v, &a, &b)) *s = bad_value(ctx, key, v, "an integer");
-    else if (a != b) *s = bad_value(ctx, key, v, "the same for both axes (required)");
-    else *out = a;
+    if (!pair_in(v, &a, &b))
+        *s = bad_value(ctx, key, v, "an integer");
+    else if (a != b)
+        *s = bad_value(ctx, key, v, "the same for both axes (required)");
+    else
+        *out = a;
 }
 
 static void meta_bool(ndcl_context *ctx, const ndcl_st_file *f, const char *key,
@@ -126,9 +140,12 @@ static void meta_bool(ndcl_context *ctx, const ndcl_st_file *f, const char *key,
     if (*s != NDCL_SUCCESS) return;
     const char *v = meta_get(ctx, f, key, false, kind, s);
     if (!v) return;
-    if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "1")) *out = 1;
-    else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "0")) *out = 0;
-    else *s = bad_value(ctx, key, v, "a boolean (true/false/True/False/1/0)");
+    if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "0"))
+        *out = 0;
+    else
+        *s = bad_value(ctx, key, v, "a boolean (true/false/True/False/1/0)");
 }
 
 static void meta_float(ndcl_context *ctx, const ndcl_st_file *f, const char *key,
@@ -140,13 +157,16 @@ static void meta_float(ndcl_context *ctx, const ndcl_st_file *f, const char *key
     char *e;
     errno = 0;
     double d = strtod(v, &e);
-    while (*e && isspace((unsigned char)*e)) e++;
+    while (*e && isspace((unsigned char)*e))
+        e++;
     /* Overflow (strtod's ERANGE with HUGE_VAL) and values a float cannot
      * hold (the conversion would be undefined) are not numbers we can use;
      * "inf" written as such is left to the layer's own validation. */
-    if (e == v || *e || (errno == ERANGE && fabs(d) > 1) || (isfinite(d) && fabs(d) > FLT_MAX))
+    if (e == v || *e || (errno == ERANGE && fabs(d) > 1) ||
+        (isfinite(d) && fabs(d) > FLT_MAX))
         *s = bad_value(ctx, key, v, "a float32 number");
-    else *out = (float)d;
+    else
+        *out = (float)d;
 }
 
 /* The descriptor of the file's kind; kind set from the metadata. */
@@ -171,8 +191,8 @@ static ndcl_status read_spec(ndcl_context *ctx, const ndcl_st_file *f, layer_spe
         int in = 0, out = 0, kh = 0, kw = 0;
         meta_int(ctx, f, "in_channels", true, k, &in, &s);
         meta_int(ctx, f, "out_channels", true, k, &out, &s);
-        const char *ks = s == NDCL_SUCCESS ? meta_get(ctx, f, "kernel_size", true, k, &s)
-                                           : NULL;
+        const char *ks =
+            s == NDCL_SUCCESS ? meta_get(ctx, f, "kernel_size", true, k, &s) : NULL;
         if (ks && !pair_in(ks, &kh, &kw))
             s = bad_value(ctx, "kernel_size", ks, "an integer or a pair of integers");
         if (s == NDCL_SUCCESS) {
@@ -269,8 +289,10 @@ static bool same_squeezed(const size_t *a, int na, const size_t *b, int nb)
 {
     int i = 0, j = 0;
     for (;;) {
-        while (i < na && a[i] == 1) i++;
-        while (j < nb && b[j] == 1) j++;
+        while (i < na && a[i] == 1)
+            i++;
+        while (j < nb && b[j] == 1)
+            j++;
         if (i == na || j == nb) return i == na && j == nb;
         if (a[i++] != b[j++]) return false;
     }
@@ -278,7 +300,8 @@ static bool same_squeezed(const size_t *a, int na, const size_t *b, int nb)
 
 /* Every tensor of the file must be one the layer has, and every parameter
  * must be present: checked before anything is allocated on the device. */
-static ndcl_status check_names(ndcl_context *ctx, const ndcl_st_file *f, const layer_spec *sp)
+static ndcl_status check_names(ndcl_context *ctx, const ndcl_st_file *f,
+                               const layer_spec *sp)
 {
     const char *names[MAX_NAMES], *counter;
     int n = param_names(sp, names, &counter);
@@ -292,11 +315,13 @@ static ndcl_status check_names(ndcl_context *ctx, const ndcl_st_file *f, const l
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\" is missing (a channel layer needs it: it decides "
                          "whether the next training batch overwrites the running "
-                         "statistics)", counter);
+                         "statistics)",
+                         counter);
     for (int t = 0; t < f->n_tensors; t++) {
         const char *tn = f->tensors[t].name;
         bool known = counter && strcmp(tn, counter) == 0;
-        for (int i = 0; !known && i < n; i++) known = strcmp(tn, names[i]) == 0;
+        for (int i = 0; !known && i < n; i++)
+            known = strcmp(tn, names[i]) == 0;
         if (known) continue;
         if (strcmp(tn, "bias") == 0 && sp->kind != NDCL_LAYER_CHANNEL)
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
@@ -340,8 +365,8 @@ static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
             shape_text(t->shape, t->ndim, have, sizeof have);
             shape_text(shape, ndim, want, sizeof want);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
-                             "tensor \"%s\" has shape %s but the layer expects %s",
-                             t->name, have, want);
+                             "tensor \"%s\" has shape %s but the layer expects %s", t->name,
+                             have, want);
         }
         float *buf = malloc(t->count * sizeof(float) + 1);
         if (!buf) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -357,7 +382,8 @@ static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
             shape_text(t->shape, t->ndim, have, sizeof have);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" has shape %s but must hold one integer "
-                             "(shape [] or [1])", t->name, have);
+                             "(shape [] or [1])",
+                             t->name, have);
         }
         int64_t v;
         NDCL_TRY(ndcl_st_to_int64(ctx, t, &v));
@@ -380,9 +406,12 @@ ndcl_status ndcl_layer_load_memory(ndcl_context *ctx, const void *data, size_t s
     ndcl_status s = read_spec(ctx, &f, &sp);
     if (s == NDCL_SUCCESS) s = check_names(ctx, &f, &sp);
     if (s == NDCL_SUCCESS) {
-        if (sp.kind == NDCL_LAYER_CONV2D) s = ndcl_conv2d_create(ctx, &sp.conv, &l);
-        else if (sp.kind == NDCL_LAYER_LINEAR) s = ndcl_linear_create(ctx, &sp.linear, &l);
-        else s = ndcl_channel_create(ctx, &sp.channel, &l);
+        if (sp.kind == NDCL_LAYER_CONV2D)
+            s = ndcl_conv2d_create(ctx, &sp.conv, &l);
+        else if (sp.kind == NDCL_LAYER_LINEAR)
+            s = ndcl_linear_create(ctx, &sp.linear, &l);
+        else
+            s = ndcl_channel_create(ctx, &sp.channel, &l);
         s = as_format(ctx, s, "the metadata describes an invalid layer");
     }
     if (s == NDCL_SUCCESS) s = load_params(ctx, &f, &sp, l);
@@ -438,7 +467,10 @@ static void put(meta_out *m, const char *key, const char *fmt, ...)
     m->n++;
 }
 
-static const char *tf(int b) { return b ? "true" : "false"; }
+static const char *tf(int b)
+{
+    return b ? "true" : "false";
+}
 
 /* The shortest of %.6g .. %.9g that reads back as the same float: "1e-05"
  * rather than "9.99999975e-06", so Python sees the value the user meant;
@@ -465,8 +497,10 @@ static ndcl_status describe(const ndcl_layer *l, layer_spec *sp, meta_out *m)
         put(m, "kind", "conv2d");
         put(m, "in_channels", "%d", d->in_channels);
         put(m, "out_channels", "%d", d->out_channels);
-        if (d->kernel_h == d->kernel_w) put(m, "kernel_size", "%d", d->kernel_h);
-        else put(m, "kernel_size", "%d,%d", d->kernel_h, d->kernel_w);
+        if (d->kernel_h == d->kernel_w)
+            put(m, "kernel_size", "%d", d->kernel_h);
+        else
+            put(m, "kernel_size", "%d,%d", d->kernel_h, d->kernel_w);
         put(m, "stride", "%d", d->stride);
         put(m, "padding", "%d", d->padding);
         put(m, "dilation", "%d", d->dilation);
@@ -534,22 +568,25 @@ ndcl_status ndcl_layer_save_memory(const ndcl_layer *layer, void **data, size_t 
             count *= shape[d];
         }
         bufs[i] = malloc(count * sizeof(float) + 1);
-        if (!bufs[i]) s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
-        else s = ndcl_layer_get_param(layer, names[i], bufs[i], count);
+        if (!bufs[i])
+            s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
+        else
+            s = ndcl_layer_get_param(layer, names[i], bufs[i], count);
         t->data = bufs[i];
     }
     int nt = n;
     if (s == NDCL_SUCCESS && counter) {
         s = ndcl_layer_get_counter(layer, &count_value);
-        ts[nt] = (ndcl_st_out){.name = counter, .dtype = NDCL_ST_I64, .ndim = 0,
-                               .data = &count_value};
+        ts[nt] = (ndcl_st_out){
+            .name = counter, .dtype = NDCL_ST_I64, .ndim = 0, .data = &count_value};
         nt++;
     }
     unsigned char *buf = NULL;
     size_t len = 0;
     if (s == NDCL_SUCCESS)
         s = ndcl_st_serialize(ctx, ts, nt, m.keys, m.values, m.n, &buf, &len);
-    for (int i = 0; i < n; i++) free(bufs[i]);
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
     if (s != NDCL_SUCCESS) return s;
     *data = buf;
     *size = len;
@@ -593,7 +630,8 @@ ndcl_status ndcl_safetensors_write_floats(const char *path, int n, const char *c
         ts[i].name = names[i];
         ts[i].dtype = NDCL_ST_F32;
         ts[i].ndim = ndims[i];
-        for (int d = 0; d < ndims[i]; d++) ts[i].shape[d] = shapes[i][d];
+        for (int d = 0; d < ndims[i]; d++)
+            ts[i].shape[d] = shapes[i][d];
         ts[i].data = data[i];
     }
     unsigned char *buf = NULL;
@@ -622,19 +660,20 @@ ndcl_status ndcl_safetensors_read_float(const char *path, const char *name, floa
             strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
             strncat(list, f.tensors[i].name, sizeof list - strlen(list) - 1);
         }
-        s = ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: no tensor \"%s\" (the file has: %s)", path,
-                      name, f.n_tensors ? list : "none");
+        s = ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: no tensor \"%s\" (the file has: %s)",
+                      path, name, f.n_tensors ? list : "none");
     } else if (t->ndim > NDCL_MAX_DIMS) {
         s = ndcl_fail(NULL, NDCL_ERR_FORMAT,
-                      "%s: tensor \"%s\" has %d dimensions (at most %d are supported)", path,
-                      name, t->ndim, NDCL_MAX_DIMS);
+                      "%s: tensor \"%s\" has %d dimensions (at most %d are supported)",
+                      path, name, t->ndim, NDCL_MAX_DIMS);
     } else if (!(buf = malloc(t->count * sizeof(float) + 1))) {
         s = ndcl_fail(NULL, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
     } else {
         ndcl_st_to_float(t, buf);
         *data = buf;
         *ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
+        for (int d = 0; d < t->ndim; d++)
+            shape[d] = t->shape[d];
     }
     ndcl_st_free(&f);
     return s;

@@ -41,7 +41,8 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
     l->block = B;
     l->nf = (size_t)B;
     size_t Fo = (size_t)d->out_features, nb = (size_t)B;
-    ndcl_status s = ndcl_layer_add_param(l, "weight", 2, (size_t[]){Fo, (size_t)F}, 0.0f, 0);
+    ndcl_status s =
+        ndcl_layer_add_param(l, "weight", 2, (size_t[]){Fo, (size_t)F}, 0.0f, 0);
     if (s == NDCL_SUCCESS && d->bias)
         s = ndcl_layer_add_param(l, "bias", 1, (size_t[]){Fo}, 0.0f, 0);
     if (s == NDCL_SUCCESS) s = ndcl_layer_add_param(l, "running_mean", 1, &nb, 0.0f, 0);
@@ -107,7 +108,8 @@ ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_
                    x->shape[x->ndim - 1]);
     size_t rows = x->count / F;
     size_t yshape[NDCL_MAX_DIMS];
-    for (int i = 0; i < x->ndim; i++) yshape[i] = x->shape[i];
+    for (int i = 0; i < x->ndim; i++)
+        yshape[i] = x->shape[i];
     yshape[x->ndim - 1] = (size_t)d->out_features;
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
@@ -127,8 +129,8 @@ ndcl_status ndcl_linear_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_
         size_t M = x->count / B; /* rows of B features */
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
-                                     ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        NDCL_TRY(
+            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
         /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
         NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));

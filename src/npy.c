@@ -17,7 +17,8 @@ typedef struct cursor {
 
 static void skip_ws(cursor *c)
 {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+    while (c->p < c->end &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
@@ -95,18 +96,23 @@ static ndcl_status parse_header(const char *path, const char *text, size_t len,
     if (!take(&c, '{')) return bad_header(path, "it does not start with '{'");
     while (!take(&c, '}')) {
         char key[32];
-        if (!take_string(&c, key, sizeof key)) return bad_header(path, "expected a quoted key");
+        if (!take_string(&c, key, sizeof key))
+            return bad_header(path, "expected a quoted key");
         if (!take(&c, ':')) return bad_header(path, "expected ':' after a key");
         if (strcmp(key, "descr") == 0 && !have_descr) {
             if (!take_string(&c, h->descr, sizeof h->descr))
                 return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                                  "%s: dtype is not a simple type string (structured "
-                                 "arrays are not supported)", path);
+                                 "arrays are not supported)",
+                                 path);
             have_descr = true;
         } else if (strcmp(key, "fortran_order") == 0 && !have_fortran) {
-            if (take_word(&c, "True")) h->fortran = 1;
-            else if (take_word(&c, "False")) h->fortran = 0;
-            else return bad_header(path, "fortran_order is not True or False");
+            if (take_word(&c, "True"))
+                h->fortran = 1;
+            else if (take_word(&c, "False"))
+                h->fortran = 0;
+            else
+                return bad_header(path, "fortran_order is not True or False");
             have_fortran = true;
         } else if (strcmp(key, "shape") == 0 && !have_shape) {
             if (!take(&c, '(')) return bad_header(path, "shape is not a tuple");
@@ -115,7 +121,8 @@ static ndcl_status parse_header(const char *path, const char *text, size_t len,
                 if (h->ndim == NPY_PARSE_DIMS)
                     return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                                      "%s: shape has more than %d dimensions (at most %d "
-                                     "are supported)", path, NPY_PARSE_DIMS, NDCL_MAX_DIMS);
+                                     "are supported)",
+                                     path, NPY_PARSE_DIMS, NDCL_MAX_DIMS);
                 if (!take_size(&c, &h->shape[h->ndim]))
                     return bad_header(path, "shape holds something other than "
                                             "non-negative integers, or one overflows");
@@ -150,7 +157,9 @@ static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
     size_t used = (size_t)snprintf(buf, cap, "(");
     for (int i = 0; i < ndim && used < cap; i++)
         used += (size_t)snprintf(buf + used, cap - used, "%zu%s", shape[i],
-                                 ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+                                 ndim == 1      ? ","
+                                 : i + 1 < ndim ? ", "
+                                                : "");
     if (used < cap) snprintf(buf + used, cap - used, ")");
 }
 
@@ -186,8 +195,10 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
     NDCL_TRY(parse_header(path, (const char *)b + start, hlen, &h));
 
     size_t esize;
-    if (strcmp(h.descr, "<f4") == 0) esize = 4;
-    else if (strcmp(h.descr, "<f8") == 0) esize = 8;
+    if (strcmp(h.descr, "<f4") == 0)
+        esize = 4;
+    else if (strcmp(h.descr, "<f8") == 0)
+        esize = 8;
     else
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: dtype '%s' is not supported (only '<f4' and '<f8')", path,
@@ -195,7 +206,8 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
     if (h.fortran)
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: Fortran-order arrays are not supported (save a C-order "
-                         "array, e.g. np.ascontiguousarray)", path);
+                         "array, e.g. np.ascontiguousarray)",
+                         path);
     if (h.ndim > NDCL_MAX_DIMS)
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: %d dimensions (at most %d are supported)", path, h.ndim,
@@ -203,10 +215,11 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
     size_t count = 1, nbytes;
     for (int i = 0; i < h.ndim; i++)
         if (!ndcl_mul_ok(count, h.shape[i], &count))
-            return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: the shape's element count overflows",
-                             path);
+            return ndcl_fail(NULL, NDCL_ERR_FORMAT,
+                             "%s: the shape's element count overflows", path);
     if (!ndcl_mul_ok(count, esize, &nbytes))
-        return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: the shape's byte size overflows", path);
+        return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: the shape's byte size overflows",
+                         path);
     size_t avail = size - start - hlen;
     if (avail != nbytes) {
         char st[160];
@@ -221,13 +234,14 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
 
     float *out = malloc(count ? count * sizeof(float) : 1);
     if (!out)
-        return ndcl_fail(NULL, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu floats)",
-                         path, count);
+        return ndcl_fail(NULL, NDCL_ERR_OUT_OF_MEMORY,
+                         "%s: out of host memory (%zu floats)", path, count);
     const unsigned char *p = b + start + hlen;
     for (size_t i = 0; i < count; i++, p += esize) {
         /* Explicit little-endian assembly, independent of the host. */
         uint64_t u = 0;
-        for (size_t k = esize; k-- > 0;) u = (u << 8) | p[k];
+        for (size_t k = esize; k-- > 0;)
+            u = (u << 8) | p[k];
         if (esize == 4) {
             uint32_t u32 = (uint32_t)u;
             memcpy(&out[i], &u32, sizeof u32);
@@ -277,8 +291,10 @@ ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
      * by '\n' so that the data starts at a multiple of 64 bytes. */
     char st[160], text[256];
     shape_text(shape, ndim, st, sizeof st);
-    int tl = snprintf(text, sizeof text, "{'descr': '<f4', 'fortran_order': False, "
-                                         "'shape': %s, }", st);
+    int tl = snprintf(text, sizeof text,
+                      "{'descr': '<f4', 'fortran_order': False, "
+                      "'shape': %s, }",
+                      st);
     size_t hlen = ((size_t)tl + 1 + 10 + 63) / 64 * 64 - 10;
     size_t total = 10 + hlen + nbytes;
     unsigned char *buf = malloc(total);
@@ -297,7 +313,8 @@ ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
     for (size_t i = 0; i < count; i++, p += 4) {
         uint32_t u;
         memcpy(&u, &data[i], sizeof u);
-        for (int k = 0; k < 4; k++) p[k] = (unsigned char)(u >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            p[k] = (unsigned char)(u >> (8 * k));
     }
     ndcl_status s = ndcl_write_file_atomic(NULL, path, buf, total);
     free(buf);

@@ -11,17 +11,17 @@
 /* Geometry of the sampled patch matrix of a deconvolved convolution
  * (DESIGN.md 2.1 steps 1-2). */
 typedef struct ndcl_patch_geom {
-    size_t n, c, h, w;     /* input NCHW */
-    size_t kh, kw;         /* kernel */
-    size_t pad, dil;       /* padding and dilation of the layer */
-    size_t stride;         /* sampling stride S = sampling_stride * stride */
-    size_t groups, block;  /* G and the effective block B */
+    size_t n, c, h, w;    /* input NCHW */
+    size_t kh, kw;        /* kernel */
+    size_t pad, dil;      /* padding and dilation of the layer */
+    size_t stride;        /* sampling stride S = sampling_stride * stride */
+    size_t groups, block; /* G and the effective block B */
     /* Derived by ndcl_patch_geom_init: */
-    size_t oh, ow;         /* sampled positions per image (kernel > 1x1) */
-    size_t positions;      /* sampled rows before the block split */
-    size_t nf;             /* features per block: kh*kw*B */
-    size_t rows;           /* rows of X: positions * C/B (G = 1), positions (G > 1) */
-    size_t cols;           /* columns of X: nf (G = 1), C*kh*kw (G > 1) */
+    size_t oh, ow;    /* sampled positions per image (kernel > 1x1) */
+    size_t positions; /* sampled rows before the block split */
+    size_t nf;        /* features per block: kh*kw*B */
+    size_t rows;      /* rows of X: positions * C/B (G = 1), positions (G > 1) */
+    size_t cols;      /* columns of X: nf (G = 1), C*kh*kw (G > 1) */
 } ndcl_patch_geom;
 
 /* Fills the derived fields; NDCL_ERR_INVALID_ARG when the kernel does not
@@ -30,8 +30,8 @@ typedef struct ndcl_patch_geom {
 ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g);
 
 /* X (rows x cols) <- the sampled, block-regrouped patches of x. */
-ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g,
-                                cl_mem x, cl_mem X);
+ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem x,
+                                cl_mem X);
 
 /* ------------------------------------------------------------ statistics */
 
@@ -40,8 +40,7 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
                           cl_mem mean);
 
 /* X (rows x cols) -= mean, row-wise, in place. */
-ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
-                        cl_mem mean);
+ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem mean);
 
 /* For each group g < groups, with X's row r holding groups chunks of n values:
  * cov[g] (n x n) <- X_gᵀ·X_g * scale + eps·I, full symmetric matrix
@@ -59,8 +58,8 @@ size_t ndcl_isqrt_saved_size(size_t batch, size_t n, int n_iter);
  * not NULL it receives, in order: the batch norms a[b] (batch values), then
  * for k = 0..n_iter-1 the iterates Y_k and Z_k entering iteration k (each
  * batch*n*n values). A non-finite norm raises the context's flag. */
-ndcl_status ndcl_isqrt_ns(ndcl_context *ctx, cl_mem A, size_t batch, size_t n,
-                          int n_iter, cl_mem D, cl_mem saved);
+ndcl_status ndcl_isqrt_ns(ndcl_context *ctx, cl_mem A, size_t batch, size_t n, int n_iter,
+                          cl_mem D, cl_mem saved);
 
 /* ------------------------------------------------------------ fold */
 

@@ -116,8 +116,7 @@ static void cache_write(const char *path, uint64_t key, const unsigned char *dat
              (long)clock());
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        ndcl_trace("cache: cannot write %s (%s); continuing without", tmp,
-                   strerror(errno));
+        ndcl_trace("cache: cannot write %s (%s); continuing without", tmp, strerror(errno));
         return;
     }
     uint64_t hdr[3] = {key, size, ndcl_hash(NDCL_FNV_OFFSET, data, size)};
@@ -137,19 +136,20 @@ static ndcl_status build_log_fail(ndcl_context *ctx, cl_program prog, cl_int err
     size_t size = 0;
     char log[NDCL_ERRMSG_SIZE - 128];
     log[0] = '\0';
-    if (clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1,
-                              log, &size) != CL_SUCCESS ||
+    if (clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
+                              &size) != CL_SUCCESS ||
         size >= sizeof log) {
         /* Too long to hold whole: keep its beginning, where errors start. */
         char *big = malloc(size + 1);
-        if (big && clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, size,
-                                         big, NULL) == CL_SUCCESS) {
+        if (big && clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, size, big,
+                                         NULL) == CL_SUCCESS) {
             memcpy(log, big, sizeof log - 1);
         }
         free(big);
     }
     log[sizeof log - 1] = '\0';
-    return ndcl_fail(ctx, err == CL_BUILD_PROGRAM_FAILURE ? NDCL_ERR_BUILD : NDCL_ERR_OPENCL,
+    return ndcl_fail(ctx,
+                     err == CL_BUILD_PROGRAM_FAILURE ? NDCL_ERR_BUILD : NDCL_ERR_OPENCL,
                      "clBuildProgram failed: %s (%d); build log:\n%s",
                      ndcl_cl_error_name(err), (int)err, log);
 }
@@ -182,8 +182,8 @@ static unsigned char *program_binary(ndcl_context *ctx, cl_program p, size_t *si
         *size == 0)
         return NULL;
     unsigned char *bin = malloc(*size);
-    if (bin && clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) !=
-                   CL_SUCCESS) {
+    if (bin &&
+        clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS) {
         free(bin);
         bin = NULL;
     }
@@ -191,9 +191,9 @@ static unsigned char *program_binary(ndcl_context *ctx, cl_program p, size_t *si
     return bin;
 }
 
-ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source,
-                                      size_t length, const char *options,
-                                      cl_program *out, ndcl_build_info *info)
+ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source, size_t length,
+                                      const char *options, cl_program *out,
+                                      ndcl_build_info *info)
 {
     double t0 = now_ms();
     char opts[512];
@@ -290,8 +290,8 @@ ndcl_status ndcl_program_ensure(ndcl_context *ctx)
     size_t len = 0;
     char *src = library_source(ctx, &len);
     if (!src) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "kernel source allocation");
-    ndcl_status s = ndcl_program_build_source(ctx, src, len, NULL, &ctx->program,
-                                              &ctx->build);
+    ndcl_status s =
+        ndcl_program_build_source(ctx, src, len, NULL, &ctx->program, &ctx->build);
     free(src);
     return s;
 }
@@ -339,16 +339,17 @@ ndcl_status ndcl_kernel_wg_size(ndcl_context *ctx, const char *name, size_t want
     if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < max)
         max = ctx->info.max_work_group_size;
     size_t wg = 1;
-    while (wg * 2 <= want && wg * 2 <= max &&
-           (bytes_per_item == 0 || wg * 2 * bytes_per_item <= ctx->info.local_mem_bytes / 2))
+    while (
+        wg * 2 <= want && wg * 2 <= max &&
+        (bytes_per_item == 0 || wg * 2 * bytes_per_item <= ctx->info.local_mem_bytes / 2))
         wg *= 2;
     *out = wg;
     return NDCL_SUCCESS;
 }
 
 ndcl_status ndcl_launch(ndcl_context *ctx, const char *name, cl_uint dims,
-                        const size_t *global, const size_t *local,
-                        const ndcl_arg *args, int nargs)
+                        const size_t *global, const size_t *local, const ndcl_arg *args,
+                        int nargs)
 {
     cl_kernel k;
     NDCL_TRY(ndcl_kernel_get(ctx, name, &k));

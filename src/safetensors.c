@@ -24,9 +24,8 @@ static const struct {
     const char *name;
     size_t size;
 } dtypes[] = {
-    [NDCL_ST_F32] = {"F32", 4}, [NDCL_ST_F64] = {"F64", 8},
-    [NDCL_ST_F16] = {"F16", 2}, [NDCL_ST_I64] = {"I64", 8},
-    [NDCL_ST_I32] = {"I32", 4},
+    [NDCL_ST_F32] = {"F32", 4}, [NDCL_ST_F64] = {"F64", 8}, [NDCL_ST_F16] = {"F16", 2},
+    [NDCL_ST_I64] = {"I64", 8}, [NDCL_ST_I32] = {"I32", 4},
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 
@@ -35,8 +34,7 @@ const char *ndcl_st_dtype_name(ndcl_st_dtype dtype)
     return (size_t)dtype < N_DTYPES ? dtypes[dtype].name : "?";
 }
 
-ndcl_status ndcl_error_prefix(ndcl_context *ctx, ndcl_status status,
-                              const char *prefix)
+ndcl_status ndcl_error_prefix(ndcl_context *ctx, ndcl_status status, const char *prefix)
 {
     char *msg = strdup(ndcl_context_last_error(ctx));
     if (!msg) return status; /* keep the original message rather than none */
@@ -51,7 +49,8 @@ ndcl_status ndcl_error_prefix(ndcl_context *ctx, ndcl_status status,
 static uint64_t load_le64(const unsigned char *p)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -63,12 +62,14 @@ static uint32_t load_le32(const unsigned char *p)
 
 static void store_le64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static void store_le32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Two's complement reinterpretation without implementation-defined casts. */
@@ -81,9 +82,12 @@ static float half_to_float(unsigned h)
 {
     unsigned exp = (h >> 10) & 0x1f, man = h & 0x3ff;
     float v;
-    if (exp == 0) v = ldexpf((float)man, -24); /* zero and subnormals */
-    else if (exp == 31) v = man ? NAN : INFINITY;
-    else v = ldexpf((float)(man | 0x400), (int)exp - 25);
+    if (exp == 0)
+        v = ldexpf((float)man, -24); /* zero and subnormals */
+    else if (exp == 31)
+        v = man ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(man | 0x400), (int)exp - 25);
     return (h & 0x8000) ? -v : v;
 }
 
@@ -117,11 +121,11 @@ static double element(const ndcl_st_tensor *t, size_t i, int64_t *as_int)
 void ndcl_st_to_float(const ndcl_st_tensor *t, float *out)
 {
     int64_t unused;
-    for (size_t i = 0; i < t->count; i++) out[i] = (float)element(t, i, &unused);
+    for (size_t i = 0; i < t->count; i++)
+        out[i] = (float)element(t, i, &unused);
 }
 
-ndcl_status ndcl_st_to_int64(ndcl_context *ctx, const ndcl_st_tensor *t,
-                             int64_t *out)
+ndcl_status ndcl_st_to_int64(ndcl_context *ctx, const ndcl_st_tensor *t, int64_t *out)
 {
     for (size_t i = 0; i < t->count; i++) {
         int64_t v = 0;
@@ -132,8 +136,8 @@ ndcl_status ndcl_st_to_int64(ndcl_context *ctx, const ndcl_st_tensor *t,
         }
         if (!(d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0))
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
-                             "tensor \"%s\": element %zu is %g, not an integer",
-                             t->name, i, d);
+                             "tensor \"%s\": element %zu is %g, not an integer", t->name, i,
+                             d);
         out[i] = (int64_t)d;
     }
     return NDCL_SUCCESS;
@@ -201,24 +205,29 @@ static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_si
 {
     const char *n = t->name;
     if (!cJSON_IsObject(e))
-        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": entry is not a JSON object", n);
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": entry is not a JSON object",
+                         n);
 
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     if (!dt) return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": missing \"dtype\"", n);
     if (!cJSON_IsString(dt))
-        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": \"dtype\" is not a string", n);
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": \"dtype\" is not a string",
+                         n);
     size_t k = 0;
-    while (k < N_DTYPES && strcmp(dt->valuestring, dtypes[k].name) != 0) k++;
+    while (k < N_DTYPES && strcmp(dt->valuestring, dtypes[k].name) != 0)
+        k++;
     if (k == N_DTYPES)
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": dtype \"%s\" is not supported "
-                         "(F32, F64, F16, I64 and I32 are)", n, dt->valuestring);
+                         "(F32, F64, F16, I64 and I32 are)",
+                         n, dt->valuestring);
     t->dtype = (ndcl_st_dtype)k;
 
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     if (!sh) return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": missing \"shape\"", n);
     if (!cJSON_IsArray(sh))
-        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": \"shape\" is not an array", n);
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": \"shape\" is not an array",
+                         n);
     int ndim = cJSON_GetArraySize(sh);
     if (ndim > NDCL_ST_MAX_DIMS)
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
@@ -228,7 +237,8 @@ static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_si
     size_t count = 1;
     int i = 0;
     const cJSON *d;
-    cJSON_ArrayForEach(d, sh) {
+    cJSON_ArrayForEach(d, sh)
+    {
         if (!json_size(d, &t->shape[i])) {
             char *txt = cJSON_PrintUnformatted(d);
             ndcl_status s = ndcl_fail(ctx, NDCL_ERR_FORMAT,
@@ -251,14 +261,16 @@ static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_si
 
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!off)
-        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": missing \"data_offsets\"", n);
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\": missing \"data_offsets\"",
+                         n);
     size_t begin, end;
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 ||
         !json_size(cJSON_GetArrayItem(off, 0), &begin) ||
         !json_size(cJSON_GetArrayItem(off, 1), &end))
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": \"data_offsets\" is not an array of two "
-                         "non-negative integers", n);
+                         "non-negative integers",
+                         n);
     if (begin > end)
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": data_offsets [%zu, %zu] end before they begin", n,
@@ -266,14 +278,15 @@ static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_si
     if (end > data_size)
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": data_offsets [%zu, %zu] run past the end of the "
-                         "data (%zu bytes; file truncated?)", n, begin, end, data_size);
+                         "data (%zu bytes; file truncated?)",
+                         n, begin, end, data_size);
     if (end - begin != nbytes) {
         char buf[200];
         shape_str(t->shape, ndim, buf, sizeof buf);
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": data_offsets [%zu, %zu] hold %zu bytes but shape "
-                         "%s of %s needs %zu", n, begin, end, end - begin, buf,
-                         dtypes[k].name, nbytes);
+                         "%s of %s needs %zu",
+                         n, begin, end, end - begin, buf, dtypes[k].name, nbytes);
     }
     t->data = data + begin;
     t->nbytes = nbytes;
@@ -303,7 +316,8 @@ static ndcl_status check_layout(ndcl_context *ctx, ndcl_st_tensor *ts, int n,
     }
     ndcl_st_tensor **order = malloc(sizeof *order * (size_t)n);
     if (!order) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int i = 0; i < n; i++) order[i] = &ts[i];
+    for (int i = 0; i < n; i++)
+        order[i] = &ts[i];
     qsort(order, (size_t)n, sizeof *order, by_offset);
     ndcl_status s = NDCL_SUCCESS;
     size_t expect = 0;
@@ -317,19 +331,23 @@ static ndcl_status check_layout(ndcl_context *ctx, ndcl_st_tensor *ts, int n,
         else if (begin > expect)
             s = ndcl_fail(ctx, NDCL_ERR_FORMAT,
                           "tensor \"%s\": data_offsets [%zu, %zu] leave a hole of %zu "
-                          "bytes before it", order[i]->name, begin,
-                          begin + order[i]->nbytes, begin - expect);
+                          "bytes before it",
+                          order[i]->name, begin, begin + order[i]->nbytes, begin - expect);
         expect = begin + order[i]->nbytes;
     }
     if (s == NDCL_SUCCESS && expect != data_size)
         s = ndcl_fail(ctx, NDCL_ERR_FORMAT,
                       "%zu bytes of data after the last tensor are not covered by any "
-                      "tensor", data_size - expect);
+                      "tensor",
+                      data_size - expect);
     free(order);
     return s;
 }
 
-static bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 ndcl_status ndcl_st_parse(ndcl_context *ctx, const void *buf, size_t size,
                           ndcl_st_file *out)
@@ -378,7 +396,8 @@ ndcl_status ndcl_st_parse(ndcl_context *ctx, const void *buf, size_t size,
     size_t strbytes = 0;
     const cJSON *meta = NULL, *e;
     ndcl_status s = NDCL_SUCCESS;
-    cJSON_ArrayForEach(e, root) {
+    cJSON_ArrayForEach(e, root)
+    {
         if (strcmp(e->string, "__metadata__") == 0) {
             if (meta) {
                 s = ndcl_fail(ctx, NDCL_ERR_FORMAT, "header has two \"__metadata__\"");
@@ -390,7 +409,8 @@ ndcl_status ndcl_st_parse(ndcl_context *ctx, const void *buf, size_t size,
                 break;
             }
             const cJSON *m;
-            cJSON_ArrayForEach(m, e) {
+            cJSON_ArrayForEach(m, e)
+            {
                 if (!cJSON_IsString(m)) {
                     s = ndcl_fail(ctx, NDCL_ERR_FORMAT,
                                   "\"__metadata__\" key \"%s\": value is not a string",
@@ -419,7 +439,8 @@ ndcl_status ndcl_st_parse(ndcl_context *ctx, const void *buf, size_t size,
     size_t pos = 0;
     if (s == NDCL_SUCCESS && meta) {
         const cJSON *m;
-        cJSON_ArrayForEach(m, meta) {
+        cJSON_ArrayForEach(m, meta)
+        {
             for (int j = 0; j < f.n_meta; j++)
                 if (strcmp(f.meta_keys[j], m->string) == 0) {
                     s = ndcl_fail(ctx, NDCL_ERR_FORMAT,
@@ -433,7 +454,8 @@ ndcl_status ndcl_st_parse(ndcl_context *ctx, const void *buf, size_t size,
         }
     }
     if (s == NDCL_SUCCESS) {
-        cJSON_ArrayForEach(e, root) {
+        cJSON_ArrayForEach(e, root)
+        {
             if (e == meta) continue;
             if (ndcl_st_find(&f, e->string)) {
                 s = ndcl_fail(ctx, NDCL_ERR_FORMAT, "tensor \"%s\" appears twice",
@@ -476,9 +498,8 @@ ndcl_status ndcl_st_read(ndcl_context *ctx, const char *path, ndcl_st_file *out)
 /* ------------------------------------------------------------ writing */
 
 ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *ts, int n,
-                              const char *const *meta_keys,
-                              const char *const *meta_values, int n_meta,
-                              unsigned char **data, size_t *size)
+                              const char *const *meta_keys, const char *const *meta_values,
+                              int n_meta, unsigned char **data, size_t *size)
 {
     NDCL_CHECK_ARG(ctx, n >= 0 && (ts || n == 0), "n=%d tensors with tensors=%p", n,
                    (const void *)ts);
@@ -501,13 +522,15 @@ ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *ts, int n,
                        "tensor \"%s\": ndim=%d", t->name, t->ndim);
         size_t count = 1, nbytes;
         for (int d = 0; d < t->ndim; d++)
-            NDCL_CHECK_ARG(ctx, ndcl_mul_ok(count, t->shape[d], &count) &&
-                                    (double)t->shape[d] <= ST_MAX_INT,
+            NDCL_CHECK_ARG(ctx,
+                           ndcl_mul_ok(count, t->shape[d], &count) &&
+                               (double)t->shape[d] <= ST_MAX_INT,
                            "tensor \"%s\": shape overflows", t->name);
         NDCL_CHECK_ARG(ctx, count == 0 || t->data, "tensor \"%s\": data is NULL", t->name);
-        NDCL_CHECK_ARG(ctx, ndcl_mul_ok(count, dtypes[t->dtype].size, &nbytes) &&
-                                data_size + nbytes >= data_size &&
-                                (double)(data_size + nbytes) <= ST_MAX_INT,
+        NDCL_CHECK_ARG(ctx,
+                       ndcl_mul_ok(count, dtypes[t->dtype].size, &nbytes) &&
+                           data_size + nbytes >= data_size &&
+                           (double)(data_size + nbytes) <= ST_MAX_INT,
                        "tensor \"%s\": data size overflows", t->name);
         data_size += nbytes;
     }
@@ -577,7 +600,8 @@ ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *ts, int n,
     for (int i = 0; i < n; i++) {
         const ndcl_st_out *t = &ts[i];
         size_t count = 1;
-        for (int d = 0; d < t->ndim; d++) count *= t->shape[d];
+        for (int d = 0; d < t->ndim; d++)
+            count *= t->shape[d];
         for (size_t j = 0; j < count; j++) {
             if (t->dtype == NDCL_ST_F32) {
                 uint32_t u;
@@ -611,8 +635,9 @@ ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **
     unsigned char *buf = malloc(cap);
     size_t len = 0;
     ndcl_status s = NDCL_SUCCESS;
-    if (!buf) s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
-                            path, cap);
+    if (!buf)
+        s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
+                      path, cap);
     /* Read to the end rather than trusting st_size: pipes have none and a
      * file may change while it is read. */
     while (s == NDCL_SUCCESS) {
@@ -628,7 +653,8 @@ ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **
         }
         ssize_t r = read(fd, buf + len, cap - 1 - len);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) s = ndcl_fail(ctx, NDCL_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r < 0)
+            s = ndcl_fail(ctx, NDCL_ERR_IO, "%s: read failed: %s", path, strerror(errno));
         if (r <= 0) break;
         len += (size_t)r;
     }
@@ -679,8 +705,10 @@ ndcl_status ndcl_write_file_atomic(ndcl_context *ctx, const char *path, const vo
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
-        ndcl_status s = ndcl_fail(ctx, NDCL_ERR_IO, "%s: cannot create a temporary file "
-                                  "next to it: %s", path, strerror(errno));
+        ndcl_status s = ndcl_fail(ctx, NDCL_ERR_IO,
+                                  "%s: cannot create a temporary file "
+                                  "next to it: %s",
+                                  path, strerror(errno));
         free(tmp);
         return s;
     }

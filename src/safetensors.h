@@ -37,7 +37,7 @@ typedef struct ndcl_st_file {
     int n_tensors;
     char **meta_keys, **meta_values;
     int n_meta;
-    char *strings;         /* one block holding every name, key and value */
+    char *strings; /* one block holding every name, key and value */
     unsigned char *owned_buf;
 } ndcl_st_file;
 
@@ -67,8 +67,7 @@ void ndcl_st_to_float(const ndcl_st_tensor *t, float *out);
 
 /* Converts every element of t to int64; floating values must be integral
  * and in range (NDCL_ERR_FORMAT naming the tensor otherwise). */
-ndcl_status ndcl_st_to_int64(ndcl_context *ctx, const ndcl_st_tensor *t,
-                             int64_t *out);
+ndcl_status ndcl_st_to_int64(ndcl_context *ctx, const ndcl_st_tensor *t, int64_t *out);
 
 /* A tensor to write: F32 data as floats, I64 data as int64_t, host order. */
 typedef struct ndcl_st_out {
@@ -83,10 +82,9 @@ typedef struct ndcl_st_out {
  * (n_meta key/value pairs, NULL when none) into a malloc'd buffer. The
  * header is padded with spaces to a multiple of 8 bytes. Names must be
  * distinct, non-empty and not "__metadata__" (NDCL_ERR_INVALID_ARG). */
-ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *tensors,
-                              int n, const char *const *meta_keys,
-                              const char *const *meta_values, int n_meta,
-                              unsigned char **data, size_t *size);
+ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *tensors, int n,
+                              const char *const *meta_keys, const char *const *meta_values,
+                              int n_meta, unsigned char **data, size_t *size);
 
 /* Writes size bytes to path through a temporary file in the same directory
  * that is fsync'ed and then renamed over path, so an interrupted or failed
@@ -96,17 +94,16 @@ ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *tensors,
  * Test hook: when the environment variable NDCL_TEST_SHORT_WRITE is set
  * (non-empty), only half the bytes are written and the write then fails as
  * a full disk would, so tests can check that the target is left alone. */
-ndcl_status ndcl_write_file_atomic(ndcl_context *ctx, const char *path,
-                                   const void *data, size_t size);
+ndcl_status ndcl_write_file_atomic(ndcl_context *ctx, const char *path, const void *data,
+                                   size_t size);
 
 /* Reads a whole file into a malloc'd buffer (one extra NUL byte after the
  * end, not counted in *size). NDCL_ERR_IO on failure. */
-ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path,
-                           unsigned char **data, size_t *size);
+ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **data,
+                           size_t *size);
 
 /* Prepends "prefix: " to ctx's last error and returns status, so a parse
  * error read from a file names the file. */
-ndcl_status ndcl_error_prefix(ndcl_context *ctx, ndcl_status status,
-                              const char *prefix);
+ndcl_status ndcl_error_prefix(ndcl_context *ctx, ndcl_status status, const char *prefix);
 
 #endif /* NDCL_SAFETENSORS_H */

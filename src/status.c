@@ -29,17 +29,22 @@ const char *ndcl_status_string(ndcl_status status)
     return "unknown status";
 }
 
-const char *ndcl_version_string(void) { return NDCL_VERSION_STRING; }
+const char *ndcl_version_string(void)
+{
+    return NDCL_VERSION_STRING;
+}
 
-unsigned ndcl_version_number(void) { return NDCL_VERSION_NUMBER; }
+unsigned ndcl_version_number(void)
+{
+    return NDCL_VERSION_NUMBER;
+}
 
 static char *error_slot(ndcl_context *ctx)
 {
     return ctx ? ctx->last_error : thread_error;
 }
 
-ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt,
-                      ...)
+ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -50,7 +55,10 @@ ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt,
     return status;
 }
 
-void ndcl_clear_error(ndcl_context *ctx) { error_slot(ctx)[0] = '\0'; }
+void ndcl_clear_error(ndcl_context *ctx)
+{
+    error_slot(ctx)[0] = '\0';
+}
 
 const char *ndcl_context_last_error(const ndcl_context *ctx)
 {
@@ -76,6 +84,7 @@ void ndcl_trace(const char *fmt, ...)
 const char *ndcl_cl_error_name(cl_int err)
 {
     switch (err) {
+        /* clang-format off */
 #define E(x) case x: return #x;
     E(CL_SUCCESS) E(CL_DEVICE_NOT_FOUND) E(CL_DEVICE_NOT_AVAILABLE)
     E(CL_COMPILER_NOT_AVAILABLE) E(CL_MEM_OBJECT_ALLOCATION_FAILURE)
@@ -106,7 +115,8 @@ const char *ndcl_cl_error_name(cl_int err)
     E(CL_INVALID_IMAGE_DESCRIPTOR) E(CL_INVALID_COMPILER_OPTIONS)
     E(CL_INVALID_LINKER_OPTIONS) E(CL_INVALID_DEVICE_PARTITION_COUNT)
 #undef E
-    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
+            /* clang-format on */
+            case -1001 : return "CL_PLATFORM_NOT_FOUND_KHR";
     }
     return "CL_UNKNOWN_ERROR";
 }
@@ -121,6 +131,5 @@ ndcl_status ndcl_fail_cl(ndcl_context *ctx, const char *call, cl_int err)
         s = NDCL_ERR_BUILD;
     else if (err == CL_DEVICE_NOT_FOUND || err == -1001 /* no ICD platform */)
         s = NDCL_ERR_NO_DEVICE;
-    return ndcl_fail(ctx, s, "%s failed: %s (%d)", call,
-                     ndcl_cl_error_name(err), (int)err);
+    return ndcl_fail(ctx, s, "%s failed: %s (%d)", call, ndcl_cl_error_name(err), (int)err);
 }

@@ -10,8 +10,8 @@
 static ndcl_status shape_count(ndcl_context *ctx, int ndim, const size_t *shape,
                                size_t *count)
 {
-    NDCL_CHECK_ARG(ctx, ndim >= 1 && ndim <= NDCL_MAX_DIMS,
-                   "ndim=%d (must be 1..%d)", ndim, NDCL_MAX_DIMS);
+    NDCL_CHECK_ARG(ctx, ndim >= 1 && ndim <= NDCL_MAX_DIMS, "ndim=%d (must be 1..%d)", ndim,
+                   NDCL_MAX_DIMS);
     NDCL_CHECK_ARG(ctx, shape != NULL, "shape is NULL");
     size_t n = 1;
     for (int i = 0; i < ndim; i++) {
@@ -67,7 +67,8 @@ ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, siz
 {
     size_t shape[4] = {d0, d1, d2, d3};
     int ndim = 0;
-    while (ndim < 4 && shape[ndim] != 0) ndim++;
+    while (ndim < 4 && shape[ndim] != 0)
+        ndim++;
     return ndcl_tensor_create(ctx, ndim, shape, out);
 }
 
@@ -88,8 +89,7 @@ ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer, int ndim,
     err = clGetMemObjectInfo(buffer, CL_MEM_SIZE, sizeof size, &size, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clGetMemObjectInfo(buffer)", err);
     NDCL_CHECK_ARG(ctx, size >= count * sizeof(float),
-                   "buffer holds %zu bytes, shape needs %zu", size,
-                   count * sizeof(float));
+                   "buffer holds %zu bytes, shape needs %zu", size, count * sizeof(float));
     NDCL_TRY(make(ctx, buffer, true, ndim, shape, count, out));
     clRetainMemObject(buffer);
     return NDCL_SUCCESS;
@@ -126,26 +126,38 @@ ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst, size_t count)
     return NDCL_SUCCESS;
 }
 
-int ndcl_tensor_ndim(const ndcl_tensor *t) { return t ? t->ndim : 0; }
+int ndcl_tensor_ndim(const ndcl_tensor *t)
+{
+    return t ? t->ndim : 0;
+}
 
 size_t ndcl_tensor_dim(const ndcl_tensor *t, int i)
 {
     return (t && i >= 0 && i < t->ndim) ? t->shape[i] : 0;
 }
 
-size_t ndcl_tensor_count(const ndcl_tensor *t) { return t ? t->count : 0; }
+size_t ndcl_tensor_count(const ndcl_tensor *t)
+{
+    return t ? t->count : 0;
+}
 
-ndcl_context *ndcl_tensor_context(const ndcl_tensor *t) { return t ? t->ctx : NULL; }
+ndcl_context *ndcl_tensor_context(const ndcl_tensor *t)
+{
+    return t ? t->ctx : NULL;
+}
 
-cl_mem ndcl_tensor_cl_mem(const ndcl_tensor *t) { return t ? t->mem : NULL; }
+cl_mem ndcl_tensor_cl_mem(const ndcl_tensor *t)
+{
+    return t ? t->mem : NULL;
+}
 
 ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t *shape)
 {
     if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
     size_t count;
     NDCL_TRY(shape_count(t->ctx, ndim, shape, &count));
-    NDCL_CHECK_ARG(t->ctx, count == t->count,
-                   "reshape to %zu elements, tensor holds %zu", count, t->count);
+    NDCL_CHECK_ARG(t->ctx, count == t->count, "reshape to %zu elements, tensor holds %zu",
+                   count, t->count);
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     return NDCL_SUCCESS;
@@ -157,7 +169,8 @@ ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const cha
     NDCL_CHECK_ARG(ctx, t != NULL, "%s is NULL", arg);
     NDCL_CHECK_ARG(ctx, t->ctx == ctx, "%s belongs to another context", arg);
     bool same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
     if (!same) {
         char want[96] = "", have[96] = "";
         size_t w = 0, h = 0;
@@ -184,9 +197,9 @@ ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off, cl_m
                              size_t dst_off, size_t count)
 {
     if (count == 0) return NDCL_SUCCESS;
-    cl_int err = clEnqueueCopyBuffer(ctx->queue, src, dst, src_off * sizeof(float),
-                                     dst_off * sizeof(float), count * sizeof(float), 0,
-                                     NULL, NULL);
+    cl_int err =
+        clEnqueueCopyBuffer(ctx->queue, src, dst, src_off * sizeof(float),
+                            dst_off * sizeof(float), count * sizeof(float), 0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueCopyBuffer", err);
     return NDCL_SUCCESS;
 }

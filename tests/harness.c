@@ -49,13 +49,15 @@ double test_rand01(unsigned *state)
 void test_fill_uniform(float *x, size_t n, unsigned seed, float lo, float hi)
 {
     unsigned st = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)test_rand01(&st);
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * (float)test_rand01(&st);
 }
 
 double test_rel_err_f(const float *a, const double *b, size_t n, double floor)
 {
     double scale = floor, err = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
         if (!(d <= err)) err = d; /* NaN propagates as the worst error */
@@ -66,7 +68,8 @@ double test_rel_err_f(const float *a, const double *b, size_t n, double floor)
 double test_rel_err_ff(const float *a, const float *b, size_t n, double floor)
 {
     double scale = floor, err = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)b[i]));
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
         if (!(d <= err)) err = d;

@@ -31,11 +31,11 @@ double test_rel_err_f(const float *a, const double *b, size_t n, double floor);
 double test_rel_err_ff(const float *a, const float *b, size_t n, double floor);
 
 /* Asserts a call succeeded, printing the context's last error if not. */
-#define TEST_OK(ctx, expr)                                                     \
-    do {                                                                       \
-        ndcl_status test_s_ = (expr);                                          \
-        ck_assert_msg(test_s_ == NDCL_SUCCESS, "%s -> %s: %s", #expr,          \
-                      ndcl_status_string(test_s_), ndcl_context_last_error(ctx)); \
+#define TEST_OK(ctx, expr)                                                                 \
+    do {                                                                                   \
+        ndcl_status test_s_ = (expr);                                                      \
+        ck_assert_msg(test_s_ == NDCL_SUCCESS, "%s -> %s: %s", #expr,                      \
+                      ndcl_status_string(test_s_), ndcl_context_last_error(ctx));          \
     } while (0)
 
 /* A device tensor of the given shape filled from host data. */

@@ -42,7 +42,8 @@ static run_result run_tool(const char *args)
 {
     const char *tool = getenv("NDCL_BENCH");
     ck_assert_msg(tool && *tool, "NDCL_BENCH (the path of ndcl-bench) is not set");
-    char out_path[] = "/tmp/ndcl-bench-out-XXXXXX", err_path[] = "/tmp/ndcl-bench-err-XXXXXX";
+    char out_path[] = "/tmp/ndcl-bench-out-XXXXXX",
+         err_path[] = "/tmp/ndcl-bench-err-XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
     ck_assert(fo >= 0 && fe >= 0);
     close(fo);
@@ -76,7 +77,8 @@ static double positive(const cJSON *row, const char *key)
 /* The small preset's two shapes, three suites each, every row complete. */
 START_TEST(json_layers)
 {
-    run_result r = run_tool("--suite conv,layer-train,layer-eval --preset small --runs 2 --json");
+    run_result r =
+        run_tool("--suite conv,layer-train,layer-eval --preset small --runs 2 --json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     cJSON *root = cJSON_Parse(r.out);
     ck_assert_msg(root != NULL, "--json output does not parse: %.300s", r.out);
@@ -124,14 +126,16 @@ START_TEST(csv_im2col)
 {
     run_result r = run_tool("--suite im2col --shape 2,8,8,8,8,3 --runs 1 --warmup 0 --csv");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
-    const char *head = "suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv";
+    const char *head =
+        "suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv";
     ck_assert_msg(!strncmp(r.out, head, strlen(head)), "header: %.200s", r.out);
     const char *line = strchr(r.out, '\n');
     ck_assert_ptr_nonnull(line);
     ck_assert_msg(!strncmp(line + 1, "im2col,2x8x8x8->8 k3,", 21), "row: %s", line + 1);
     /* runs, cold, min, median, an empty gflops, then a positive gbs. */
     const char *p = line + 1;
-    for (int i = 0; i < 3; i++) p = strchr(p, ',') + 1;
+    for (int i = 0; i < 3; i++)
+        p = strchr(p, ',') + 1;
     double v[4];
     ck_assert_int_eq(sscanf(p, "%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3]), 4);
     ck_assert(v[0] == 1 && v[1] > 0 && v[2] > 0 && v[3] > 0);
@@ -147,8 +151,9 @@ END_TEST
 /* The backward suite either measures or skips with a note, never fails. */
 START_TEST(backward_runs_or_skips)
 {
-    run_result r = run_tool("--suite layer-backward --shape 2,8,8,8,8,3 --runs 1 --warmup 0 "
-                            "--json");
+    run_result r =
+        run_tool("--suite layer-backward --shape 2,8,8,8,8,3 --runs 1 --warmup 0 "
+                 "--json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     cJSON *root = cJSON_Parse(r.out);
     ck_assert_msg(cJSON_IsArray(root), "output: %.300s", r.out);
@@ -168,12 +173,12 @@ END_TEST
 START_TEST(bad_shapes)
 {
     static const char *const bad[] = {
-        "8,16,16,16,16",            /* too few values */
+        "8,16,16,16,16",                /* too few values */
         "8,16,16,16,16,3,1,1,1,64,3,9", /* too many */
-        "8,16,x,16,16,3",           /* not a number */
-        "8,0,16,16,16,3",           /* zero */
-        "8,16,2,2,16,7,1,0",        /* kernel larger than the padded input */
-        "8,16,16,16,16,3,1,1,3",    /* groups do not divide C */
+        "8,16,x,16,16,3",               /* not a number */
+        "8,0,16,16,16,3",               /* zero */
+        "8,16,2,2,16,7,1,0",            /* kernel larger than the padded input */
+        "8,16,16,16,16,3,1,1,3",        /* groups do not divide C */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char args[128];
@@ -192,10 +197,10 @@ START_TEST(help_and_usage)
 {
     run_result r = run_tool("--help");
     ck_assert_int_eq(r.status, 0);
-    static const char *const words[] = {"--shape", "--preset", "cifar-resnet18", "small",
-                                        "--suite", "layer-train", "--json", "--csv",
-                                        "--runs", "--warmup", "--device", "CLOCK_MONOTONIC",
-                                        "vs_conv"};
+    static const char *const words[] = {
+        "--shape",     "--preset",        "cifar-resnet18", "small",  "--suite",
+        "layer-train", "--json",          "--csv",          "--runs", "--warmup",
+        "--device",    "CLOCK_MONOTONIC", "vs_conv"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);

@@ -40,7 +40,8 @@ static void *run_job(void *arg)
     for (int step = 0; step < 3 && s == NDCL_SUCCESS; step++) {
         test_fill_uniform(xs, 288, j->seed * 10 + (unsigned)step, -1, 1);
         s = ndcl_tensor_write(x, xs, 288);
-        if (s == NDCL_SUCCESS) s = ndcl_layer_forward(l, step < 2 ? NDCL_TRAIN : NDCL_EVAL, x, &y);
+        if (s == NDCL_SUCCESS)
+            s = ndcl_layer_forward(l, step < 2 ? NDCL_TRAIN : NDCL_EVAL, x, &y);
         if (s == NDCL_SUCCESS) s = ndcl_tensor_read(y, j->y[step], 2 * 6 * 6 * 6);
     }
     if (s == NDCL_SUCCESS) s = ndcl_layer_get_param(l, "running_mean", j->running, 18);
@@ -67,7 +68,8 @@ START_TEST(two_contexts_two_threads)
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, run_job, &together[i]), 0);
-    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
     for (int i = 0; i < 2; i++) {
         ck_assert_msg(together[i].ok, "thread %d: %s", i, together[i].err);
         for (int step = 0; step < 3; step++) {
@@ -118,7 +120,8 @@ START_TEST(cache_written_by_two_processes)
     for (int i = 0; i < 2; i++) {
         int st;
         ck_assert_int_eq(waitpid(pid[i], &st, 0), pid[i]);
-        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "builder %d failed (%d)", i, st);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "builder %d failed (%d)", i,
+                      st);
     }
     ndcl_context *ctx;
     TEST_OK(NULL, ndcl_context_create(NULL, &ctx));
@@ -131,8 +134,10 @@ START_TEST(cache_written_by_two_processes)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "test $(ls %s | grep -c tmp) -eq 0 && rm -rf %s", dir, dir);
     ck_assert_int_eq(system(cmd), 0);
-    if (old) setenv("NDCL_CACHE_DIR", old, 1);
-    else unsetenv("NDCL_CACHE_DIR");
+    if (old)
+        setenv("NDCL_CACHE_DIR", old, 1);
+    else
+        unsetenv("NDCL_CACHE_DIR");
     free(old);
 }
 END_TEST

@@ -191,9 +191,9 @@ START_TEST(wraps_callers_objects_without_owning_them)
     (void)rc1;
     ck_assert_uint_eq(refcount_q(q), rq1 - 1);
     /* Still usable by the caller. */
-    ck_assert_int_eq(clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof back, back, 0, NULL,
-                                         NULL),
-                     CL_SUCCESS);
+    ck_assert_int_eq(
+        clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof back, back, 0, NULL, NULL),
+        CL_SUCCESS);
 
     /* A queue of another context is refused. */
     cl_context c2 = clCreateContext(NULL, 1, &d, NULL, NULL, &err);
@@ -210,10 +210,10 @@ END_TEST
 
 START_TEST(status_strings_are_distinct)
 {
-    ndcl_status all[] = {NDCL_SUCCESS, NDCL_ERR_INVALID_ARG, NDCL_ERR_NO_DEVICE,
-                         NDCL_ERR_OUT_OF_MEMORY, NDCL_ERR_BUILD, NDCL_ERR_OPENCL,
-                         NDCL_ERR_BLAS, NDCL_ERR_NUMERICAL, NDCL_ERR_IO, NDCL_ERR_FORMAT,
-                         NDCL_ERR_UNSUPPORTED, NDCL_ERR_STATE};
+    ndcl_status all[] = {NDCL_SUCCESS,           NDCL_ERR_INVALID_ARG, NDCL_ERR_NO_DEVICE,
+                         NDCL_ERR_OUT_OF_MEMORY, NDCL_ERR_BUILD,       NDCL_ERR_OPENCL,
+                         NDCL_ERR_BLAS,          NDCL_ERR_NUMERICAL,   NDCL_ERR_IO,
+                         NDCL_ERR_FORMAT,        NDCL_ERR_UNSUPPORTED, NDCL_ERR_STATE};
     size_t n = sizeof all / sizeof all[0];
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)

@@ -56,8 +56,8 @@ static int count_entries(const char *dir)
     return n;
 }
 
-#define ERR_HAS(ctx, s)                                                        \
-    ck_assert_msg(strstr(ndcl_context_last_error(ctx), (s)) != NULL,           \
+#define ERR_HAS(ctx, s)                                                                    \
+    ck_assert_msg(strstr(ndcl_context_last_error(ctx), (s)) != NULL,                       \
                   "message \"%s\" lacks \"%s\"", ndcl_context_last_error(ctx), (s))
 
 /* ------------------------------------------------------------ npy */
@@ -72,7 +72,8 @@ static void make_npy(const char *path, int major, const char *dict, const void *
     memcpy(b, "\x93NUMPY", 6);
     b[6] = (unsigned char)major;
     b[7] = 0;
-    for (size_t i = 0; i < pre - 8; i++) b[8 + i] = (unsigned char)(hlen >> (8 * i));
+    for (size_t i = 0; i < pre - 8; i++)
+        b[8 + i] = (unsigned char)(hlen >> (8 * i));
     memcpy(b + pre, dict, dl);
     memset(b + pre + dl, ' ', hlen - dl - 1);
     b[pre + hlen - 1] = '\n';
@@ -132,7 +133,8 @@ START_TEST(npy_versions_and_f8)
     ck_assert_int_eq(ndim, 2);
     ck_assert_uint_eq(shape[0], 2);
     ck_assert_uint_eq(shape[1], 3);
-    for (int i = 0; i < 6; i++) ck_assert(out[i] == (float)d[i]);
+    for (int i = 0; i < 6; i++)
+        ck_assert(out[i] == (float)d[i]);
     ndcl_free(out);
 
     float f[3] = {1, 2, 3};
@@ -173,12 +175,13 @@ START_TEST(npy_rejections)
     npy_rejects("dtype", "'<i4'");
     make_npy(p, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 4), }", f, 32);
     npy_rejects("big-endian", "'>f4'");
-    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 2, 4), }", f,
-             32);
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 2, 4), }",
+             f, 32);
     npy_rejects("5 dims", "5 dimensions");
     make_npy(p, 1,
              "{'descr': '<f4', 'fortran_order': False, "
-             "'shape': (4294967296, 4294967296, 4294967296), }", f, 32);
+             "'shape': (4294967296, 4294967296, 4294967296), }",
+             f, 32);
     npy_rejects("overflow", "overflow");
     make_npy(p, 1, "{'descr': '<f4', 'shape': (2, 4), }", f, 32);
     npy_rejects("missing key", "fortran_order");
@@ -205,10 +208,12 @@ START_TEST(npy_rejections)
     float *out;
     int ndim;
     size_t shape[4];
-    ck_assert_int_eq(ndcl_npy_read(tmp_path("missing.npy"), &out, &ndim, shape), NDCL_ERR_IO);
+    ck_assert_int_eq(ndcl_npy_read(tmp_path("missing.npy"), &out, &ndim, shape),
+                     NDCL_ERR_IO);
     ERR_HAS(NULL, "missing.npy");
     ck_assert_int_eq(ndcl_npy_read(NULL, &out, &ndim, shape), NDCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(ndcl_npy_write(p, f, 5, (size_t[]){1, 1, 1, 1, 1}), NDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(ndcl_npy_write(p, f, 5, (size_t[]){1, 1, 1, 1, 1}),
+                     NDCL_ERR_INVALID_ARG);
     ck_assert_int_eq(ndcl_npy_write(p, NULL, 1, (size_t[]){3}), NDCL_ERR_INVALID_ARG);
     ck_assert_int_eq(ndcl_npy_write(tmp_path("nodir/x.npy"), f, 1, (size_t[]){3}),
                      NDCL_ERR_IO);
@@ -226,7 +231,8 @@ static unsigned char *st_bytes(const char *json, const void *data, size_t n,
     size_t jl = strlen(json);
     unsigned char *b = malloc(8 + jl + n + 1);
     uint64_t h = hlen_override ? hlen_override : jl;
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(h >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(h >> (8 * i));
     memcpy(b + 8, json, jl);
     if (n) memcpy(b + 8 + jl, data, n);
     *size = 8 + jl + n;
@@ -255,11 +261,13 @@ START_TEST(st_parse_and_convert)
     float f32 = -1.25f;
     uint32_t u32;
     memcpy(&u32, &f32, 4);
-    for (int i = 0; i < 4; i++) data[k++] = (unsigned char)(u32 >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        data[k++] = (unsigned char)(u32 >> (8 * i));
     double f64 = 3.5e-3;
     uint64_t u64;
     memcpy(&u64, &f64, 8);
-    for (int i = 0; i < 8; i++) data[k++] = (unsigned char)(u64 >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        data[k++] = (unsigned char)(u64 >> (8 * i));
     const uint16_t halves[4] = {0x3c00 /* 1 */, 0xc100 /* -2.5 */, 0x0001 /* 2^-24 */,
                                 0x7c00 /* inf */};
     for (int i = 0; i < 4; i++) {
@@ -267,17 +275,20 @@ START_TEST(st_parse_and_convert)
         data[k++] = (unsigned char)(halves[i] >> 8);
     }
     int64_t i64 = -5000000000LL;
-    for (int i = 0; i < 8; i++) data[k++] = (unsigned char)((uint64_t)i64 >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        data[k++] = (unsigned char)((uint64_t)i64 >> (8 * i));
     int32_t i32 = -7;
-    for (int i = 0; i < 4; i++) data[k++] = (unsigned char)((uint32_t)i32 >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        data[k++] = (unsigned char)((uint32_t)i32 >> (8 * i));
     ck_assert_uint_eq(k, 32);
-    const char *json = "{\"__metadata__\":{\"a\":\"x\",\"b\":\"\\u00e9\"},"
-                       "\"f\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},"
-                       "\"d\":{\"dtype\":\"F64\",\"shape\":[1,1],\"data_offsets\":[4,12]},"
-                       "\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[12,20]},"
-                       "\"l\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[20,28]},"
-                       "\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[28,32]},"
-                       "\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[32,32]}}  ";
+    const char *json =
+        "{\"__metadata__\":{\"a\":\"x\",\"b\":\"\\u00e9\"},"
+        "\"f\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},"
+        "\"d\":{\"dtype\":\"F64\",\"shape\":[1,1],\"data_offsets\":[4,12]},"
+        "\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[12,20]},"
+        "\"l\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[20,28]},"
+        "\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[28,32]},"
+        "\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[32,32]}}  ";
     size_t size;
     unsigned char *b = st_bytes(json, data, 32, 0, &size);
     ndcl_st_file f;
@@ -309,15 +320,17 @@ START_TEST(st_parse_and_convert)
     /* Serialise: header padded with spaces to 8 bytes, data contiguous. */
     float w[3] = {1, 2, 3};
     int64_t c = 42;
-    ndcl_st_out ts[2] = {{.name = "w", .dtype = NDCL_ST_F32, .ndim = 1, .shape = {3}, .data = w},
-                         {.name = "c\"q", .dtype = NDCL_ST_I64, .ndim = 0, .data = &c}};
+    ndcl_st_out ts[2] = {
+        {.name = "w", .dtype = NDCL_ST_F32, .ndim = 1, .shape = {3}, .data = w},
+        {.name = "c\"q", .dtype = NDCL_ST_I64, .ndim = 0, .data = &c}};
     const char *keys[1] = {"k"}, *vals[1] = {"v"};
     unsigned char *out_b;
     size_t out_n;
     ck_assert_int_eq(ndcl_st_serialize(NULL, ts, 2, keys, vals, 1, &out_b, &out_n),
                      NDCL_SUCCESS);
     uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = hl << 8 | out_b[i];
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | out_b[i];
     ck_assert_uint_eq(hl % 8, 0);
     ck_assert_uint_eq(out_n, 8 + hl + 12 + 8);
     ck_assert(out_b[8 + hl - 1] == ' ' || out_b[8 + hl - 1] == '}');
@@ -338,12 +351,13 @@ END_TEST
 
 START_TEST(st_rejections)
 {
-#define ENTRY(name, dt, shape, b, e)                                           \
-    "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
+#define ENTRY(name, dt, shape, b, e)                                                       \
+    "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e  \
+    "]}"
     st_rejects("{" ENTRY("w", "BF16", "[2]", 0, 4) "}", 4, 0, "\"BF16\"");
     ERR_HAS(NULL, "tensor \"w\"");
-    st_rejects("{" ENTRY("a", "F32", "[2]", 0, 8) "," ENTRY("b", "F32", "[2]", 4, 12) "}", 12, 0,
-               "overlap");
+    st_rejects("{" ENTRY("a", "F32", "[2]", 0, 8) "," ENTRY("b", "F32", "[2]", 4, 12) "}",
+               12, 0, "overlap");
     st_rejects("{" ENTRY("a", "F32", "[4]", 0, 16) "}", 12, 0, "past the end");
     st_rejects("{" ENTRY("a", "F32", "[3]", 0, 8) "}", 8, 0, "needs 12");
     st_rejects("{" ENTRY("a", "F32", "[2]", 4, 12) "}", 12, 0, "hole");
@@ -353,10 +367,13 @@ START_TEST(st_rejections)
     st_rejects("{" ENTRY("a", "F32", "[2.5]", 0, 8) "}", 8, 0, "shape[0]");
     st_rejects("{" ENTRY("a", "F32", "[4294967296,4294967296,4294967296]", 0, 8) "}", 8, 0,
                "overflow");
-    st_rejects("{" ENTRY("a", "F32", "[1,1,1,1,1,1,1,1,1]", 0, 4) "}", 4, 0, "9 dimensions");
+    st_rejects("{" ENTRY("a", "F32", "[1,1,1,1,1,1,1,1,1]", 0, 4) "}", 4, 0,
+               "9 dimensions");
     st_rejects("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "missing \"dtype\"");
-    st_rejects("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, 0, "missing \"shape\"");
-    st_rejects("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0, "missing \"data_offsets\"");
+    st_rejects("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, 0,
+               "missing \"shape\"");
+    st_rejects("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0,
+               "missing \"data_offsets\"");
     st_rejects("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, 0,
                "data_offsets");
     st_rejects("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
@@ -367,8 +384,8 @@ START_TEST(st_rejections)
     st_rejects("{} x", 0, 0, "after its JSON");
     st_rejects("{\"__metadata__\":{\"k\":1}}", 0, 0, "not a string");
     st_rejects("{\"__metadata__\":[]}", 0, 0, "__metadata__");
-    st_rejects("{" ENTRY("a", "F32", "[1]", 0, 4) "," ENTRY("a", "F32", "[1]", 4, 8) "}", 8, 0,
-               "twice");
+    st_rejects("{" ENTRY("a", "F32", "[1]", 0, 4) "," ENTRY("a", "F32", "[1]", 4, 8) "}", 8,
+               0, "twice");
     st_rejects("{}", 0, 1000, "larger than the file");
     st_rejects("{}", 0, UINT64_MAX, "larger than the file");
     st_rejects("{}", 4, 0, "no tensor");
@@ -413,16 +430,17 @@ START_TEST(st_float_files)
     ck_assert_int_eq(nd, 0);
     ck_assert(out[0] == 9);
     ndcl_free(out);
-    ck_assert_int_eq(ndcl_safetensors_read_float(p, "nope", &out, &nd, sh), NDCL_ERR_FORMAT);
+    ck_assert_int_eq(ndcl_safetensors_read_float(p, "nope", &out, &nd, sh),
+                     NDCL_ERR_FORMAT);
     ERR_HAS(NULL, "\"nope\"");
     ERR_HAS(NULL, "weight, bias, scalar");
     ndims[0] = 5;
     ck_assert_int_eq(ndcl_safetensors_write_floats(p, 3, names, data, ndims,
                                                    (const size_t(*)[NDCL_MAX_DIMS])shapes),
                      NDCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(ndcl_safetensors_read_float(tmp_path("none.safetensors"), "w", &out, &nd,
-                                                 sh),
-                     NDCL_ERR_IO);
+    ck_assert_int_eq(
+        ndcl_safetensors_read_float(tmp_path("none.safetensors"), "w", &out, &nd, sh),
+        NDCL_ERR_IO);
 }
 END_TEST
 
@@ -433,13 +451,15 @@ END_TEST
 static void randomize(ndcl_layer *l, unsigned seed)
 {
     ndcl_context *ctx = ndcl_layer_context(l);
-    const char *names[] = {"weight", "bias", "running_mean", "running_deconv",
-                           "running_mean1", "running_mean2", "running_var"};
+    const char *names[] = {"weight",         "bias",          "running_mean",
+                           "running_deconv", "running_mean1", "running_mean2",
+                           "running_var"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         int nd;
         size_t sh[4], n = 1;
         if (ndcl_layer_param_shape(l, names[i], &nd, sh) != NDCL_SUCCESS) continue;
-        for (int d = 0; d < nd; d++) n *= sh[d];
+        for (int d = 0; d < nd; d++)
+            n *= sh[d];
         float *v = malloc(n * sizeof(float));
         test_fill_uniform(v, n, seed + (unsigned)i, -1, 1);
         TEST_OK(ctx, ndcl_layer_set_param(l, names[i], v, n));
@@ -469,8 +489,9 @@ static void assert_same_layer(const ndcl_layer *a, const ndcl_layer *b)
         TEST_OK(ctx, ndcl_layer_channel_desc(b, &y));
         ck_assert_mem_eq(&x, &y, sizeof x);
     }
-    const char *names[] = {"weight", "bias", "running_mean", "running_deconv",
-                           "running_mean1", "running_mean2", "running_var"};
+    const char *names[] = {"weight",         "bias",          "running_mean",
+                           "running_deconv", "running_mean1", "running_mean2",
+                           "running_var"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         int na, nb;
         size_t sa[4], sb[4], n = 1;
@@ -479,7 +500,8 @@ static void assert_same_layer(const ndcl_layer *a, const ndcl_layer *b)
         if (s != NDCL_SUCCESS) continue;
         ck_assert_int_eq(na, nb);
         ck_assert_mem_eq(sa, sb, sizeof(size_t) * (size_t)na);
-        for (int d = 0; d < na; d++) n *= sa[d];
+        for (int d = 0; d < na; d++)
+            n *= sa[d];
         float *va = malloc(n * sizeof(float)), *vb = malloc(n * sizeof(float));
         TEST_OK(ctx, ndcl_layer_get_param(a, names[i], va, n));
         TEST_OK(ctx, ndcl_layer_get_param(b, names[i], vb, n));
@@ -621,7 +643,8 @@ typedef struct raw {
 static unsigned char *layer_bytes(const char *meta, const raw *ts, int n, size_t *size)
 {
     char json[4096];
-    size_t used = (size_t)snprintf(json, sizeof json, "{\"__metadata__\":{%s}", meta), off = 0;
+    size_t used = (size_t)snprintf(json, sizeof json, "{\"__metadata__\":{%s}", meta),
+           off = 0;
     for (int i = 0; i < n; i++) {
         used += (size_t)snprintf(json + used, sizeof json - used,
                                  ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,"
@@ -645,33 +668,39 @@ static void le_f64(unsigned char *p, double d)
 {
     uint64_t u;
     memcpy(&u, &d, 8);
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(u >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
 }
 
 static void le_f32(unsigned char *p, float f)
 {
     uint32_t u;
     memcpy(&u, &f, 4);
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(u >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
 }
 
-#define LIN_META "\"kind\":\"linear\",\"in_features\":\"4\",\"out_features\":\"2\",\"block\":\"4\""
+#define LIN_META                                                                           \
+    "\"kind\":\"linear\",\"in_features\":\"4\",\"out_features\":\"2\",\"block\":\"4\""
 
 START_TEST(layer_conversions)
 {
     ndcl_context *ctx = test_ctx();
     /* A linear layer whose tensors use every dtype. */
     unsigned char w[8 * 8], bias[2 * 2], mean[4 * 4], dec[16 * 8];
-    for (int i = 0; i < 8; i++) le_f64(w + 8 * i, 0.25 * i - 1);
+    for (int i = 0; i < 8; i++)
+        le_f64(w + 8 * i, 0.25 * i - 1);
     bias[0] = 0x00, bias[1] = 0x3c; /* 1.0 */
     bias[2] = 0x00, bias[3] = 0xc0; /* -2.0 */
     for (int i = 0; i < 4; i++) {
         uint32_t v = (uint32_t)(i - 2);
-        for (int k = 0; k < 4; k++) mean[4 * i + k] = (unsigned char)(v >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            mean[4 * i + k] = (unsigned char)(v >> (8 * k));
     }
     for (int i = 0; i < 16; i++) {
         uint64_t v = (uint64_t)(int64_t)(i % 5 == 0 ? 1 : 0);
-        for (int k = 0; k < 8; k++) dec[8 * i + k] = (unsigned char)(v >> (8 * k));
+        for (int k = 0; k < 8; k++)
+            dec[8 * i + k] = (unsigned char)(v >> (8 * k));
     }
     raw ts[4] = {{"weight", "F64", "[2,4]", w, sizeof w},
                  {"bias", "F16", "[2]", bias, sizeof bias},
@@ -686,13 +715,16 @@ START_TEST(layer_conversions)
     free(b);
     float v[16];
     TEST_OK(ctx, ndcl_layer_get_param(l, "weight", v, 8));
-    for (int i = 0; i < 8; i++) ck_assert(v[i] == 0.25f * (float)i - 1);
+    for (int i = 0; i < 8; i++)
+        ck_assert(v[i] == 0.25f * (float)i - 1);
     TEST_OK(ctx, ndcl_layer_get_param(l, "bias", v, 2));
     ck_assert(v[0] == 1 && v[1] == -2);
     TEST_OK(ctx, ndcl_layer_get_param(l, "running_mean", v, 4));
-    for (int i = 0; i < 4; i++) ck_assert(v[i] == (float)(i - 2));
+    for (int i = 0; i < 4; i++)
+        ck_assert(v[i] == (float)(i - 2));
     TEST_OK(ctx, ndcl_layer_get_param(l, "running_deconv", v, 16));
-    for (int i = 0; i < 16; i++) ck_assert(v[i] == (i % 5 == 0 ? 1.0f : 0.0f));
+    for (int i = 0; i < 16; i++)
+        ck_assert(v[i] == (i % 5 == 0 ? 1.0f : 0.0f));
     ndcl_linear_desc d;
     TEST_OK(ctx, ndcl_layer_linear_desc(l, &d));
     ck_assert(d.eps == 1e-3f);
@@ -705,8 +737,10 @@ START_TEST(layer_conversions)
      * the counter as I64 [1]; conv: kernel "(3, 1)"-style pairs and an I32
      * counter of shape []. */
     unsigned char m1[12], dd[36], m2[4], var[4], nb[8] = {3, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < 3; i++) le_f32(m1 + 4 * i, (float)i);
-    for (int i = 0; i < 9; i++) le_f32(dd + 4 * i, i % 4 == 0 ? 1.0f : 0.0f);
+    for (int i = 0; i < 3; i++)
+        le_f32(m1 + 4 * i, (float)i);
+    for (int i = 0; i < 9; i++)
+        le_f32(dd + 4 * i, i % 4 == 0 ? 1.0f : 0.0f);
     le_f32(m2, 0.5f);
     le_f32(var, 2.0f);
     raw cts[5] = {{"running_mean1", "F32", "[3]", m1, 12},
@@ -728,7 +762,8 @@ START_TEST(layer_conversions)
     ndcl_layer_destroy(l);
 
     static float cw[2 * 1 * 3 * 3], crm[9], crd[81];
-    for (int i = 0; i < 9; i++) crd[10 * i] = 1;
+    for (int i = 0; i < 9; i++)
+        crd[10 * i] = 1;
     unsigned char c32[4] = {9, 0, 0, 0};
     raw vts[4] = {{"weight", "F32", "[2,1,3,3]", cw, sizeof cw},
                   {"running_mean", "F32", "[9]", crm, sizeof crm},
@@ -740,7 +775,8 @@ START_TEST(layer_conversions)
         snprintf(meta, sizeof meta,
                  "\"kind\":\"conv2d\",\"in_channels\":\"1\",\"out_channels\":\"2\","
                  "\"kernel_size\":\"%s\",\"bias\":\"0\",\"stride\":\"(2, 2)\","
-                 "\"freeze\":\"True\",\"momentum\":\"0x1p-3\"", kernels[k]);
+                 "\"freeze\":\"True\",\"momentum\":\"0x1p-3\"",
+                 kernels[k]);
         b = layer_bytes(meta, vts, 4, &n);
         TEST_OK(ctx, ndcl_layer_load_memory(ctx, b, n, &l));
         free(b);
@@ -787,11 +823,11 @@ START_TEST(layer_rejections)
     ndcl_layer_destroy(l);
     free(b);
 
-#define REJECT(meta, tsv, nt, status, msg)                                     \
-    do {                                                                       \
-        unsigned char *b_ = layer_bytes(meta, tsv, nt, &n);                    \
-        load_rejects(b_, n, status, msg);                                      \
-        free(b_);                                                              \
+#define REJECT(meta, tsv, nt, status, msg)                                                 \
+    do {                                                                                   \
+        unsigned char *b_ = layer_bytes(meta, tsv, nt, &n);                                \
+        load_rejects(b_, n, status, msg);                                                  \
+        free(b_);                                                                          \
     } while (0)
 
     raw t2[5];
@@ -843,7 +879,8 @@ START_TEST(layer_rejections)
     raw cts2[5];
     memcpy(cts2, cts, sizeof cts);
     unsigned char neg[8];
-    for (int i = 0; i < 8; i++) neg[i] = 0xff;
+    for (int i = 0; i < 8; i++)
+        neg[i] = 0xff;
     cts2[4] = (raw){"num_batches_tracked", "I64", "[1]", neg, 8};
     REJECT("\"kind\":\"channel\",\"block\":\"1\"", cts2, 5, NDCL_ERR_FORMAT,
            "num_batches_tracked");
@@ -851,7 +888,8 @@ START_TEST(layer_rejections)
     cts2[4] = (raw){"num_batches_tracked", "I64", "[2]", two, 16};
     REJECT("\"kind\":\"channel\",\"block\":\"1\"", cts2, 5, NDCL_ERR_FORMAT, "one integer");
     cts2[4] = (raw){"num_batches_tracked", "F32", "[]", "\0\0\xc0\x3f", 4}; /* 1.5 */
-    REJECT("\"kind\":\"channel\",\"block\":\"1\"", cts2, 5, NDCL_ERR_FORMAT, "not an integer");
+    REJECT("\"kind\":\"channel\",\"block\":\"1\"", cts2, 5, NDCL_ERR_FORMAT,
+           "not an integer");
 #undef REJECT
 
     /* Container damage on a real saved file. */
@@ -861,8 +899,8 @@ START_TEST(layer_rejections)
     size_t gn;
     TEST_OK(ctx, ndcl_layer_save_memory(l, &good, &gn));
     ndcl_layer_destroy(l);
-    load_rejects(good, gn - 1, NDCL_ERR_FORMAT, "past the end");       /* truncated */
-    load_rejects(good, 20, NDCL_ERR_FORMAT, "larger than the file");  /* cut in header */
+    load_rejects(good, gn - 1, NDCL_ERR_FORMAT, "past the end");     /* truncated */
+    load_rejects(good, 20, NDCL_ERR_FORMAT, "larger than the file"); /* cut in header */
     load_rejects(good, 5, NDCL_ERR_FORMAT, "too short");
     unsigned char *bad = malloc(gn);
     memcpy(bad, good, gn);
@@ -884,7 +922,8 @@ START_TEST(layer_rejections)
     write_bytes(p, good, gn - 3);
     ck_assert_int_eq(ndcl_layer_load(ctx, p, &l), NDCL_ERR_FORMAT);
     ERR_HAS(ctx, "trunc.safetensors: ");
-    ck_assert_int_eq(ndcl_layer_load(ctx, tmp_path("nothing.safetensors"), &l), NDCL_ERR_IO);
+    ck_assert_int_eq(ndcl_layer_load(ctx, tmp_path("nothing.safetensors"), &l),
+                     NDCL_ERR_IO);
     ERR_HAS(ctx, "nothing.safetensors");
     ck_assert_int_eq(ndcl_layer_load(NULL, p, &l), NDCL_ERR_INVALID_ARG);
     ck_assert_int_eq(ndcl_layer_load_memory(ctx, NULL, 0, &l), NDCL_ERR_INVALID_ARG);
@@ -1003,8 +1042,8 @@ START_TEST(golden_files_load)
             float *x;
             int nd;
             size_t sh[4];
-            ck_assert_msg(ndcl_safetensors_read_float(g.gl_pathv[i], "weight", &x, &nd, sh) ==
-                              NDCL_SUCCESS,
+            ck_assert_msg(ndcl_safetensors_read_float(g.gl_pathv[i], "weight", &x, &nd,
+                                                      sh) == NDCL_SUCCESS,
                           "%s", ndcl_context_last_error(NULL));
             ndcl_free(x);
             grads++;
@@ -1012,8 +1051,8 @@ START_TEST(golden_files_load)
         globfree(&g);
     }
     ck_assert_int_gt(layers, 0);
-    fprintf(stderr, "golden: %d layer files, %d npy files, %d gradient files\n", layers, npys,
-            grads);
+    fprintf(stderr, "golden: %d layer files, %d npy files, %d gradient files\n", layers,
+            npys, grads);
 }
 END_TEST
 

@@ -7,7 +7,8 @@
 #include "ref.h"
 
 /* Every parameter name a layer of that kind has, in state_dict order. */
-static const char *const conv_names[] = {"weight", "bias", "running_mean", "running_deconv"};
+static const char *const conv_names[] = {"weight", "bias", "running_mean",
+                                         "running_deconv"};
 static const char *const channel_names[] = {"running_mean1", "running_deconv",
                                             "running_mean2", "running_var"};
 
@@ -28,7 +29,8 @@ static size_t count_of(const ndcl_layer *l, const char *name)
     int nd;
     size_t sh[NDCL_MAX_DIMS], n = 1;
     if (ndcl_layer_param_shape(l, name, &nd, sh) != NDCL_SUCCESS) return 0;
-    for (int i = 0; i < nd; i++) n *= sh[i];
+    for (int i = 0; i < nd; i++)
+        n *= sh[i];
     return n;
 }
 
@@ -43,7 +45,8 @@ static void share_params(ndcl_layer *l, ref_layer *r, unsigned seed)
         test_fill_uniform(v, n, seed + (unsigned)k, -0.5f, 0.5f);
         TEST_OK(ndcl_layer_context(l), ndcl_layer_set_param(l, names[k], v, n));
         double *dst = ref_slot(r, names[k]);
-        for (size_t i = 0; i < n; i++) dst[i] = v[i];
+        for (size_t i = 0; i < n; i++)
+            dst[i] = v[i];
         free(v);
     }
 }
@@ -69,22 +72,26 @@ static void step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim, const si
 {
     ndcl_context *ctx = ndcl_layer_context(l);
     size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= xs[i];
+    for (int i = 0; i < ndim; i++)
+        n *= xs[i];
     float *x = malloc(n * sizeof *x);
     double *xd = malloc(n * sizeof *xd);
     test_fill_uniform(x, n, seed, -1.0f, 2.0f); /* non-zero mean on purpose */
-    for (size_t i = 0; i < n; i++) xd[i] = x[i];
+    for (size_t i = 0; i < n; i++)
+        xd[i] = x[i];
     size_t ys[NDCL_MAX_DIMS];
     ref_layer_out_shape(r, ndim, xs, ys);
     size_t ny = 1;
-    for (int i = 0; i < ndim; i++) ny *= ys[i];
+    for (int i = 0; i < ndim; i++)
+        ny *= ys[i];
     double *yr = malloc(ny * sizeof *yr);
     ref_layer_forward(r, mode, xd, ndim, xs, yr);
 
     ndcl_tensor *tx = test_tensor_from(ctx, ndim, xs, x), *ty = NULL;
     TEST_OK(ctx, ndcl_layer_forward(l, mode, tx, &ty));
     ck_assert_int_eq(ndcl_tensor_ndim(ty), ndim);
-    for (int i = 0; i < ndim; i++) ck_assert_uint_eq(ndcl_tensor_dim(ty, i), ys[i]);
+    for (int i = 0; i < ndim; i++)
+        ck_assert_uint_eq(ndcl_tensor_dim(ty, i), ys[i]);
     float *y = test_tensor_to_host(ty);
     TEST_OK(ctx, ndcl_finish(ctx));
     double e = test_rel_err_f(y, yr, ny, 1e-3);
@@ -310,7 +317,8 @@ START_TEST(rejects_bad_descriptors)
     ck_assert_int_eq(ndcl_layer_set_param(l, "nonsense", (float[]){0}, 1),
                      NDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "running_deconv"));
-    ck_assert_int_eq(ndcl_layer_set_param(l, "bias", (float[]){0}, 1), NDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(ndcl_layer_set_param(l, "bias", (float[]){0}, 1),
+                     NDCL_ERR_INVALID_ARG);
     ndcl_tensor_destroy(x);
     ndcl_layer_destroy(l);
     ndcl_layer_destroy(NULL);

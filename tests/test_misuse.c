@@ -10,15 +10,15 @@
 
 /* The call fails with status st and the message (of ctx, or of the calling
  * thread when ctx is NULL) contains sub. */
-#define FAILS(ctx, expr, st, sub)                                                        \
-    do {                                                                                 \
-        ndcl_status f_s_ = (expr);                                                       \
-        const char *f_m_ = ndcl_context_last_error(ctx);                                 \
-        if (!f_m_) f_m_ = "(null)";                                                      \
-        ck_assert_msg(f_s_ == (st), "%s -> %s (expected %s): %s", #expr,                 \
-                      ndcl_status_string(f_s_), ndcl_status_string(st), f_m_);           \
-        ck_assert_msg(strstr(f_m_, (sub)) != NULL,                                       \
-                      "%s: message \"%s\" does not name \"%s\"", #expr, f_m_, (sub));    \
+#define FAILS(ctx, expr, st, sub)                                                          \
+    do {                                                                                   \
+        ndcl_status f_s_ = (expr);                                                         \
+        const char *f_m_ = ndcl_context_last_error(ctx);                                   \
+        if (!f_m_) f_m_ = "(null)";                                                        \
+        ck_assert_msg(f_s_ == (st), "%s -> %s (expected %s): %s", #expr,                   \
+                      ndcl_status_string(f_s_), ndcl_status_string(st), f_m_);             \
+        ck_assert_msg(strstr(f_m_, (sub)) != NULL,                                         \
+                      "%s: message \"%s\" does not name \"%s\"", #expr, f_m_, (sub));      \
     } while (0)
 #define BAD(ctx, expr, sub) FAILS(ctx, expr, NDCL_ERR_INVALID_ARG, sub)
 
@@ -33,7 +33,7 @@ typedef struct snapshot {
     int64_t counter;
 } snapshot;
 
-static const char *const all_names[] = {"weight",        "bias",          "running_mean",
+static const char *const all_names[] = {"weight",         "bias",          "running_mean",
                                         "running_deconv", "running_mean1", "running_mean2",
                                         "running_var"};
 
@@ -45,7 +45,8 @@ static void snap_take(const ndcl_layer *l, snapshot *s)
         int nd;
         size_t sh[NDCL_MAX_DIMS], n = 1;
         if (ndcl_layer_param_shape(l, all_names[k], &nd, sh) != NDCL_SUCCESS) continue;
-        for (int i = 0; i < nd; i++) n *= sh[i];
+        for (int i = 0; i < nd; i++)
+            n *= sh[i];
         s->names[s->n] = all_names[k];
         s->count[s->n] = n;
         s->data[s->n] = malloc(n * sizeof(float));
@@ -60,7 +61,8 @@ static void snap_take(const ndcl_layer *l, snapshot *s)
 
 static void snap_free(snapshot *s)
 {
-    for (int i = 0; i < s->n; i++) free(s->data[i]);
+    for (int i = 0; i < s->n; i++)
+        free(s->data[i]);
 }
 
 /* The layer holds exactly what the snapshot holds (bytes). */
@@ -71,7 +73,8 @@ static void snap_expect(const ndcl_layer *l, const snapshot *before, const char 
     snap_take(l, &now);
     ck_assert_int_eq(now.n, before->n);
     for (int i = 0; i < now.n; i++)
-        ck_assert_msg(memcmp(now.data[i], before->data[i], now.count[i] * sizeof(float)) == 0,
+        ck_assert_msg(memcmp(now.data[i], before->data[i], now.count[i] * sizeof(float)) ==
+                          0,
                       "%s changed %s", what, now.names[i]);
     ck_assert_msg(now.counter == before->counter, "%s changed the counter", what);
     snap_free(&now);
@@ -84,8 +87,8 @@ static void randomise(ndcl_layer *l, unsigned seed)
     snap_take(l, &s);
     for (int i = 0; i < s.n; i++) {
         test_fill_uniform(s.data[i], s.count[i], seed + (unsigned)i, -1, 1);
-        TEST_OK(ndcl_layer_context(l), ndcl_layer_set_param(l, s.names[i], s.data[i],
-                                                            s.count[i]));
+        TEST_OK(ndcl_layer_context(l),
+                ndcl_layer_set_param(l, s.names[i], s.data[i], s.count[i]));
     }
     if (ndcl_layer_kind_of(l) != NDCL_LAYER_LINEAR)
         TEST_OK(ndcl_layer_context(l), ndcl_layer_set_counter(l, 7));
@@ -177,7 +180,8 @@ START_TEST(context_and_tensor_misuse)
     BAD(ctx, ndcl_tensor_create(ctx, 1, NULL, &t), "shape");
     BAD(ctx, ndcl_tensor_create(ctx, 3, (size_t[]){2, 0, 2}, &t), "shape[1]=0");
     BAD(ctx, ndcl_tensor_create(ctx, 1, (size_t[]){(size_t)-1}, &t), "overflow");
-    BAD(ctx, ndcl_tensor_create(ctx, 4, (size_t[]){1u << 20, 1u << 20, 1u << 20, 1u << 20}, &t),
+    BAD(ctx,
+        ndcl_tensor_create(ctx, 4, (size_t[]){1u << 20, 1u << 20, 1u << 20, 1u << 20}, &t),
         "overflow");
     ck_assert_ptr_null(t);
 
@@ -301,12 +305,12 @@ START_TEST(create_rejects_bad_descriptors)
     BAD(NULL, ndcl_conv2d_create(NULL, &cd, &l), "ctx");
     BAD(ctx, ndcl_conv2d_create(ctx, NULL, &l), "desc");
     BAD(ctx, ndcl_conv2d_create(ctx, &cd, NULL), "out");
-#define CONV_BAD(field, value, sub)                                                      \
-    do {                                                                                 \
-        ndcl_conv2d_desc d_ = cd;                                                        \
-        d_.field = value;                                                                \
-        BAD(ctx, ndcl_conv2d_create(ctx, &d_, &l), sub);                                 \
-        ck_assert_ptr_null(l);                                                           \
+#define CONV_BAD(field, value, sub)                                                        \
+    do {                                                                                   \
+        ndcl_conv2d_desc d_ = cd;                                                          \
+        d_.field = value;                                                                  \
+        BAD(ctx, ndcl_conv2d_create(ctx, &d_, &l), sub);                                   \
+        ck_assert_ptr_null(l);                                                             \
     } while (0)
     CONV_BAD(in_channels, 0, "in_channels=0");
     CONV_BAD(in_channels, -4, "in_channels=-4");
@@ -346,12 +350,12 @@ START_TEST(create_rejects_bad_descriptors)
     BAD(NULL, ndcl_linear_create(NULL, &ld, &l), "ctx");
     BAD(ctx, ndcl_linear_create(ctx, NULL, &l), "desc");
     BAD(ctx, ndcl_linear_create(ctx, &ld, NULL), "out");
-#define LIN_BAD(field, value, sub)                                                       \
-    do {                                                                                 \
-        ndcl_linear_desc d_ = ld;                                                        \
-        d_.field = value;                                                                \
-        BAD(ctx, ndcl_linear_create(ctx, &d_, &l), sub);                                 \
-        ck_assert_ptr_null(l);                                                           \
+#define LIN_BAD(field, value, sub)                                                         \
+    do {                                                                                   \
+        ndcl_linear_desc d_ = ld;                                                          \
+        d_.field = value;                                                                  \
+        BAD(ctx, ndcl_linear_create(ctx, &d_, &l), sub);                                   \
+        ck_assert_ptr_null(l);                                                             \
     } while (0)
     LIN_BAD(in_features, 0, "in_features=0");
     LIN_BAD(in_features, -8, "in_features=-8");
@@ -372,12 +376,12 @@ START_TEST(create_rejects_bad_descriptors)
     BAD(NULL, ndcl_channel_create(NULL, &chd, &l), "ctx");
     BAD(ctx, ndcl_channel_create(ctx, NULL, &l), "desc");
     BAD(ctx, ndcl_channel_create(ctx, &chd, NULL), "out");
-#define CH_BAD(field, value, sub)                                                        \
-    do {                                                                                 \
-        ndcl_channel_desc d_ = chd;                                                      \
-        d_.field = value;                                                                \
-        BAD(ctx, ndcl_channel_create(ctx, &d_, &l), sub);                                \
-        ck_assert_ptr_null(l);                                                           \
+#define CH_BAD(field, value, sub)                                                          \
+    do {                                                                                   \
+        ndcl_channel_desc d_ = chd;                                                        \
+        d_.field = value;                                                                  \
+        BAD(ctx, ndcl_channel_create(ctx, &d_, &l), sub);                                  \
+        ck_assert_ptr_null(l);                                                             \
     } while (0)
     CH_BAD(block, 0, "block=0");
     CH_BAD(block, -1, "block=-1");
@@ -461,7 +465,8 @@ static void layer_misuse(ndcl_layer *l, ndcl_tensor *x_ok, ndcl_tensor *x_bad,
     ndcl_layer_kind k = ndcl_layer_kind_of(l);
     if (k != NDCL_LAYER_CONV2D) BAD(ctx, ndcl_layer_conv2d_desc(l, &cd), "not a conv");
     if (k != NDCL_LAYER_LINEAR) BAD(ctx, ndcl_layer_linear_desc(l, &ld), "not a linear");
-    if (k != NDCL_LAYER_CHANNEL) BAD(ctx, ndcl_layer_channel_desc(l, &chd), "not a channel");
+    if (k != NDCL_LAYER_CHANNEL)
+        BAD(ctx, ndcl_layer_channel_desc(l, &chd), "not a channel");
     BAD(ctx, ndcl_layer_conv2d_desc(l, NULL), "out");
     ck_assert_int_eq(ndcl_layer_kind_of(NULL), 0);
     ck_assert_int_eq(ndcl_layer_block(NULL), 0);
@@ -540,7 +545,8 @@ START_TEST(layer_misuse_all_kinds)
     TEST_OK(ctx, ndcl_channel_create(ctx, &chd, &ch));
     ndcl_tensor *x2 = test_tensor_from(ctx, 4, (size_t[]){2, 2, 6, 6}, xs); /* C < block */
     ndcl_tensor *y4 = test_tensor_from(ctx, 4, (size_t[]){2, 4, 6, 5}, NULL);
-    layer_misuse(ch, x, x2, xf = test_tensor_from(other, 4, (size_t[]){2, 4, 6, 6}, xs), y4);
+    layer_misuse(ch, x, x2, xf = test_tensor_from(other, 4, (size_t[]){2, 4, 6, 6}, xs),
+                 y4);
     ndcl_tensor *x3d = test_tensor_from(ctx, 3, (size_t[]){2, 4, 36}, xs);
     BAD(ctx, ndcl_layer_forward(ch, NDCL_TRAIN, x3d, &y), "x");
     ndcl_tensor_destroy(x3d);
@@ -602,7 +608,8 @@ START_TEST(exhaustion)
     snap_take(l, &s);
     size_t hw = (size_t)(info.max_alloc_bytes / sizeof(float) / 4 / 2); /* half the max */
     size_t side = 1;
-    while ((side + 1) * (side + 1) <= hw) side++;
+    while ((side + 1) * (side + 1) <= hw)
+        side++;
     ndcl_tensor *x = NULL, *y = NULL;
     ndcl_status st = ndcl_tensor_create(ctx, 4, (size_t[]){2, 4, side, side}, &x);
     if (st == NDCL_SUCCESS) {
@@ -612,11 +619,10 @@ START_TEST(exhaustion)
         st = ndcl_layer_forward(l, NDCL_TRAIN, x, &y);
         /* Too large for the device's memory, or for the kernels' int
          * indexing (NDCL_ERR_UNSUPPORTED): either way a status. */
-        ck_assert_msg(st == NDCL_SUCCESS || st == NDCL_ERR_OUT_OF_MEMORY ||
-                          st == NDCL_ERR_UNSUPPORTED || st == NDCL_ERR_OPENCL ||
-                          st == NDCL_ERR_BLAS,
-                      "huge forward -> %s: %s", ndcl_status_string(st),
-                      ndcl_context_last_error(ctx));
+        ck_assert_msg(
+            st == NDCL_SUCCESS || st == NDCL_ERR_OUT_OF_MEMORY ||
+                st == NDCL_ERR_UNSUPPORTED || st == NDCL_ERR_OPENCL || st == NDCL_ERR_BLAS,
+            "huge forward -> %s: %s", ndcl_status_string(st), ndcl_context_last_error(ctx));
         ndcl_finish(ctx);
         ndcl_tensor_destroy(y);
         ndcl_tensor_destroy(x);

@@ -19,7 +19,8 @@ static float *running_of(const ndcl_layer *l, size_t *n)
         int nd;
         size_t sh[NDCL_MAX_DIMS], c = 1;
         if (ndcl_layer_param_shape(l, running[k], &nd, sh) != NDCL_SUCCESS) continue;
-        for (int i = 0; i < nd; i++) c *= sh[i];
+        for (int i = 0; i < nd; i++)
+            c *= sh[i];
         all = realloc(all, (*n + c) * sizeof *all);
         ck_assert_ptr_nonnull(all);
         TEST_OK(ndcl_layer_context(l), ndcl_layer_get_param(l, running[k], all + *n, c));
@@ -61,7 +62,8 @@ static int make_cases(ndcl_context *ctx, kase *k)
         int nd;
         size_t sh[NDCL_MAX_DIMS], c = 1;
         TEST_OK(ctx, ndcl_layer_param_shape(k[i].l, "weight", &nd, sh));
-        for (int j = 0; j < nd; j++) c *= sh[j];
+        for (int j = 0; j < nd; j++)
+            c *= sh[j];
         float *w = malloc(c * sizeof *w);
         test_fill_uniform(w, c, 40 + (unsigned)i, -0.5f, 0.5f);
         TEST_OK(ctx, ndcl_layer_set_param(k[i].l, "weight", w, c));
@@ -73,7 +75,8 @@ static int make_cases(ndcl_context *ctx, kase *k)
 static size_t count_of(const kase *k)
 {
     size_t c = 1;
-    for (int i = 0; i < k->ndim; i++) c *= k->shape[i];
+    for (int i = 0; i < k->ndim; i++)
+        c *= k->shape[i];
     return c;
 }
 
@@ -100,7 +103,8 @@ START_TEST(constant_input_stays_finite)
     for (int i = 0; i < n; i++) {
         size_t c = count_of(&k[i]), ny, nr;
         float *x = malloc(c * sizeof *x);
-        for (size_t j = 0; j < c; j++) x[j] = 0.75f;
+        for (size_t j = 0; j < c; j++)
+            x[j] = 0.75f;
         for (int step = 0; step < 2; step++) {
             ndcl_status fin;
             float *y = forward(&k[i], step ? NDCL_EVAL : NDCL_TRAIN, x, &fin, &ny);
@@ -143,7 +147,8 @@ START_TEST(nan_and_inf_are_reported_and_not_kept)
             float *after = running_of(k[i].l, &n1);
             ck_assert_uint_eq(n0, n1);
             ck_assert_msg(memcmp(before, after, n0 * sizeof *before) == 0,
-                          "%s, %g: running statistics changed", k[i].name, (double)poison[p]);
+                          "%s, %g: running statistics changed", k[i].name,
+                          (double)poison[p]);
             free(before);
             free(after);
         }
@@ -168,7 +173,8 @@ START_TEST(extreme_magnitudes)
             size_t c = count_of(&k[i]), ny, nr;
             float *x = malloc(c * sizeof *x);
             test_fill_uniform(x, c, 9, -1, 1);
-            for (size_t j = 0; j < c; j++) x[j] *= scales[sidx];
+            for (size_t j = 0; j < c; j++)
+                x[j] *= scales[sidx];
             for (int step = 0; step < 2; step++) {
                 ndcl_status fin;
                 float *y = forward(&k[i], step ? NDCL_EVAL : NDCL_TRAIN, x, &fin, &ny);

@@ -96,7 +96,8 @@ END_TEST
 START_TEST(build_error_reports_log)
 {
     ndcl_context *ctx = test_ctx();
-    const char *src = "__kernel void broken(__global float *x) { x[0] = undeclared_thing; }";
+    const char *src =
+        "__kernel void broken(__global float *x) { x[0] = undeclared_thing; }";
     cl_program p = NULL;
     ndcl_status s = ndcl_program_build_source(ctx, src, strlen(src), NULL, &p, NULL);
     ck_assert_int_eq(s, NDCL_ERR_BUILD);

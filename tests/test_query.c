@@ -42,7 +42,8 @@ static run_result run_tool(const char *env_prefix, const char *args)
 {
     const char *tool = getenv("NDCL_QUERY");
     ck_assert_msg(tool && *tool, "NDCL_QUERY (the path of ndcl-query) is not set");
-    char out_path[] = "/tmp/ndcl-query-out-XXXXXX", err_path[] = "/tmp/ndcl-query-err-XXXXXX";
+    char out_path[] = "/tmp/ndcl-query-out-XXXXXX",
+         err_path[] = "/tmp/ndcl-query-err-XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
     ck_assert(fo >= 0 && fe >= 0);
     close(fo);
@@ -89,9 +90,9 @@ static void check_listing_json(const char *json, char *spec, size_t size)
     static const char *const plat_str[] = {"name", "vendor", "version"};
     static const char *const dev_str[] = {"name", "type", "vendor", "driver_version",
                                           "opencl_c_version"};
-    static const char *const dev_num[] = {"index", "compute_units", "max_clock_mhz",
-                                          "global_mem_bytes", "local_mem_bytes",
-                                          "max_work_group_size"};
+    static const char *const dev_num[] = {"index",           "compute_units",
+                                          "max_clock_mhz",   "global_mem_bytes",
+                                          "local_mem_bytes", "max_work_group_size"};
     static const char *const dev_bool[] = {"fp16", "fp64", "default"};
     cJSON *root = cJSON_Parse(json);
     ck_assert_msg(root != NULL, "--json output does not parse: %.200s", json);
@@ -162,8 +163,9 @@ START_TEST(help_and_usage)
 {
     run_result r = run_tool(NULL, "--help");
     ck_assert_int_eq(r.status, 0);
-    static const char *const words[] = {"--self-test", "--json", "--device", "NDCL_DEVICE",
-                                        "NDCL_CACHE_DIR", "NDCL_CACHE", "NDCL_DEBUG"};
+    static const char *const words[] = {"--self-test", "--json",         "--device",
+                                        "NDCL_DEVICE", "NDCL_CACHE_DIR", "NDCL_CACHE",
+                                        "NDCL_DEBUG"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);
@@ -209,8 +211,8 @@ START_TEST(no_platform)
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
         run_result r = run_tool(env, modes[i]);
         ck_assert_msg(r.status > 0, "\"%s\": exit %d", modes[i], r.status);
-        ck_assert_msg(strstr(r.err, "no OpenCL platform"), "\"%s\": stderr \"%s\"", modes[i],
-                      r.err);
+        ck_assert_msg(strstr(r.err, "no OpenCL platform"), "\"%s\": stderr \"%s\"",
+                      modes[i], r.err);
         run_free(&r);
     }
     rmdir(dir);
@@ -234,11 +236,11 @@ START_TEST(self_test_pocl)
     ck_assert_msg(root != NULL, "output does not parse (exit %d): %s", r.status, r.err);
     const cJSON *plats = cJSON_GetObjectItemCaseSensitive(root, "platforms");
     ck_assert_int_eq(cJSON_GetArraySize(plats), 1);
-    const cJSON *devs = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(plats, 0),
-                                                         "devices");
+    const cJSON *devs =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(plats, 0), "devices");
     ck_assert_int_eq(cJSON_GetArraySize(devs), 1);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(devs, 0),
-                                                       "self_test");
+    const cJSON *st =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(devs, 0), "self_test");
     ck_assert(cJSON_IsObject(st));
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(st, "error");
     ck_assert_msg(err == NULL, "self-test error: %s",

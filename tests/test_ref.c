@@ -11,7 +11,8 @@
 static void fill(double *x, size_t n, unsigned seed, double lo, double hi)
 {
     unsigned st = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * test_rand01(&st);
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * test_rand01(&st);
 }
 
 static double max_abs_diff(const double *a, const double *b, size_t n)
@@ -31,7 +32,8 @@ static void column_cov(const double *X, size_t M, size_t ld, size_t first, size_
 {
     for (size_t j = 0; j < n; j++) {
         mean[j] = 0;
-        for (size_t i = 0; i < M; i++) mean[j] += X[i * ld + first + j];
+        for (size_t i = 0; i < M; i++)
+            mean[j] += X[i * ld + first + j];
         mean[j] /= (double)M;
     }
     for (size_t a = 0; a < n; a++)
@@ -47,7 +49,8 @@ static double dist_to_identity(const double *A, size_t n)
 {
     double e = 0;
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) e = fmax(e, fabs(A[i * n + j] - (i == j ? 1.0 : 0.0)));
+        for (size_t j = 0; j < n; j++)
+            e = fmax(e, fabs(A[i * n + j] - (i == j ? 1.0 : 0.0)));
     return e;
 }
 
@@ -58,10 +61,12 @@ static void correlated(double *x, size_t M, size_t n, unsigned seed)
     unsigned st = seed * 2654435761u + 7;
     double *z = malloc(n * sizeof *z);
     for (size_t i = 0; i < M; i++) {
-        for (size_t j = 0; j < n; j++) z[j] = 2 * test_rand01(&st) - 1;
+        for (size_t j = 0; j < n; j++)
+            z[j] = 2 * test_rand01(&st) - 1;
         for (size_t j = 0; j < n; j++) {
             double s = 0.5 + 0.3 * (double)j; /* offset */
-            for (size_t k = 0; k <= j; k++) s += (k == j ? 1.0 : 0.6) * z[k];
+            for (size_t k = 0; k <= j; k++)
+                s += (k == j ? 1.0 : 0.6) * z[k];
             x[i * n + j] = s;
         }
     }
@@ -74,7 +79,8 @@ START_TEST(conv2d_by_hand)
 {
     /* x = 1..9 as a 3x3 image, w = [[1, 2], [3, 4]]. */
     double x[9], w[4] = {1, 2, 3, 4}, b = 1, y[4];
-    for (int i = 0; i < 9; i++) x[i] = i + 1;
+    for (int i = 0; i < 9; i++)
+        x[i] = i + 1;
     ref_conv2d(x, 1, 1, 3, 3, w, 1, 2, 2, &b, 1, 0, 1, 1, y);
     double want[4] = {38, 48, 68, 78};
     ck_assert_double_eq_tol(max_abs_diff(y, want, 4), 0, 1e-12);
@@ -98,7 +104,8 @@ static void conv_by_padding(const double *x, size_t N, size_t C, size_t H, size_
     double *wd = calloc(Cout * cg * dkh * dkw, sizeof *wd);
     for (size_t i = 0; i < N * C; i++)
         for (size_t h = 0; h < H; h++)
-            for (size_t v = 0; v < W; v++) xp[(i * Hp + h + p) * Wp + v + p] = x[(i * H + h) * W + v];
+            for (size_t v = 0; v < W; v++)
+                xp[(i * Hp + h + p) * Wp + v + p] = x[(i * H + h) * W + v];
     for (size_t i = 0; i < Cout * cg; i++)
         for (size_t a = 0; a < kh; a++)
             for (size_t c = 0; c < kw; c++)
@@ -115,9 +122,10 @@ static void conv_by_padding(const double *x, size_t N, size_t C, size_t H, size_
                         for (size_t ci = 0; ci < cg; ci++)
                             for (size_t a = 0; a < dkh; a++)
                                 for (size_t c = 0; c < dkw; c++)
-                                    acc += wd[((o * cg + ci) * dkh + a) * dkw + c] *
-                                           xp[((n * C + g * cg + ci) * Hp + oy * s + a) * Wp +
-                                              ox * s + c];
+                                    acc +=
+                                        wd[((o * cg + ci) * dkh + a) * dkw + c] *
+                                        xp[((n * C + g * cg + ci) * Hp + oy * s + a) * Wp +
+                                           ox * s + c];
                         y[((n * Cout + o) * *Ho + oy) * *Wo + ox] = acc;
                     }
             }
@@ -139,8 +147,8 @@ START_TEST(conv2d_general_matches_padded_form)
                 for (size_t g = 1; g <= G; g++) {
                     size_t s = strides[si], p = pads[pi], d = dils[di], Ho, Wo;
                     double want[2 * 4 * 11 * 12], got[2 * 4 * 11 * 12];
-                    conv_by_padding(x, N, C, H, W, w, Cout, kh, kw, b, s, p, d, g, want, &Ho,
-                                    &Wo);
+                    conv_by_padding(x, N, C, H, W, w, Cout, kh, kw, b, s, p, d, g, want,
+                                    &Ho, &Wo);
                     ref_conv2d(x, N, C, H, W, w, Cout, kh, kw, b, s, p, d, g, got);
                     ck_assert_double_eq_tol(max_abs_diff(got, want, N * Cout * Ho * Wo), 0,
                                             1e-12);
@@ -408,7 +416,8 @@ START_TEST(conv_train_whitens)
         double *x = malloc(M * C * sizeof *x), *y = malloc(M * C * sizeof *y);
         correlated(pix, M, C, 50 + (unsigned)G);
         for (size_t r = 0; r < M; r++) /* pixel rows -> NCHW */
-            for (size_t c = 0; c < C; c++) x[((r / P) * C + c) * P + r % P] = pix[r * C + c];
+            for (size_t c = 0; c < C; c++)
+                x[((r / P) * C + c) * P + r % P] = pix[r * C + c];
         ndcl_conv2d_desc cd = ndcl_conv2d_desc_default((int)C, (int)C, 1);
         cd.sampling_stride = 1;
         cd.groups = G;
@@ -416,15 +425,18 @@ START_TEST(conv_train_whitens)
         cd.n_iter = 30;
         ref_layer *l = ref_layer_conv2d(&cd);
         size_t cg = C / (size_t)G;
-        for (size_t o = 0; o < C; o++) l->weight[o * cg + o % cg] = 1.0;
+        for (size_t o = 0; o < C; o++)
+            l->weight[o * cg + o % cg] = 1.0;
         ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
         for (size_t r = 0; r < M; r++)
-            for (size_t c = 0; c < C; c++) pix[r * C + c] = y[((r / P) * C + c) * P + r % P];
+            for (size_t c = 0; c < C; c++)
+                pix[r * C + c] = y[((r / P) * C + c) * P + r % P];
         for (size_t g = 0; g < (size_t)G; g++) {
             double mean[4], cov[16];
             column_cov(pix, M, C, g * cg, cg, mean, cov);
             ck_assert_double_eq_tol(dist_to_identity(cov, cg), 0, 1e-4);
-            for (size_t j = 0; j < cg; j++) ck_assert_double_eq_tol(mean[j], 0, 1e-10);
+            for (size_t j = 0; j < cg; j++)
+                ck_assert_double_eq_tol(mean[j], 0, 1e-10);
         }
         free(pix);
         free(x);
@@ -454,7 +466,8 @@ START_TEST(linear_eval_fold)
         for (size_t n = 0; n < N; n++)
             for (size_t o = 0; o < Fout; o++) {
                 double s = with_bias ? l->bias[o] : 0;
-                for (size_t i = 0; i < F; i++) s += x[n * F + i] * l->weight[o * F + i];
+                for (size_t i = 0; i < F; i++)
+                    s += x[n * F + i] * l->weight[o * F + i];
                 err = fmax(err, fabs(s - y[n * Fout + o]));
             }
         ck_assert_double_eq_tol(err, 0, 1e-12);
@@ -467,7 +480,8 @@ START_TEST(linear_eval_fold)
         for (size_t n = 0; n < N; n++)
             for (size_t o = 0; o < Fout; o++) {
                 double s = 0;
-                for (size_t i = 0; i < F; i++) s += x[n * F + i] * l->weight[o * F + i];
+                for (size_t i = 0; i < F; i++)
+                    s += x[n * F + i] * l->weight[o * F + i];
                 if (with_bias) s += l->bias[o];
                 for (size_t i = 0; i < F; i++)
                     s -= l->weight[o * F + i] * l->running_mean[i % 2];
@@ -489,12 +503,14 @@ START_TEST(linear_train_whitens)
     ld.n_iter = 30;
     ref_layer *l = ref_layer_linear(&ld);
     ck_assert_int_eq(l->block, 4);
-    for (size_t i = 0; i < F; i++) l->weight[i * F + i] = 1.0;
+    for (size_t i = 0; i < F; i++)
+        l->weight[i * F + i] = 1.0;
     ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, F}, y);
     double mean[4], cov[16], xmean[4], xcov[16];
     column_cov(y, N, F, 0, F, mean, cov);
     ck_assert_double_eq_tol(dist_to_identity(cov, F), 0, 1e-4);
-    for (size_t j = 0; j < F; j++) ck_assert_double_eq_tol(mean[j], 0, 1e-10);
+    for (size_t j = 0; j < F; j++)
+        ck_assert_double_eq_tol(mean[j], 0, 1e-10);
     /* Running buffers after one step from (0, I): m·μ and (1−m)·I + m·D,
      * where D·(Σ + eps)·D ≈ I. */
     column_cov(x, N, F, 0, F, xmean, xcov);
@@ -504,16 +520,19 @@ START_TEST(linear_train_whitens)
     double D[16], DS[16], DSD[16];
     for (size_t i = 0; i < F * F; i++)
         D[i] = (l->running_deconv[i] - (1 - m) * (i % (F + 1) == 0)) / m;
-    for (size_t i = 0; i < F; i++) xcov[i * F + i] += 1e-7f;
+    for (size_t i = 0; i < F; i++)
+        xcov[i * F + i] += 1e-7f;
     for (size_t i = 0; i < F; i++)
         for (size_t j = 0; j < F; j++) {
             DS[i * F + j] = 0;
-            for (size_t k = 0; k < F; k++) DS[i * F + j] += D[i * F + k] * xcov[k * F + j];
+            for (size_t k = 0; k < F; k++)
+                DS[i * F + j] += D[i * F + k] * xcov[k * F + j];
         }
     for (size_t i = 0; i < F; i++)
         for (size_t j = 0; j < F; j++) {
             DSD[i * F + j] = 0;
-            for (size_t k = 0; k < F; k++) DSD[i * F + j] += DS[i * F + k] * D[k * F + j];
+            for (size_t k = 0; k < F; k++)
+                DSD[i * F + j] += DS[i * F + k] * D[k * F + j];
         }
     ck_assert_double_eq_tol(dist_to_identity(DSD, F), 0, 1e-6);
     free(x);
@@ -530,16 +549,20 @@ static void channel_stats(const double *x, size_t N, size_t C, size_t HW, size_t
                           size_t sub, double *mean1, double *mean2, double *var)
 {
     size_t per = C / B, c = per * B, cols = per * N * HW, ns = 0;
-    for (size_t r = 0; r < B; r++) mean1[r] = 0;
+    for (size_t r = 0; r < B; r++)
+        mean1[r] = 0;
     for (size_t q = 0; q < cols; q += sub, ns++) {
         size_t k = q / (N * HW), n = (q / HW) % N, p = q % HW;
-        for (size_t r = 0; r < B; r++) mean1[r] += x[(n * C + r * per + k) * HW + p];
+        for (size_t r = 0; r < B; r++)
+            mean1[r] += x[(n * C + r * per + k) * HW + p];
     }
-    for (size_t r = 0; r < B; r++) mean1[r] /= (double)ns;
+    for (size_t r = 0; r < B; r++)
+        mean1[r] /= (double)ns;
     size_t rest = (C - c) * HW, cnt = 0;
     double s = 0, s2 = 0;
     for (size_t n = 0; n < N; n++)
-        for (size_t t = 0; t < rest; t += sub, cnt++) s += x[(n * C + c) * HW + t];
+        for (size_t t = 0; t < rest; t += sub, cnt++)
+            s += x[(n * C + c) * HW + t];
     *mean2 = s / (double)cnt;
     for (size_t n = 0; n < N; n++)
         for (size_t t = 0; t < rest; t += sub) {
@@ -563,7 +586,8 @@ START_TEST(channel_leftover_and_first_batch)
     ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys);
     ck_assert(ys[0] == N && ys[1] == C && ys[2] == H && ys[3] == W);
     ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
-    for (size_t i = 0; i < n; i++) ck_assert(isfinite(y[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert(isfinite(y[i]));
     ck_assert_int_eq(l->counter, 1);
 
     /* First batch: the running buffers start as copies of the statistics
@@ -674,7 +698,8 @@ START_TEST(channel_2d_whitens_centred_data)
     correlated(x, N, C, 111);
     column_cov(x, N, C, 0, C, mean, cov);
     for (size_t i = 0; i < N; i++)
-        for (size_t j = 0; j < C; j++) x[i * C + j] -= mean[j];
+        for (size_t j = 0; j < C; j++)
+            x[i * C + j] -= mean[j];
     ndcl_channel_desc chd = ndcl_channel_desc_default((int)C);
     chd.eps = 1e-7f;
     chd.n_iter = 30;

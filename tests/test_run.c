@@ -96,8 +96,8 @@ static void run_ok(const char *what, const char *fmt, ...)
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
     run_result r = run_tool("%s", args);
-    ck_assert_msg(r.status == 0, "%s: ndcl-run %s\nexit %d, stderr: %s", what, args, r.status,
-                  r.err);
+    ck_assert_msg(r.status == 0, "%s: ndcl-run %s\nexit %d, stderr: %s", what, args,
+                  r.status, r.err);
     run_free(&r);
 }
 
@@ -124,7 +124,8 @@ static double rel_err(const float *a, const float *b, size_t n)
 static size_t count_of(int ndim, const size_t *shape)
 {
     size_t n = 1;
-    for (int d = 0; d < ndim; d++) n *= shape[d];
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
     return n;
 }
 
@@ -132,8 +133,10 @@ static void expect_same_shape(const char *what, int nd_a, const size_t *a, int n
                               const size_t *b)
 {
     bool same = nd_a == nd_b;
-    for (int d = 0; same && d < nd_a; d++) same = a[d] == b[d];
-    ck_assert_msg(same, "%s: shape mismatch (%d dims [%zu, %zu, ...] vs %d dims [%zu, %zu, ...])",
+    for (int d = 0; same && d < nd_a; d++)
+        same = a[d] == b[d];
+    ck_assert_msg(same,
+                  "%s: shape mismatch (%d dims [%zu, %zu, ...] vs %d dims [%zu, %zu, ...])",
                   what, nd_a, nd_a > 0 ? a[0] : 0, nd_a > 1 ? a[1] : 0, nd_b,
                   nd_b > 0 ? b[0] : 0, nd_b > 1 ? b[1] : 0);
 }
@@ -171,7 +174,7 @@ static bool read_tensor(const char *path, const char *name, float **data, int *n
 /* Every tensor a layer or gradient file can hold: those of the golden file
  * must be in the written one, match it, and nothing else may be there. */
 static const char *const tensor_names[] = {
-    "weight",        "bias",          "running_mean", "running_deconv", "counter",
+    "weight",        "bias",          "running_mean", "running_deconv",      "counter",
     "running_mean1", "running_mean2", "running_var",  "num_batches_tracked",
 };
 
@@ -191,8 +194,9 @@ static double expect_tensors(const char *what, const char *got, const char *ref,
         size_t sa[NDCL_MAX_DIMS], sb[NDCL_MAX_DIMS];
         bool in_ref = read_tensor(ref, name, &b, &nb, sb);
         bool in_got = read_tensor(got, name, &a, &na, sa);
-        ck_assert_msg(in_ref == in_got, "%s: \"%s\" is %s the written file but %s the golden one",
-                      what, name, in_got ? "in" : "not in", in_ref ? "in" : "not in");
+        ck_assert_msg(in_ref == in_got,
+                      "%s: \"%s\" is %s the written file but %s the golden one", what, name,
+                      in_got ? "in" : "not in", in_ref ? "in" : "not in");
         if (in_ref) {
             char w[256];
             snprintf(w, sizeof w, "%s: %s", what, name);
@@ -211,7 +215,8 @@ static double expect_tensors(const char *what, const char *got, const char *ref,
         ndcl_free(a);
         ndcl_free(b);
     }
-    ck_assert_msg(found > 0, "%s: the golden file %s holds none of the known tensors", what, ref);
+    ck_assert_msg(found > 0, "%s: the golden file %s holds none of the known tensors", what,
+                  ref);
     return worst;
 }
 
@@ -243,8 +248,10 @@ START_TEST(golden_forward)
     work_dir(t, sizeof t, "fwd", name);
     double ey = 0, es = 0, e;
 
-    run_ok(name, "'%s/layer.safetensors' --input '%s/x1.npy' --mode train "
-           "--output '%s/y1.npy' --save-state '%s/s1.safetensors'", d, d, t, t);
+    run_ok(name,
+           "'%s/layer.safetensors' --input '%s/x1.npy' --mode train "
+           "--output '%s/y1.npy' --save-state '%s/s1.safetensors'",
+           d, d, t, t);
     snprintf(w, sizeof w, "%s/y1.npy", t);
     snprintf(g, sizeof g, "%s/y_train1.npy", d);
     ey = fmax(ey, expect_npy("train1 output", w, g, TOL_FWD));
@@ -252,8 +259,10 @@ START_TEST(golden_forward)
     snprintf(g, sizeof g, "%s/state_train1.safetensors", d);
     es = fmax(es, expect_tensors("train1 state", w, g, TOL_FWD));
 
-    run_ok(name, "'%s/s1.safetensors' --input '%s/x2.npy' --mode train "
-           "--output '%s/y2.npy' --save-state '%s/s2.safetensors'", t, d, t, t);
+    run_ok(name,
+           "'%s/s1.safetensors' --input '%s/x2.npy' --mode train "
+           "--output '%s/y2.npy' --save-state '%s/s2.safetensors'",
+           t, d, t, t);
     snprintf(w, sizeof w, "%s/y2.npy", t);
     snprintf(g, sizeof g, "%s/y_train2.npy", d);
     ey = fmax(ey, expect_npy("train2 output", w, g, TOL_FWD));
@@ -262,8 +271,10 @@ START_TEST(golden_forward)
     es = fmax(es, expect_tensors("train2 state", w, g, TOL_FWD));
 
     /* Eval changes no state: the state it saves is the one it loaded. */
-    run_ok(name, "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
-           "--output '%s/ye.npy' --save-state '%s/se.safetensors'", d, d, t, t);
+    run_ok(name,
+           "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
+           "--output '%s/ye.npy' --save-state '%s/se.safetensors'",
+           d, d, t, t);
     snprintf(w, sizeof w, "%s/ye.npy", t);
     snprintf(g, sizeof g, "%s/y_eval.npy", d);
     ey = fmax(ey, expect_npy("eval output", w, g, TOL_FWD));
@@ -274,8 +285,10 @@ START_TEST(golden_forward)
 
     snprintf(g, sizeof g, "%s/x3.npy", d);
     if (exists(g)) {
-        run_ok(name, "'%s/s2.safetensors' --input '%s/x3.npy' --mode train "
-               "--output '%s/y3.npy' --save-state '%s/s3.safetensors'", t, d, t, t);
+        run_ok(name,
+               "'%s/s2.safetensors' --input '%s/x3.npy' --mode train "
+               "--output '%s/y3.npy' --save-state '%s/s3.safetensors'",
+               t, d, t, t);
         snprintf(w, sizeof w, "%s/y3.npy", t);
         snprintf(g, sizeof g, "%s/y_train3.npy", d);
         ey = fmax(ey, expect_npy("train3 (frozen) output", w, g, TOL_FWD));
@@ -298,9 +311,11 @@ START_TEST(golden_gradients)
     work_dir(t, sizeof t, "grad", name);
     double ex = 0, ep = 0;
 
-    run_ok(name, "'%s/layer.safetensors' --input '%s/x1.npy' --mode train "
+    run_ok(name,
+           "'%s/layer.safetensors' --input '%s/x1.npy' --mode train "
            "--grad-output '%s/dy1.npy' --grad-input '%s/dx1.npy' "
-           "--grad-params '%s/g1.safetensors'", d, d, d, t, t);
+           "--grad-params '%s/g1.safetensors'",
+           d, d, d, t, t);
     snprintf(w, sizeof w, "%s/dx1.npy", t);
     snprintf(g, sizeof g, "%s/dx1.npy", d);
     ex = fmax(ex, expect_npy("train1 dx", w, g, TOL_GRAD));
@@ -319,16 +334,19 @@ START_TEST(golden_gradients)
         ck_assert(!read_tensor(w, "bias", &p, &nd, sh));
     }
 
-    run_ok(name, "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
-           "--grad-output '%s/dy_eval.npy' --grad-input '%s/dx_eval.npy'", d, d, d, t);
+    run_ok(name,
+           "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
+           "--grad-output '%s/dy_eval.npy' --grad-input '%s/dx_eval.npy'",
+           d, d, d, t);
     snprintf(w, sizeof w, "%s/dx_eval.npy", t);
     snprintf(g, sizeof g, "%s/dx_eval.npy", d);
     ex = fmax(ex, expect_npy("eval dx", w, g, TOL_GRAD));
 
     if (has_params) {
-        run_ok(name, "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
-               "--grad-output '%s/dy_eval.npy' --grad-params '%s/g_eval.safetensors'", d, d,
-               d, t);
+        run_ok(name,
+               "'%s/state_train2.safetensors' --input '%s/x2.npy' --mode eval "
+               "--grad-output '%s/dy_eval.npy' --grad-params '%s/g_eval.safetensors'",
+               d, d, d, t);
         snprintf(w, sizeof w, "%s/g_eval.safetensors", t);
         snprintf(g, sizeof g, "%s/grads_eval.safetensors", d);
         ep = fmax(ep, expect_tensors("eval parameter gradients", w, g, TOL_GRAD));
@@ -343,14 +361,16 @@ START_TEST(default_mode_is_eval)
     char d[1024], t[1024], g[1200], w[1200];
     case_dir(d, sizeof d, "conv_g1");
     work_dir(t, sizeof t, "default", "mode");
-    run_ok("default mode", "'%s/state_train2.safetensors' -i '%s/x2.npy' -o '%s/y.npy'", d, d,
-           t);
+    run_ok("default mode", "'%s/state_train2.safetensors' -i '%s/x2.npy' -o '%s/y.npy'", d,
+           d, t);
     snprintf(w, sizeof w, "%s/y.npy", t);
     snprintf(g, sizeof g, "%s/y_eval.npy", d);
     expect_npy("default-mode output", w, g, TOL_FWD);
     /* The "--name=value" form too. */
-    run_ok("--opt=value", "'%s/state_train2.safetensors' --input='%s/x2.npy' --mode=eval "
-           "--output='%s/y2.npy'", d, d, t);
+    run_ok("--opt=value",
+           "'%s/state_train2.safetensors' --input='%s/x2.npy' --mode=eval "
+           "--output='%s/y2.npy'",
+           d, d, t);
     snprintf(w, sizeof w, "%s/y2.npy", t);
     expect_npy("--opt=value output", w, g, TOL_FWD);
 }
@@ -382,10 +402,10 @@ START_TEST(help)
     run_result r = run_tool("--help");
     ck_assert_int_eq(r.status, 0);
     static const char *const words[] = {
-        "--input",      "--output",    "--mode",        "train",       "eval",
-        "--save-state", "--device",    "--grad-output", "--grad-input", "--grad-params",
-        "channel",      "NDCL_DEVICE", "NDCL_CACHE_DIR", "NDCL_CACHE", "NDCL_DEBUG",
-        "Exit status",
+        "--input",        "--output",      "--mode",     "train",
+        "eval",           "--save-state",  "--device",   "--grad-output",
+        "--grad-input",   "--grad-params", "channel",    "NDCL_DEVICE",
+        "NDCL_CACHE_DIR", "NDCL_CACHE",    "NDCL_DEBUG", "Exit status",
     };
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
@@ -428,22 +448,23 @@ START_TEST(usage_errors)
     expect_failure(&r, 2, "unknown option", "--no-such-option", NULL);
     run_free(&r);
 
-    r = run_tool("'%s/layer.safetensors' '%s/layer.safetensors' --input '%s/x1.npy'", d, d, d);
+    r = run_tool("'%s/layer.safetensors' '%s/layer.safetensors' --input '%s/x1.npy'", d, d,
+                 d);
     expect_failure(&r, 2, "two layers", "layer", NULL);
     run_free(&r);
 
-    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-input /tmp/never.npy", d,
-                 d);
+    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-input /tmp/never.npy",
+                 d, d);
     expect_failure(&r, 2, "--grad-input alone", "--grad-output", NULL);
     run_free(&r);
 
-    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-params /tmp/never.st", d,
-                 d);
+    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-params /tmp/never.st",
+                 d, d);
     expect_failure(&r, 2, "--grad-params alone", "--grad-output", NULL);
     run_free(&r);
 
-    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-output '%s/dy1.npy'", d, d,
-                 d);
+    r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --grad-output '%s/dy1.npy'", d,
+                 d, d);
     expect_failure(&r, 2, "--grad-output alone", "--grad-input", NULL);
     run_free(&r);
 }
@@ -528,7 +549,8 @@ START_TEST(file_errors)
 
     /* A gradient of the wrong shape. */
     r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --mode train --output '%s' "
-                 "--grad-output '%s/dy1.npy' --grad-input '%s/dx.npy'", d, d, y, lin, t);
+                 "--grad-output '%s/dy1.npy' --grad-input '%s/dx.npy'",
+                 d, d, y, lin, t);
     expect_failure(&r, 2, "wrong dy shape", "linear/dy1.npy", NULL);
     run_free(&r);
 
@@ -564,8 +586,10 @@ START_TEST(numerical_failure)
     ndcl_free(x);
     snprintf(y, sizeof y, "%s/y.npy", t);
     snprintf(s, sizeof s, "%s/s.safetensors", t);
-    run_result r = run_tool("'%s/layer.safetensors' --input '%s' --mode train --output '%s' "
-                            "--save-state '%s'", d, p, y, s);
+    run_result r =
+        run_tool("'%s/layer.safetensors' --input '%s' --mode train --output '%s' "
+                 "--save-state '%s'",
+                 d, p, y, s);
     expect_failure(&r, 1, "NaN in training", "NaN", NULL);
     run_free(&r);
     ck_assert_msg(!exists(y) && !exists(s), "a failed training step wrote its outputs");
@@ -577,7 +601,8 @@ START_TEST(device_errors)
     char d[1024];
     case_dir(d, sizeof d, "conv_g1");
     /* A spec that selects nothing is a bad argument... */
-    run_result r = run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --device 99:99", d, d);
+    run_result r =
+        run_tool("'%s/layer.safetensors' --input '%s/x1.npy' --device 99:99", d, d);
     expect_failure(&r, 2, "no such device", "99:99", NULL);
     run_free(&r);
 

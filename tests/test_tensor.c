@@ -78,8 +78,10 @@ START_TEST(gemm_matches_host)
             double ref[37 * 29];
             test_fill_uniform(a, m * k, 10 + ta, -1, 1);
             test_fill_uniform(b, k * n, 20 + tb, -1, 1);
-            ndcl_tensor *ta_ = test_tensor_from(ctx, 2, ta ? (size_t[]){k, m} : (size_t[]){m, k}, a);
-            ndcl_tensor *tb_ = test_tensor_from(ctx, 2, tb ? (size_t[]){n, k} : (size_t[]){k, n}, b);
+            ndcl_tensor *ta_ =
+                test_tensor_from(ctx, 2, ta ? (size_t[]){k, m} : (size_t[]){m, k}, a);
+            ndcl_tensor *tb_ =
+                test_tensor_from(ctx, 2, tb ? (size_t[]){n, k} : (size_t[]){k, n}, b);
             ndcl_tensor *tc = test_tensor_from(ctx, 2, (size_t[]){m, n}, NULL);
             TEST_OK(ctx, ndcl_gemm(ctx, ta, tb, 1.0f, ta_, tb_, 0.0f, tc));
             TEST_OK(ctx, ndcl_tensor_read(tc, c, m * n));

@@ -51,7 +51,7 @@ typedef enum suite_id {
 } suite_id;
 
 static const char *const suite_names[S_COUNT] = {
-    "gemm", "im2col",         "cov",    "isqrt",  "fold",   "conv", "layer-train",
+    "gemm",       "im2col",         "cov",    "isqrt",  "fold", "conv", "layer-train",
     "layer-eval", "layer-backward", "linear", "channel"};
 
 /* Rows that carry vs_conv: the conv layer's own passes. */
@@ -62,55 +62,56 @@ static bool is_layer_row(suite_id s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: %s [--suite LIST] [--preset NAME]... [--shape SPEC]... [--gemm M,N,K]...\n"
-            "          [--runs R] [--warmup W] [--json | --csv] [--device SPEC] [--quiet]\n"
-            "       %s --help | --version\n"
-            "\n"
-            "Times ndcl's kernels and layers on one OpenCL device, with the cost of\n"
-            "network deconvolution next to the plain convolution it ends with.\n"
-            "\n"
-            "Suites (--suite a,b,...; default: all):\n"
-            "  gemm            SGEMM through CLBlast at the convolution's GEMM sizes\n"
-            "                  (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G products), or at\n"
-            "                  --gemm M,N,K: the device's practical ceiling\n"
-            "  im2col          the sampled, block-regrouped patch matrix\n"
-            "  cov             column mean + centring + covariance of that matrix\n"
-            "  isqrt           Newton-Schulz (%d iterations) on the nf x nf covariance,\n"
-            "                  the G groups batched\n"
-            "  fold            W' = W*D in the block basis and the bias correction\n"
-            "  conv            the plain convolution as ndcl computes the layer's own\n"
-            "                  (im2col + one GEMM per group + bias/NCHW), no deconvolution\n"
-            "  layer-train     the deconvolved conv layer (FastDeconv), training forward\n"
-            "  layer-eval      the same layer, evaluation forward (folded weights cached)\n"
-            "  layer-backward  its backward after a training forward (the forward is not\n"
-            "                  timed); skipped with a note when the library lacks it\n"
-            "  linear          Delinear training forward: x [N, C*H*W] -> [N, Cout],\n"
-            "                  block %d (Delinear's default, clamped to C*H*W)\n"
-            "  channel         ChannelDeconv training forward on x [N, C, H, W] with\n"
-            "                  block = C (every channel whitened), the shape's ss\n"
-            "\n"
-            "Shapes:\n"
-            "  --shape N,C,H,W,Cout,k[,stride,padding,groups,block,ss]\n"
-            "                  a k x k convolution; defaults stride 1, padding k/2,\n"
-            "                  groups 1, block 64, ss (sampling stride) 3; repeatable\n"
-            "  --preset NAME   cifar-resnet18: the 3x3 layers of a CIFAR ResNet-18 at\n"
-            "                    batch 128: 64x32x32->64, 128x16x16->128, 256x8x8->256,\n"
-            "                    512x4x4->512, padding 1\n"
-            "                  small: batch 8, 16x16x16->16 and 32x8x8->32 (for CI)\n"
-            "  --gemm M,N,K    an extra GEMM problem for the gemm suite; repeatable\n"
-            "  Without --shape, --preset or --gemm: --preset small.\n"
-            "\n"
-            "Timing: each benchmark is called once cold (its time includes the kernel\n"
-            "builds that call triggers: ndcl's program once per process, unless the\n"
-            "binary cache serves it, and CLBlast's kernels per routine), then --warmup\n"
-            "W times (default 2), then --runs R times (default 10). Every call is timed\n"
-            "with the CLOCK_MONOTONIC wall clock around enqueue + ndcl_finish (clFinish).\n"
-            "The runs of one shape's suites are interleaved round-robin, so that load\n"
-            "from other processes hits them alike and ratios stay fair. Inputs and\n"
-            "weights are uniform random from a fixed seed.\n"
-            "\n",
-            prog, prog, N_ITER, LINEAR_BLOCK);
+    fprintf(
+        f,
+        "Usage: %s [--suite LIST] [--preset NAME]... [--shape SPEC]... [--gemm M,N,K]...\n"
+        "          [--runs R] [--warmup W] [--json | --csv] [--device SPEC] [--quiet]\n"
+        "       %s --help | --version\n"
+        "\n"
+        "Times ndcl's kernels and layers on one OpenCL device, with the cost of\n"
+        "network deconvolution next to the plain convolution it ends with.\n"
+        "\n"
+        "Suites (--suite a,b,...; default: all):\n"
+        "  gemm            SGEMM through CLBlast at the convolution's GEMM sizes\n"
+        "                  (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G products), or at\n"
+        "                  --gemm M,N,K: the device's practical ceiling\n"
+        "  im2col          the sampled, block-regrouped patch matrix\n"
+        "  cov             column mean + centring + covariance of that matrix\n"
+        "  isqrt           Newton-Schulz (%d iterations) on the nf x nf covariance,\n"
+        "                  the G groups batched\n"
+        "  fold            W' = W*D in the block basis and the bias correction\n"
+        "  conv            the plain convolution as ndcl computes the layer's own\n"
+        "                  (im2col + one GEMM per group + bias/NCHW), no deconvolution\n"
+        "  layer-train     the deconvolved conv layer (FastDeconv), training forward\n"
+        "  layer-eval      the same layer, evaluation forward (folded weights cached)\n"
+        "  layer-backward  its backward after a training forward (the forward is not\n"
+        "                  timed); skipped with a note when the library lacks it\n"
+        "  linear          Delinear training forward: x [N, C*H*W] -> [N, Cout],\n"
+        "                  block %d (Delinear's default, clamped to C*H*W)\n"
+        "  channel         ChannelDeconv training forward on x [N, C, H, W] with\n"
+        "                  block = C (every channel whitened), the shape's ss\n"
+        "\n"
+        "Shapes:\n"
+        "  --shape N,C,H,W,Cout,k[,stride,padding,groups,block,ss]\n"
+        "                  a k x k convolution; defaults stride 1, padding k/2,\n"
+        "                  groups 1, block 64, ss (sampling stride) 3; repeatable\n"
+        "  --preset NAME   cifar-resnet18: the 3x3 layers of a CIFAR ResNet-18 at\n"
+        "                    batch 128: 64x32x32->64, 128x16x16->128, 256x8x8->256,\n"
+        "                    512x4x4->512, padding 1\n"
+        "                  small: batch 8, 16x16x16->16 and 32x8x8->32 (for CI)\n"
+        "  --gemm M,N,K    an extra GEMM problem for the gemm suite; repeatable\n"
+        "  Without --shape, --preset or --gemm: --preset small.\n"
+        "\n"
+        "Timing: each benchmark is called once cold (its time includes the kernel\n"
+        "builds that call triggers: ndcl's program once per process, unless the\n"
+        "binary cache serves it, and CLBlast's kernels per routine), then --warmup\n"
+        "W times (default 2), then --runs R times (default 10). Every call is timed\n"
+        "with the CLOCK_MONOTONIC wall clock around enqueue + ndcl_finish (clFinish).\n"
+        "The runs of one shape's suites are interleaved round-robin, so that load\n"
+        "from other processes hits them alike and ratios stay fair. Inputs and\n"
+        "weights are uniform random from a fixed seed.\n"
+        "\n",
+        prog, prog, N_ITER, LINEAR_BLOCK);
     /* Two calls: one string literal would pass the 4095 characters C11
      * compilers must support. */
     fprintf(f,
@@ -219,8 +220,11 @@ static void shape_text(shape *s)
     const struct {
         const char *key;
         size_t v, def;
-    } extra[] = {{"s", s->stride, 1}, {"p", s->pad, s->k / 2}, {"g", s->groups, 1},
-                 {"b", s->block, 64}, {"ss", s->ss, 3}};
+    } extra[] = {{"s", s->stride, 1},
+                 {"p", s->pad, s->k / 2},
+                 {"g", s->groups, 1},
+                 {"b", s->block, 64},
+                 {"ss", s->ss, 3}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         if (extra[i].v != extra[i].def && len > 0 && (size_t)len < sizeof s->text)
             len += snprintf(s->text + len, sizeof s->text - (size_t)len, " %s%zu",
@@ -249,8 +253,8 @@ static bool shape_check(const shape *s, char *why, size_t size)
     }
     if (s->c % s->groups || s->cout % s->groups) {
         bool c = s->c % s->groups != 0;
-        snprintf(why, size, "groups=%zu does not divide %s=%zu", s->groups, c ? "C" : "Cout",
-                 c ? s->c : s->cout);
+        snprintf(why, size, "groups=%zu does not divide %s=%zu", s->groups,
+                 c ? "C" : "Cout", c ? s->c : s->cout);
         return false;
     }
     return true;
@@ -259,14 +263,15 @@ static bool shape_check(const shape *s, char *why, size_t size)
 static bool parse_shape(const char *text, shape *s, char *why, size_t size)
 {
     size_t v[11];
-    static const char *const names[] = {"N",       "C",      "H",     "W",
-                                        "Cout",    "k",      "stride", "padding",
-                                        "groups",  "block",  "ss"};
+    static const char *const names[] = {"N",      "C",       "H",      "W",     "Cout", "k",
+                                        "stride", "padding", "groups", "block", "ss"};
     int n = parse_ints(text, v, 11, names, why, size);
     if (n < 0) return false;
     if (n < 6) {
-        snprintf(why, size, "%d values; expected N,C,H,W,Cout,k[,stride,padding,groups,"
-                            "block,ss] (6 to 11)", n);
+        snprintf(why, size,
+                 "%d values; expected N,C,H,W,Cout,k[,stride,padding,groups,"
+                 "block,ss] (6 to 11)",
+                 n);
         return false;
     }
     memset(s, 0, sizeof *s);
@@ -390,8 +395,8 @@ typedef struct bench {
     ndcl_fold_geom fg;
 
     /* Inputs and workspaces, destroyed with the benchmark. */
-    ndcl_tensor *x, *X, *mean, *cov, *D, *W, *bias, *Wout, *bout, *y, *col, *tmp, *a, *b, *c,
-        *dy, *dx, *dw, *db;
+    ndcl_tensor *x, *X, *mean, *cov, *D, *W, *bias, *Wout, *bout, *y, *col, *tmp, *a, *b,
+        *c, *dy, *dx, *dw, *db;
     ndcl_layer *layer;
 
     double flops, bytes; /* per call; 0: not counted */
@@ -413,10 +418,10 @@ static bool failed(bench *b, const char *what, ndcl_status s)
     return false;
 }
 
-#define TRY(b, expr)                                                           \
-    do {                                                                       \
-        ndcl_status try_s_ = (expr);                                           \
-        if (try_s_ != NDCL_SUCCESS) return failed((b), #expr, try_s_);         \
+#define TRY(b, expr)                                                                       \
+    do {                                                                                   \
+        ndcl_status try_s_ = (expr);                                                       \
+        if (try_s_ != NDCL_SUCCESS) return failed((b), #expr, try_s_);                     \
     } while (0)
 
 /* A tensor of uniform values in [-scale, scale) (scale 0: uninitialised). */
@@ -432,7 +437,8 @@ static ndcl_status tensor(ndcl_context *ctx, int ndim, const size_t *dims, float
             ndcl_tensor_destroy(t);
             return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "host buffer of %zu floats", n);
         }
-        for (size_t i = 0; i < n; i++) h[i] = scale * rand_sym(&seed);
+        for (size_t i = 0; i < n; i++)
+            h[i] = scale * rand_sym(&seed);
         ndcl_status s = ndcl_tensor_write(t, h, n);
         free(h);
         if (s != NDCL_SUCCESS) {
@@ -519,8 +525,8 @@ static bool geometry(bench *b)
 /* Useful flops (see --help). */
 static double conv_flops(const shape *s, const ndcl_conv_geom *g)
 {
-    return 2.0 * (double)s->n * (double)g->P * (double)s->cout * (double)(s->c / s->groups) *
-           (double)(s->k * s->k);
+    return 2.0 * (double)s->n * (double)g->P * (double)s->cout *
+           (double)(s->c / s->groups) * (double)(s->k * s->k);
 }
 
 static double cov_flops(const shape *s, const ndcl_patch_geom *p)
@@ -601,13 +607,15 @@ static bool random_params(bench *b, ndcl_layer *l, const char *const *names, int
         int nd;
         size_t shp[NDCL_MAX_DIMS], count = 1;
         TRY(b, ndcl_layer_param_shape(l, names[i], &nd, shp));
-        for (int d = 0; d < nd; d++) count *= shp[d];
+        for (int d = 0; d < nd; d++)
+            count *= shp[d];
         float *h = malloc(count * sizeof *h);
         if (!h) return failed(b, "malloc", NDCL_ERR_OUT_OF_MEMORY);
         /* Weight rows hold the fan-in: shp[0] outputs. */
         float scale = i == 0 ? 1.0f / sqrtf((float)(count / shp[0])) : 0.1f;
         unsigned seed = seeds[i % 3];
-        for (size_t k = 0; k < count; k++) h[k] = scale * rand_sym(&seed);
+        for (size_t k = 0; k < count; k++)
+            h[k] = scale * rand_sym(&seed);
         ndcl_status s = ndcl_layer_set_param(l, names[i], h, count);
         free(h);
         TRY(b, s);
@@ -714,8 +722,8 @@ static bool bench_setup(bench *b)
         return true;
     case S_LBACK:
         if (!conv_layer(b)) return false;
-        TRY(b, tensor(ctx, 4, (size_t[]){cg->n, cg->cout, cg->oh, cg->ow}, 0.01f, 51,
-                      &b->dy));
+        TRY(b,
+            tensor(ctx, 4, (size_t[]){cg->n, cg->cout, cg->oh, cg->ow}, 0.01f, 51, &b->dy));
         snprintf(b->note, sizeof b->note, "forward untimed; dx, dW, db");
         return true;
     case S_LINEAR: {
@@ -747,18 +755,18 @@ static bool bench_setup(bench *b)
         snprintf(b->note, sizeof b->note, "B=%zu L=%.0f sampled %.0f", s->c, L, Ms);
         return true;
     }
-    default:
-        return failed(b, "unknown suite", NDCL_ERR_INVALID_ARG);
+    default: return failed(b, "unknown suite", NDCL_ERR_INVALID_ARG);
     }
 }
 
 static void bench_teardown(bench *b)
 {
     ndcl_layer_destroy(b->layer);
-    ndcl_tensor *ts[] = {b->x,    b->X,    b->mean, b->cov, b->D,   b->W,  b->bias,
-                         b->Wout, b->bout, b->y,    b->col, b->tmp, b->a,  b->b,
+    ndcl_tensor *ts[] = {b->x,    b->X,    b->mean, b->cov, b->D,   b->W, b->bias,
+                         b->Wout, b->bout, b->y,    b->col, b->tmp, b->a, b->b,
                          b->c,    b->dy,   b->dx,   b->dw,  b->db};
-    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) ndcl_tensor_destroy(ts[i]);
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+        ndcl_tensor_destroy(ts[i]);
     b->layer = NULL;
     b->x = b->X = b->mean = b->cov = b->D = b->W = b->bias = b->Wout = b->bout = NULL;
     b->y = b->col = b->tmp = b->a = b->b = b->c = b->dy = b->dx = b->dw = b->db = NULL;
@@ -785,9 +793,9 @@ static ndcl_status bench_call(bench *b)
         const ndcl_conv_geom *g = &b->cg;
         size_t NP = g->n * g->P, Kg = g->K / G, Cg = g->cout / G;
         for (size_t q = 0; q < G; q++)
-            NDCL_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, b->a->mem, q * Cg * Kg,
-                                    Kg, b->b->mem, q * Kg * NP, NP, 0.0f, b->c->mem,
-                                    q * Cg * NP, NP));
+            NDCL_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, b->a->mem,
+                                    q * Cg * Kg, Kg, b->b->mem, q * Kg * NP, NP, 0.0f,
+                                    b->c->mem, q * Cg * NP, NP));
         return NDCL_SUCCESS;
     }
     case S_IM2COL: return ndcl_im2col_sampled(ctx, p, b->x->mem, b->X->mem);
@@ -965,14 +973,15 @@ static void fmt_num(char *buf, size_t size, double v, const char *fmt)
 static void print_table(const row_list *rows)
 {
     enum { NC = 10 };
-    static const char *const head[NC] = {"suite",  "shape", "runs",    "cold ms", "min ms",
+    static const char *const head[NC] = {"suite",     "shape",  "runs", "cold ms", "min ms",
                                          "median ms", "GFLOPS", "GB/s", "vs conv", "note"};
     /* Left-aligned text columns, right-aligned numbers. */
-    static const bool left[NC] = {true, true, false, false, false,
+    static const bool left[NC] = {true,  true,  false, false, false,
                                   false, false, false, false, true};
     size_t width[NC];
-    for (int c = 0; c < NC; c++) width[c] = strlen(head[c]);
-    char (*cells)[NC][160] = calloc(rows->n ? rows->n : 1, sizeof *cells);
+    for (int c = 0; c < NC; c++)
+        width[c] = strlen(head[c]);
+    char(*cells)[NC][160] = calloc(rows->n ? rows->n : 1, sizeof *cells);
     if (!cells) return;
     for (size_t i = 0; i < rows->n; i++) {
         const row *r = &rows->v[i];
@@ -1063,7 +1072,8 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
         }
     }
     for (int w = 0; w < o->warmup && ok; w++) {
-        progress("[%d/%d] %s: warmup %d/%d", step_no, step_total, s->text, w + 1, o->warmup);
+        progress("[%d/%d] %s: warmup %d/%d", step_no, step_total, s->text, w + 1,
+                 o->warmup);
         for (int i = 0; i < nb && ok; i++)
             if (!benches[i].skipped) ok = bench_time(&benches[i], NULL);
     }
@@ -1080,11 +1090,15 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
             bench *b = &benches[i];
             if (b->skipped) continue;
             double mn = b->times[0];
-            for (int r = 1; r < o->runs; r++) mn = fmin(mn, b->times[r]);
+            for (int r = 1; r < o->runs; r++)
+                mn = fmin(mn, b->times[r]);
             double med = median(b->times, o->runs);
             if (b->suite == S_CONV && !s->gemm_only) conv_median = med;
-            row rr = {.suite = b->suite, .runs = o->runs, .cold_ms = b->cold_ms,
-                      .min_ms = mn, .median_ms = med};
+            row rr = {.suite = b->suite,
+                      .runs = o->runs,
+                      .cold_ms = b->cold_ms,
+                      .min_ms = mn,
+                      .median_ms = med};
             snprintf(rr.shape, sizeof rr.shape, "%s", s->text);
             snprintf(rr.note, sizeof rr.note, "%s", b->note);
             rr.gflops = b->flops > 0 && med > 0 ? b->flops / (med * 1e6) : NAN;
@@ -1145,7 +1159,8 @@ static bool parse_suites(const char *v, bool want[S_COUNT])
         size_t len = strcspn(p, ",");
         bool found = false;
         if (len == 3 && !strncmp(p, "all", 3)) {
-            for (int k = 0; k < S_COUNT; k++) want[k] = true;
+            for (int k = 0; k < S_COUNT; k++)
+                want[k] = true;
             found = true;
         }
         for (int k = 0; k < S_COUNT && !found; k++)
@@ -1153,7 +1168,8 @@ static bool parse_suites(const char *v, bool want[S_COUNT])
                 want[k] = found = true;
         if (!found) {
             fprintf(stderr, "%s: unknown suite \"%.*s\" (suites:", prog, (int)len, p);
-            for (int k = 0; k < S_COUNT; k++) fprintf(stderr, " %s", suite_names[k]);
+            for (int k = 0; k < S_COUNT; k++)
+                fprintf(stderr, " %s", suite_names[k]);
             fprintf(stderr, ", all)\n");
             return false;
         }
@@ -1169,7 +1185,8 @@ static bool parse_suites(const char *v, bool want[S_COUNT])
 int main(int argc, char **argv)
 {
     options o = {.runs = 10, .warmup = 2};
-    for (int k = 0; k < S_COUNT; k++) o.want[k] = true;
+    for (int k = 0; k < S_COUNT; k++)
+        o.want[k] = true;
     bool json = false, csv = false;
     const char *spec = NULL;
     shape_list shapes = {0};
@@ -1196,8 +1213,10 @@ int main(int argc, char **argv)
             v = opt_value(argc, argv, &i, "--shape");
             shape s;
             if (!*v) {
-                fprintf(stderr, "%s: --shape needs N,C,H,W,Cout,k[,stride,padding,groups,"
-                                "block,ss]\n", prog);
+                fprintf(stderr,
+                        "%s: --shape needs N,C,H,W,Cout,k[,stride,padding,groups,"
+                        "block,ss]\n",
+                        prog);
                 goto out;
             }
             if (!parse_shape(v, &s, why, sizeof why)) {
@@ -1216,7 +1235,8 @@ int main(int argc, char **argv)
         } else if (is_opt(a, "--preset")) {
             v = opt_value(argc, argv, &i, "--preset");
             if (!add_preset(&shapes, v)) {
-                fprintf(stderr, "%s: unknown preset \"%s\" (presets: cifar-resnet18, small)\n",
+                fprintf(stderr,
+                        "%s: unknown preset \"%s\" (presets: cifar-resnet18, small)\n",
                         prog, v);
                 goto out;
             }

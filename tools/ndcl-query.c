@@ -157,27 +157,28 @@ static int fail_call(check_run *r, const char *expr, ndcl_status s)
     return fail_msg(r, "%.*s: %s%s%s", len, expr, ndcl_status_string(s), *e ? ": " : "", e);
 }
 
-#define TRY(expr)                                                              \
-    do {                                                                       \
-        ndcl_status try_s_ = (expr);                                           \
-        if (try_s_ != NDCL_SUCCESS) {                                          \
-            rc = fail_call(r, #expr, try_s_);                                  \
-            goto done;                                                         \
-        }                                                                      \
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        ndcl_status try_s_ = (expr);                                                       \
+        if (try_s_ != NDCL_SUCCESS) {                                                      \
+            rc = fail_call(r, #expr, try_s_);                                              \
+            goto done;                                                                     \
+        }                                                                                  \
     } while (0)
 
-#define NEED(ptr)                                                              \
-    do {                                                                       \
-        if (!(ptr)) {                                                          \
-            rc = fail_msg(r, "out of host memory");                            \
-            goto done;                                                         \
-        }                                                                      \
+#define NEED(ptr)                                                                          \
+    do {                                                                                   \
+        if (!(ptr)) {                                                                      \
+            rc = fail_msg(r, "out of host memory");                                        \
+            goto done;                                                                     \
+        }                                                                                  \
     } while (0)
 
 static size_t shape_count(int ndim, const size_t *shape)
 {
     size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
     return n;
 }
 
@@ -198,8 +199,8 @@ static ndcl_status upload(ndcl_context *ctx, int ndim, const size_t *shape,
 
 /* Reads t and folds its error against ref (count values) into *err; a
  * tensor of the wrong size is a failure of its own. */
-static int compare(check_run *r, const char *what, const ndcl_tensor *t,
-                   const double *ref, size_t count, double *err)
+static int compare(check_run *r, const char *what, const ndcl_tensor *t, const double *ref,
+                   size_t count, double *err)
 {
     if (ndcl_tensor_count(t) != count)
         return fail_msg(r, "%s has %zu elements, the reference %zu", what,
@@ -361,7 +362,8 @@ static int spd_batch(check_run *r, size_t batch, size_t n, unsigned *st, float *
         free(x), free(mean);
         return fail_msg(r, "out of host memory");
     }
-    for (size_t i = 0; i < M * batch * n; i++) x[i] = rand01(st) * 2 - 1;
+    for (size_t i = 0; i < M * batch * n; i++)
+        x[i] = rand01(st) * 2 - 1;
     ref_mean_cov(x, M, batch, n, 1e-2, 1, mean, da);
     for (size_t i = 0; i < batch * n * n; i++) {
         fa[i] = (float)da[i];
@@ -498,7 +500,8 @@ static int check_layer(check_run *r, const void *arg)
     NEED(R);
     if (R->weight && (rc = set_random_param(r, L, R->weight, R->n_weight, "weight", &st)))
         goto done;
-    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st))) goto done;
+    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st)))
+        goto done;
 
     ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
     const size_t ycount = shape_count(lc->ndim, yshape);
@@ -619,7 +622,8 @@ static int check_backward(check_run *r, const void *arg)
     NEED(R);
     if (R->weight && (rc = set_random_param(r, L, R->weight, R->n_weight, "weight", &st)))
         goto done;
-    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st))) goto done;
+    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st)))
+        goto done;
     ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
     const size_t ycount = shape_count(lc->ndim, yshape);
     fx = malloc(xcount * sizeof *fx);
@@ -884,7 +888,8 @@ int main(int argc, char **argv)
             default_spec = true;
         } else if (!strcmp(a, "--device") || !strcmp(a, "-d")) {
             if (++i >= argc) {
-                fprintf(stderr, "%s: %s needs a device spec (\"P:D\" or a name)\n", prog, a);
+                fprintf(stderr, "%s: %s needs a device spec (\"P:D\" or a name)\n", prog,
+                        a);
                 return EXIT_USAGE;
             }
             spec = argv[i];
@@ -902,8 +907,10 @@ int main(int argc, char **argv)
         }
     }
     if ((names && (json || test)) || (default_spec && (names || json || test || spec))) {
-        fprintf(stderr, "%s: -l, --default-spec and --json/--self-test do not combine "
-                        "(see --help)\n", prog);
+        fprintf(stderr,
+                "%s: -l, --default-spec and --json/--self-test do not combine "
+                "(see --help)\n",
+                prog);
         return EXIT_USAGE;
     }
 

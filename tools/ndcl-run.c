@@ -25,68 +25,70 @@ static const char *prog = "ndcl-run";
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: %s LAYER.safetensors --input X.npy [--output Y.npy]\n"
-            "       [--mode train|eval] [--save-state OUT.safetensors] [--device SPEC]\n"
-            "       [--grad-output DY.npy [--grad-input DX.npy] [--grad-params G.safetensors]]\n"
-            "       %s --help | --version\n"
-            "\n"
-            "Runs one forward step of an ndcl layer file (as written by\n"
-            "tools/export_pytorch.py or --save-state) on the array in X.npy, and\n"
-            "optionally its backward pass.\n"
-            "\n"
-            "  LAYER.safetensors   the layer: conv2d (x [N, C, H, W]), linear (x [N, F])\n"
-            "                      or channel (x [N, C, H, W] or [N, C])\n"
-            "  -i, --input X.npy   the input: float32 or float64 .npy, C order\n"
-            "  -o, --output Y.npy  write the output (float32 .npy)\n"
-            "  -m, --mode MODE     train: batch statistics, running statistics and\n"
-            "                      counters updated (as module.train() in PyTorch);\n"
-            "                      eval: the running statistics (default)\n"
-            "  -s, --save-state OUT.safetensors\n"
-            "                      write the layer after the step (parameters, updated\n"
-            "                      running statistics and counters) as a layer file that\n"
-            "                      ndcl-run loads again: chaining runs chains training\n"
-            "                      steps\n"
-            "  -d, --device SPEC   the OpenCL device: \"P:D\" (platform and device index,\n"
-            "                      see ndcl-query) or a case-insensitive substring of\n"
-            "                      its name\n"
-            "  --grad-output DY.npy\n"
-            "                      run the backward pass of this step with DY = dL/dY\n"
-            "                      (Y's shape); needs --grad-input and/or --grad-params\n"
-            "  --grad-input DX.npy write dL/dX (X's shape, float32 .npy)\n"
-            "  --grad-params G.safetensors\n"
-            "                      write dL/dweight and dL/dbias as the float32 tensors\n"
-            "                      \"weight\" and \"bias\" (no \"bias\" for a layer without\n"
-            "                      one); a channel layer has no parameters, so G is a\n"
-            "                      safetensors file with no tensors\n"
-            "                      After a train step the gradients are those of the\n"
-            "                      batch-statistics forward (through the whitening, as\n"
-            "                      autograd computes them); after an eval step (or a\n"
-            "                      frozen conv step) those of the fixed folded layer.\n"
-            "  -h, --help          this text\n"
-            "  -V, --version       the ndcl version\n"
-            "\n"
-            "Every file is written through a temporary file renamed over the target,\n"
-            "and only once the whole step has succeeded: a failed run leaves no\n"
-            "partial or stale-looking output. The same path may be given for the\n"
-            "layer and --save-state.\n"
-            "\n"
-            "Environment:\n"
-            "  NDCL_DEVICE      the default device, as SPEC above (otherwise the first\n"
-            "                   GPU, else the first device); --device overrides it\n"
-            "  NDCL_CACHE_DIR   where compiled kernel binaries are cached (default\n"
-            "                   $XDG_CACHE_HOME/ndcl or ~/.cache/ndcl)\n"
-            "  NDCL_CACHE       0 disables the kernel binary cache\n"
-            "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
-            "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
-            "\n"
-            "Exit status: 0 success; 1 a device or numerical failure (no usable\n"
-            "device, an OpenCL error, NaN or Inf in a training step's statistics, a\n"
-            "backward pass this build does not support); 2 bad arguments or files (a\n"
-            "usage error, a file that cannot be read or written, malformed content,\n"
-            "an input or gradient whose shape does not fit the layer). Errors are\n"
-            "reported on stderr, naming the file concerned.\n",
-            prog, prog);
+    fprintf(
+        f,
+        "Usage: %s LAYER.safetensors --input X.npy [--output Y.npy]\n"
+        "       [--mode train|eval] [--save-state OUT.safetensors] [--device SPEC]\n"
+        "       [--grad-output DY.npy [--grad-input DX.npy] [--grad-params "
+        "G.safetensors]]\n"
+        "       %s --help | --version\n"
+        "\n"
+        "Runs one forward step of an ndcl layer file (as written by\n"
+        "tools/export_pytorch.py or --save-state) on the array in X.npy, and\n"
+        "optionally its backward pass.\n"
+        "\n"
+        "  LAYER.safetensors   the layer: conv2d (x [N, C, H, W]), linear (x [N, F])\n"
+        "                      or channel (x [N, C, H, W] or [N, C])\n"
+        "  -i, --input X.npy   the input: float32 or float64 .npy, C order\n"
+        "  -o, --output Y.npy  write the output (float32 .npy)\n"
+        "  -m, --mode MODE     train: batch statistics, running statistics and\n"
+        "                      counters updated (as module.train() in PyTorch);\n"
+        "                      eval: the running statistics (default)\n"
+        "  -s, --save-state OUT.safetensors\n"
+        "                      write the layer after the step (parameters, updated\n"
+        "                      running statistics and counters) as a layer file that\n"
+        "                      ndcl-run loads again: chaining runs chains training\n"
+        "                      steps\n"
+        "  -d, --device SPEC   the OpenCL device: \"P:D\" (platform and device index,\n"
+        "                      see ndcl-query) or a case-insensitive substring of\n"
+        "                      its name\n"
+        "  --grad-output DY.npy\n"
+        "                      run the backward pass of this step with DY = dL/dY\n"
+        "                      (Y's shape); needs --grad-input and/or --grad-params\n"
+        "  --grad-input DX.npy write dL/dX (X's shape, float32 .npy)\n"
+        "  --grad-params G.safetensors\n"
+        "                      write dL/dweight and dL/dbias as the float32 tensors\n"
+        "                      \"weight\" and \"bias\" (no \"bias\" for a layer without\n"
+        "                      one); a channel layer has no parameters, so G is a\n"
+        "                      safetensors file with no tensors\n"
+        "                      After a train step the gradients are those of the\n"
+        "                      batch-statistics forward (through the whitening, as\n"
+        "                      autograd computes them); after an eval step (or a\n"
+        "                      frozen conv step) those of the fixed folded layer.\n"
+        "  -h, --help          this text\n"
+        "  -V, --version       the ndcl version\n"
+        "\n"
+        "Every file is written through a temporary file renamed over the target,\n"
+        "and only once the whole step has succeeded: a failed run leaves no\n"
+        "partial or stale-looking output. The same path may be given for the\n"
+        "layer and --save-state.\n"
+        "\n"
+        "Environment:\n"
+        "  NDCL_DEVICE      the default device, as SPEC above (otherwise the first\n"
+        "                   GPU, else the first device); --device overrides it\n"
+        "  NDCL_CACHE_DIR   where compiled kernel binaries are cached (default\n"
+        "                   $XDG_CACHE_HOME/ndcl or ~/.cache/ndcl)\n"
+        "  NDCL_CACHE       0 disables the kernel binary cache\n"
+        "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
+        "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
+        "\n"
+        "Exit status: 0 success; 1 a device or numerical failure (no usable\n"
+        "device, an OpenCL error, NaN or Inf in a training step's statistics, a\n"
+        "backward pass this build does not support); 2 bad arguments or files (a\n"
+        "usage error, a file that cannot be read or written, malformed content,\n"
+        "an input or gradient whose shape does not fit the layer). Errors are\n"
+        "reported on stderr, naming the file concerned.\n",
+        prog, prog);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -167,7 +169,8 @@ static int parse_args(int argc, char **argv, options *o)
         const char *a = argv[i];
         if (only_files || a[0] != '-' || !a[1]) {
             if (o->layer) {
-                msg("more than one layer file (\"%s\" and \"%s\"; see --help)", o->layer, a);
+                msg("more than one layer file (\"%s\" and \"%s\"; see --help)", o->layer,
+                    a);
                 return EXIT_USAGE;
             }
             o->layer = a;
@@ -191,7 +194,8 @@ static int parse_args(int argc, char **argv, options *o)
         bool known = false;
         for (size_t k = 0; k < sizeof value_opts / sizeof *value_opts && !known; k++) {
             bool is_short = value_opts[k].s && !eq && !strcmp(a, value_opts[k].s);
-            bool is_long = strlen(value_opts[k].l) == len && !strncmp(a, value_opts[k].l, len);
+            bool is_long =
+                strlen(value_opts[k].l) == len && !strncmp(a, value_opts[k].l, len);
             if (!is_short && !is_long) continue;
             known = true;
             const char *v = opt_value(argc, argv, &i, eq);
@@ -220,7 +224,8 @@ static int parse_args(int argc, char **argv, options *o)
         return EXIT_USAGE;
     }
     if (!o->layer) {
-        msg("no layer file given (usage: %s LAYER.safetensors --input X.npy ...; see --help)",
+        msg("no layer file given (usage: %s LAYER.safetensors --input X.npy ...; see "
+            "--help)",
             prog);
         return EXIT_USAGE;
     }
@@ -278,11 +283,13 @@ static int read_npy(const char *path, host_array *a)
 }
 
 /* A device tensor holding the array read from path. */
-static int upload(ndcl_context *ctx, const char *path, const host_array *a, ndcl_tensor **out)
+static int upload(ndcl_context *ctx, const char *path, const host_array *a,
+                  ndcl_tensor **out)
 {
     ndcl_tensor *t = NULL;
     size_t count = 1;
-    for (int d = 0; d < a->ndim; d++) count *= a->shape[d];
+    for (int d = 0; d < a->ndim; d++)
+        count *= a->shape[d];
     ndcl_status s = ndcl_tensor_create(ctx, a->ndim, a->shape, &t);
     if (s == NDCL_SUCCESS) s = ndcl_tensor_write(t, a->data, count);
     if (s != NDCL_SUCCESS) {
@@ -305,7 +312,8 @@ static int download(ndcl_context *ctx, const ndcl_tensor *t, host_tensor *h)
 {
     size_t count = ndcl_tensor_count(t);
     h->ndim = ndcl_tensor_ndim(t);
-    for (int d = 0; d < h->ndim; d++) h->shape[d] = ndcl_tensor_dim(t, d);
+    for (int d = 0; d < h->ndim; d++)
+        h->shape[d] = ndcl_tensor_dim(t, d);
     h->data = malloc(count * sizeof *h->data);
     if (!h->data) {
         msg("out of host memory (%zu floats)", count);
@@ -381,8 +389,8 @@ int main(int argc, char **argv)
         /* The layer itself was validated by the loader: a rejected call is
          * the input's shape. */
         if (s == NDCL_ERR_INVALID_ARG)
-            msg("%s: an input of shape %s does not fit the layer %s: %s", o.input, sh, o.layer,
-                ndcl_context_last_error(ctx));
+            msg("%s: an input of shape %s does not fit the layer %s: %s", o.input, sh,
+                o.layer, ndcl_context_last_error(ctx));
         else
             msg("forward of %s on %s: %s: %s", o.layer, o.input, ndcl_status_string(s),
                 ndcl_context_last_error(ctx));
@@ -393,10 +401,12 @@ int main(int argc, char **argv)
     if (o.grad_output) {
         int yd = ndcl_tensor_ndim(ty);
         bool same = yd == dy.ndim;
-        for (int d = 0; same && d < yd; d++) same = ndcl_tensor_dim(ty, d) == dy.shape[d];
+        for (int d = 0; same && d < yd; d++)
+            same = ndcl_tensor_dim(ty, d) == dy.shape[d];
         if (!same) {
             size_t ys[NDCL_MAX_DIMS];
-            for (int d = 0; d < yd; d++) ys[d] = ndcl_tensor_dim(ty, d);
+            for (int d = 0; d < yd; d++)
+                ys[d] = ndcl_tensor_dim(ty, d);
             char a[96], b[96];
             shape_str(dy.ndim, dy.shape, a, sizeof a);
             shape_str(yd, ys, b, sizeof b);
@@ -421,8 +431,8 @@ int main(int argc, char **argv)
             rc = EXIT_FAILED;
             goto done;
         }
-        s = ndcl_layer_backward(layer, tdy, o.grad_input ? &tdx : NULL, params ? &tdw : NULL,
-                                params && has_bias ? &tdb : NULL);
+        s = ndcl_layer_backward(layer, tdy, o.grad_input ? &tdx : NULL,
+                                params ? &tdw : NULL, params && has_bias ? &tdb : NULL);
         if (s == NDCL_ERR_UNSUPPORTED) {
             const char *e = ndcl_context_last_error(ctx);
             msg("backward not supported yet for %s (%s mode)%s%s", o.layer,
@@ -431,8 +441,8 @@ int main(int argc, char **argv)
             goto done;
         }
         if (s != NDCL_SUCCESS) {
-            msg("backward of %s with %s: %s: %s", o.layer, o.grad_output, ndcl_status_string(s),
-                ndcl_context_last_error(ctx));
+            msg("backward of %s with %s: %s: %s", o.layer, o.grad_output,
+                ndcl_status_string(s), ndcl_context_last_error(ctx));
             rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
             goto done;
         }
@@ -445,7 +455,8 @@ int main(int argc, char **argv)
     if (s != NDCL_SUCCESS) {
         if (s == NDCL_ERR_NUMERICAL)
             msg("%s on %s: NaN or Inf in the batch statistics (running statistics not "
-                "updated); no file written", o.layer, o.input);
+                "updated); no file written",
+                o.layer, o.input);
         else
             msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
         rc = EXIT_FAILED;

@@ -48,8 +48,8 @@ typedef struct ref_layer {
     int block; /* effective */
     size_t n_weight, n_bias, n_running_mean, n_running_deconv;
     double *weight, *bias;
-    double *running_mean, *running_deconv;                 /* conv, linear */
-    double *running_mean1, *running_mean2, *running_var;   /* channel (+ deconv) */
+    double *running_mean, *running_deconv;               /* conv, linear */
+    double *running_mean1, *running_mean2, *running_var; /* channel (+ deconv) */
     int64_t counter; /* conv freeze counter; channel num_batches_tracked */
 } ref_layer;
 

@@ -29,14 +29,16 @@ static void set_identity(double *a, size_t batch, size_t n)
 {
     memset(a, 0, batch * n * n * sizeof *a);
     for (size_t g = 0; g < batch; g++)
-        for (size_t i = 0; i < n; i++) a[(g * n + i) * n + i] = 1.0;
+        for (size_t i = 0; i < n; i++)
+            a[(g * n + i) * n + i] = 1.0;
 }
 
 /* running <- (1-m)·running + m·value, in the order the original's
  * mul_(1-m) then add_(value·m) evaluates it. */
 static void ema(double *running, const double *value, size_t n, double m)
 {
-    for (size_t i = 0; i < n; i++) running[i] = running[i] * (1.0 - m) + value[i] * m;
+    for (size_t i = 0; i < n; i++)
+        running[i] = running[i] * (1.0 - m) + value[i] * m;
 }
 
 /* Output extent of one spatial axis; 0 when the dilated kernel does not fit
@@ -183,8 +185,7 @@ void ref_layer_free(ref_layer *l)
     free(l);
 }
 
-void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape,
-                         size_t *yshape)
+void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, size_t *yshape)
 {
     switch (l->kind) {
     case NDCL_LAYER_CONV2D: {
@@ -201,11 +202,13 @@ void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape,
     case NDCL_LAYER_LINEAR:
         /* F.linear maps the last dimension and keeps the leading ones. */
         require(ndim >= 1, "linear input needs a dimension");
-        for (int i = 0; i < ndim - 1; i++) yshape[i] = xshape[i];
+        for (int i = 0; i < ndim - 1; i++)
+            yshape[i] = xshape[i];
         yshape[ndim - 1] = (size_t)l->linear.out_features;
         break;
     case NDCL_LAYER_CHANNEL:
-        for (int i = 0; i < ndim; i++) yshape[i] = xshape[i];
+        for (int i = 0; i < ndim; i++)
+            yshape[i] = xshape[i];
         break;
     }
 }
@@ -224,7 +227,8 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
                          const size_t *xs, double *y)
 {
     const ndcl_conv2d_desc *d = &l->conv;
-    require(ndim == 4 && xs[1] == (size_t)d->in_channels, "conv2d input must be [N, C, H, W]");
+    require(ndim == 4 && xs[1] == (size_t)d->in_channels,
+            "conv2d input must be [N, C, H, W]");
     size_t N = xs[0], C = xs[1], H = xs[2], W = xs[3];
     size_t Cout = (size_t)d->out_channels, G = (size_t)d->groups;
     size_t kh = (size_t)d->kernel_h, kw = (size_t)d->kernel_w;
@@ -275,10 +279,12 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
         const double *Dg = G == 1 ? D : D + (o / (Cout / G)) * nf * nf;
         const double *mg = G == 1 ? mean : mean + (o / (Cout / G)) * nf;
         for (size_t g = 0; g < nrows; g++) {
-            for (size_t f = 0; f < nf; f++) row[f] = l->weight[o * K + f * stride + g];
+            for (size_t f = 0; f < nf; f++)
+                row[f] = l->weight[o * K + f * stride + g];
             for (size_t j = 0; j < nf; j++) {
                 double s = 0.0;
-                for (size_t f = 0; f < nf; f++) s += row[f] * Dg[f * nf + j];
+                for (size_t f = 0; f < nf; f++)
+                    s += row[f] * Dg[f * nf + j];
                 wf[o * K + j * stride + g] = s;
                 corr += s * mg[j];
             }
@@ -307,7 +313,8 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
     require(ndim >= 1 && xs[ndim - 1] == (size_t)d->in_features,
             "linear input's last dimension must be in_features");
     size_t N = 1;
-    for (int i = 0; i < ndim - 1; i++) N *= xs[i];
+    for (int i = 0; i < ndim - 1; i++)
+        N *= xs[i];
     size_t F = (size_t)d->in_features, Fout = (size_t)d->out_features;
     size_t B = (size_t)l->block, per = F / B;
 
@@ -334,7 +341,8 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
             const double *wr = l->weight + o * F + k * B;
             for (size_t j = 0; j < B; j++) {
                 double s = 0.0;
-                for (size_t f = 0; f < B; f++) s += wr[f] * D[f * B + j];
+                for (size_t f = 0; f < B; f++)
+                    s += wr[f] * D[f * B + j];
                 wf[o * F + k * B + j] = s;
                 corr += s * mean[j];
             }
@@ -345,7 +353,8 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
     for (size_t n = 0; n < N; n++)
         for (size_t o = 0; o < Fout; o++) {
             double s = bf[o];
-            for (size_t i = 0; i < F; i++) s += x[n * F + i] * wf[o * F + i];
+            for (size_t i = 0; i < F; i++)
+                s += x[n * F + i] * wf[o * F + i];
             y[n * Fout + o] = s;
         }
     free(wf);
@@ -383,12 +392,14 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
             for (size_t k = 0; k < per; k++)
                 for (size_t n = 0; n < N; n++)
                     for (size_t p = 0; p < HW; p++)
-                        x1[r * cols + (k * N + n) * HW + p] = x[(n * C + r * per + k) * HW + p];
+                        x1[r * cols + (k * N + n) * HW + p] =
+                            x[(n * C + r * per + k) * HW + p];
         /* x1_s as a (samples x B) matrix, the layout ref_mean_cov takes. */
         size_t ns = (cols + sub - 1) / sub;
         double *xs1 = dalloc(ns * B), *mean1 = dalloc(B), *cov = dalloc(B * B);
         for (size_t j = 0; j < ns; j++)
-            for (size_t r = 0; r < B; r++) xs1[j * B + r] = x1[r * cols + j * sub];
+            for (size_t r = 0; r < B; r++)
+                xs1[j * B + r] = x1[r * cols + j * sub];
         /* Uncentred: the original's covariance uses x1_s before centring. */
         ref_mean_cov(xs1, ns, 1, B, eps, 0, mean1, cov);
 
@@ -435,7 +446,8 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
         size_t rest = (C - c) * HW, kept = (rest + sub - 1) / sub, total = N * kept;
         double sum = 0.0;
         for (size_t n = 0; n < N; n++)
-            for (size_t t = 0; t < rest; t += sub) sum += x[n * C * HW + c * HW + t];
+            for (size_t t = 0; t < rest; t += sub)
+                sum += x[n * C * HW + c * HW + t];
         double mean2 = sum / (double)total, ssq = 0.0;
         for (size_t n = 0; n < N; n++)
             for (size_t t = 0; t < rest; t += sub) {
@@ -483,14 +495,15 @@ static ref_layer *layer_clone(const ref_layer *l)
     ref_layer *c = layer_alloc(l->kind);
     require(c != NULL, "out of memory");
     *c = *l;
-    double **slots[] = {&c->weight,        &c->bias,          &c->running_mean,
+    double **slots[] = {&c->weight,         &c->bias,          &c->running_mean,
                         &c->running_deconv, &c->running_mean1, &c->running_mean2,
                         &c->running_var};
-    const double *src[] = {l->weight,        l->bias,          l->running_mean,
+    const double *src[] = {l->weight,         l->bias,          l->running_mean,
                            l->running_deconv, l->running_mean1, l->running_mean2,
                            l->running_var};
-    size_t n[] = {l->n_weight, l->n_bias, l->n_running_mean, l->n_running_deconv,
-                  l->n_running_mean, 1, 1};
+    size_t n[] = {
+        l->n_weight, l->n_bias, l->n_running_mean, l->n_running_deconv, l->n_running_mean,
+        1,           1};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i] = NULL;
         if (!src[i]) continue;
@@ -529,7 +542,8 @@ static double fd_loss(const fd_ctx *f)
     restore_state(f->c, f->l);
     ref_layer_forward(f->c, f->mode, f->x, f->ndim, f->xs, f->y);
     double s = 0.0;
-    for (size_t i = 0; i < f->ny; i++) s += f->y[i] * f->dy[i];
+    for (size_t i = 0; i < f->ny; i++)
+        s += f->y[i] * f->dy[i];
     return s;
 }
 
@@ -552,9 +566,11 @@ void ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, 
                            double *dweight, double *dbias)
 {
     size_t nx = 1, ny = 1, ys[NDCL_MAX_DIMS];
-    for (int i = 0; i < ndim; i++) nx *= xshape[i];
+    for (int i = 0; i < ndim; i++)
+        nx *= xshape[i];
     ref_layer_out_shape(l, ndim, xshape, ys);
-    for (int i = 0; i < ndim; i++) ny *= ys[i];
+    for (int i = 0; i < ndim; i++)
+        ny *= ys[i];
     double *xc = dalloc(nx), *y = dalloc(ny);
     memcpy(xc, x, nx * sizeof *xc);
     fd_ctx f = {layer_clone(l), l, mode, xc, dy, ndim, xshape, y, ny};

@@ -21,11 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (ndim < 0 || ndim > NDCL_MAX_DIMS) abort();
     size_t count = 1;
-    for (int i = 0; i < ndim; i++) count *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        count *= shape[i];
     /* The data follows the header: at least 4 bytes per element. */
     if (count > size / 4) abort();
     volatile float sink = 0;
-    for (size_t i = 0; i < count; i++) sink += out[i]; /* reads every element */
+    for (size_t i = 0; i < count; i++)
+        sink += out[i]; /* reads every element */
     (void)sink;
     ndcl_free(out);
     return 0;

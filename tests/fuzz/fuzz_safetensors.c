@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!outs || !floats) abort();
     for (int i = 0; i < f.n_tensors; i++) {
         const ndcl_st_tensor *t = &f.tensors[i];
-        if (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size) abort();
+        if (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size)
+            abort();
         if (ndcl_st_find(&f, t->name) == NULL) abort();
         floats[i] = malloc(t->count * sizeof(float) + 1);
         if (!floats[i]) abort();
@@ -58,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ndcl_st_free(&g);
         free(buf);
     }
-    for (int i = 0; i < f.n_tensors; i++) free(floats[i]);
+    for (int i = 0; i < f.n_tensors; i++)
+        free(floats[i]);
     free(floats);
     free(outs);
     ndcl_st_free(&f);
