@@ -9,62 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* What one run of the tool gave. */
-typedef struct run_result {
-    int status; /* exit code, or -1 when it did not exit normally */
-    char *out;
-    char *err;
-} run_result;
+#include "toolrun.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n < 2) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Runs "env_prefix $NDCL_QUERY args" through the shell, stdout and stderr
- * captured apart (the tool's contract puts errors on stderr only). */
+/* Runs "env_prefix $NDCL_QUERY args". */
 static run_result run_tool(const char *env_prefix, const char *args)
 {
-    const char *tool = getenv("NDCL_QUERY");
-    ck_assert_msg(tool && *tool, "NDCL_QUERY (the path of ndcl-query) is not set");
-    char out_path[] = "/tmp/ndcl-query-out-XXXXXX",
-         err_path[] = "/tmp/ndcl-query-err-XXXXXX";
-    int fo = mkstemp(out_path), fe = mkstemp(err_path);
-    ck_assert(fo >= 0 && fe >= 0);
-    close(fo);
-    close(fe);
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s '%s' %s >'%s' 2>'%s'", env_prefix ? env_prefix : "", tool,
-             args, out_path, err_path);
-    int st = system(cmd);
-    run_result r;
-    r.status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    unlink(out_path);
-    unlink(err_path);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return tool_run("NDCL_QUERY", env_prefix, args);
 }
 
 static bool is_pocl(const cJSON *platform)

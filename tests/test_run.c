@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "toolrun.h"
+
 #include "ndcl.h"
 
 /* Agreement with the PyTorch data, relative to the reference's largest
@@ -29,62 +31,16 @@ static char tmp_root[] = "/tmp/ndcl-run-test-XXXXXX";
 
 /* ------------------------------------------------------------ running */
 
-typedef struct run_result {
-    int status; /* exit code, or -1 when it did not exit normally */
-    char *out;
-    char *err;
-} run_result;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    size_t cap = 4096, n = 0, k;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n < 2) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Runs "$NDCL_RUN ARGS" through the shell (ARGS printf-formatted, paths
- * single-quoted by the caller), stdout and stderr captured apart. */
+/* Runs "$NDCL_RUN ARGS" (ARGS printf-formatted, paths single-quoted by
+ * the caller). */
 static run_result run_tool(const char *fmt, ...)
 {
-    const char *tool = getenv("NDCL_RUN");
-    ck_assert_msg(tool && *tool, "NDCL_RUN (the path of ndcl-run) is not set");
-    char args[4096], cmd[8192];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    char out_path[] = "/tmp/ndcl-run-out-XXXXXX", err_path[] = "/tmp/ndcl-run-err-XXXXXX";
-    int fo = mkstemp(out_path), fe = mkstemp(err_path);
-    ck_assert(fo >= 0 && fe >= 0);
-    close(fo);
-    close(fe);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", tool, args, out_path, err_path);
-    int st = system(cmd);
-    run_result r;
-    r.status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    unlink(out_path);
-    unlink(err_path);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return tool_run("NDCL_RUN", NULL, args);
 }
 
 /* Runs the tool and requires success. */
