@@ -110,6 +110,24 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
     return NDCL_SUCCESS;
 }
 
+ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
+                                 ndcl_conv_geom *cg)
+{
+    const ndcl_conv2d_desc *d = &l->conv;
+    *cg = (ndcl_conv_geom){.n = xshape[0],
+                           .c = xshape[1],
+                           .h = xshape[2],
+                           .w = xshape[3],
+                           .cout = (size_t)d->out_channels,
+                           .kh = (size_t)d->kernel_h,
+                           .kw = (size_t)d->kernel_w,
+                           .stride = (size_t)d->stride,
+                           .pad = (size_t)d->padding,
+                           .dil = (size_t)d->dilation,
+                           .groups = l->groups};
+    return ndcl_conv_geom_init(l->ctx, cg);
+}
+
 /* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
 ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
@@ -155,18 +173,8 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
     NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
                    "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
                    x->ndim, x->ndim > 1 ? x->shape[1] : 0);
-    ndcl_conv_geom cg = {.n = x->shape[0],
-                         .c = x->shape[1],
-                         .h = x->shape[2],
-                         .w = x->shape[3],
-                         .cout = (size_t)d->out_channels,
-                         .kh = (size_t)d->kernel_h,
-                         .kw = (size_t)d->kernel_w,
-                         .stride = (size_t)d->stride,
-                         .pad = (size_t)d->padding,
-                         .dil = (size_t)d->dilation,
-                         .groups = l->groups};
-    NDCL_TRY(ndcl_conv_geom_init(ctx, &cg));
+    ndcl_conv_geom cg;
+    NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, &cg));
     size_t yshape[4] = {cg.n, cg.cout, cg.oh, cg.ow};
     NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, cg.K * cg.n * cg.P));

@@ -15,18 +15,8 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
     ndcl_context *ctx = l->ctx;
     const ndcl_conv2d_desc *d = &l->conv;
     const ndcl_saved *r = &l->saved;
-    ndcl_conv_geom cg = {.n = r->xshape[0],
-                         .c = r->xshape[1],
-                         .h = r->xshape[2],
-                         .w = r->xshape[3],
-                         .cout = (size_t)d->out_channels,
-                         .kh = (size_t)d->kernel_h,
-                         .kw = (size_t)d->kernel_w,
-                         .stride = (size_t)d->stride,
-                         .pad = (size_t)d->padding,
-                         .dil = (size_t)d->dilation,
-                         .groups = l->groups};
-    NDCL_TRY(ndcl_conv_geom_init(ctx, &cg));
+    ndcl_conv_geom cg;
+    NDCL_TRY(ndcl_conv_layer_geom(l, r->xshape, &cg));
     /* The statistics' path only reaches x: without dx it is skipped. */
     const bool stats = r->stats && dx;
     const bool need_dwp = dW || stats; /* dW'r feeds dW and dD */

@@ -70,6 +70,11 @@ ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name);
 ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
                                  const size_t *shape, float value, size_t eye_n);
 
+/* The plain convolution's geometry of a conv2d layer for an input shape
+ * (N, C, H, W); NDCL_ERR_INVALID_ARG when the kernel does not fit. */
+ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
+                                 ndcl_conv_geom *cg);
+
 /* Common creation and per-kind forward passes. */
 ndcl_status ndcl_layer_alloc(ndcl_context *ctx, ndcl_layer_kind kind, ndcl_layer **out);
 ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
