@@ -128,6 +128,24 @@ ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
     return ndcl_conv_geom_init(l->ctx, cg);
 }
 
+ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom *cg,
+                                       ndcl_patch_geom *pg)
+{
+    /* The statistics sample patches at the sampling stride times the conv's. */
+    *pg = (ndcl_patch_geom){.n = cg->n,
+                            .c = cg->c,
+                            .h = cg->h,
+                            .w = cg->w,
+                            .kh = cg->kh,
+                            .kw = cg->kw,
+                            .pad = cg->pad,
+                            .dil = cg->dil,
+                            .stride = (size_t)l->conv.sampling_stride * cg->stride,
+                            .groups = l->groups,
+                            .block = (size_t)l->block};
+    return ndcl_patch_geom_init(l->ctx, pg);
+}
+
 /* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
 ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
@@ -189,18 +207,8 @@ ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_te
         /* First: the batch statistics replace the fold's in l->mean and
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
-        ndcl_patch_geom pg = {.n = cg.n,
-                              .c = cg.c,
-                              .h = cg.h,
-                              .w = cg.w,
-                              .kh = cg.kh,
-                              .kw = cg.kw,
-                              .pad = cg.pad,
-                              .dil = cg.dil,
-                              .stride = (size_t)d->sampling_stride * cg.stride,
-                              .groups = l->groups,
-                              .block = (size_t)l->block};
-        NDCL_TRY(ndcl_patch_geom_init(ctx, &pg));
+        ndcl_patch_geom pg;
+        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
         size_t G = l->groups, nf = l->nf;
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, pg.rows * pg.cols));
         NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg.cols));

@@ -25,18 +25,7 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
 
     ndcl_patch_geom pg = {0};
     if (stats) {
-        pg = (ndcl_patch_geom){.n = cg.n,
-                               .c = cg.c,
-                               .h = cg.h,
-                               .w = cg.w,
-                               .kh = cg.kh,
-                               .kw = cg.kw,
-                               .pad = cg.pad,
-                               .dil = cg.dil,
-                               .stride = (size_t)d->sampling_stride * cg.stride,
-                               .groups = G,
-                               .block = (size_t)l->block};
-        NDCL_TRY(ndcl_patch_geom_init(ctx, &pg));
+        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
     }
     const size_t need[N_BUF] = {
         [DCOL] = dx ? cg.K * NP : 0,

@@ -75,6 +75,11 @@ ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
 ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
                                  ndcl_conv_geom *cg);
 
+/* The sampled patch matrix's geometry of a conv2d layer for that
+ * convolution. */
+ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom *cg,
+                                       ndcl_patch_geom *pg);
+
 /* Common creation and per-kind forward passes. */
 ndcl_status ndcl_layer_alloc(ndcl_context *ctx, ndcl_layer_kind kind, ndcl_layer **out);
 ndcl_status ndcl_conv_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,

@@ -30,6 +30,16 @@ double test_rand01(unsigned *state);
 double test_rel_err_f(const float *a, const double *b, size_t n, double floor);
 double test_rel_err_ff(const float *a, const float *b, size_t n, double floor);
 
+/* Adds fn as a test case of its own, named after it, so that
+ * CK_RUN_CASE=fn runs it alone. */
+#define TEST_ADD(s, fn)                                                                    \
+    do {                                                                                   \
+        TCase *test_tc_ = tcase_create(#fn);                                               \
+        tcase_set_timeout(test_tc_, 900);                                                  \
+        tcase_add_test(test_tc_, fn);                                                      \
+        suite_add_tcase((s), test_tc_);                                                    \
+    } while (0)
+
 /* Asserts a call succeeded, printing the context's last error if not. */
 #define TEST_OK(ctx, expr)                                                                 \
     do {                                                                                   \

@@ -828,28 +828,19 @@ START_TEST(sgd_lowers_the_loss)
 }
 END_TEST
 
-/* One test case per test, so CK_RUN_CASE=fd_conv_g2 runs one alone. */
-#define ADD(s, fn)                                                                         \
-    do {                                                                                   \
-        TCase *tc = tcase_create(#fn);                                                     \
-        tcase_set_timeout(tc, 900);                                                        \
-        tcase_add_test(tc, fn);                                                            \
-        suite_add_tcase(s, tc);                                                            \
-    } while (0)
-
 int main(void)
 {
     Suite *s = suite_create("backward");
-    ADD(s, fd_conv_g1);
-    ADD(s, fd_conv_g2);
-    ADD(s, fd_conv_1x1);
-    ADD(s, fd_conv_stride_dilation);
-    ADD(s, fd_conv_gcd_nobias);
-    ADD(s, fd_conv_frozen_eval);
-    ADD(s, fd_linear_layers);
-    ADD(s, fd_channel_layers);
-    ADD(s, channel_eval_first_batch);
-    ADD(s, whiten_backward_fd);
+    TEST_ADD(s, fd_conv_g1);
+    TEST_ADD(s, fd_conv_g2);
+    TEST_ADD(s, fd_conv_1x1);
+    TEST_ADD(s, fd_conv_stride_dilation);
+    TEST_ADD(s, fd_conv_gcd_nobias);
+    TEST_ADD(s, fd_conv_frozen_eval);
+    TEST_ADD(s, fd_linear_layers);
+    TEST_ADD(s, fd_channel_layers);
+    TEST_ADD(s, channel_eval_first_batch);
+    TEST_ADD(s, whiten_backward_fd);
     {
         TCase *tc = tcase_create("golden_gradients");
         tcase_set_timeout(tc, 900);
@@ -857,8 +848,8 @@ int main(void)
                             (int)(sizeof golden_cases / sizeof golden_cases[0]));
         suite_add_tcase(s, tc);
     }
-    ADD(s, state_and_argument_errors);
-    ADD(s, backward_uses_its_forward_state);
-    ADD(s, sgd_lowers_the_loss);
+    TEST_ADD(s, state_and_argument_errors);
+    TEST_ADD(s, backward_uses_its_forward_state);
+    TEST_ADD(s, sgd_lowers_the_loss);
     return test_run(s);
 }

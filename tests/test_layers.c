@@ -325,27 +325,18 @@ START_TEST(rejects_bad_descriptors)
 }
 END_TEST
 
-/* One test case per test, so CK_RUN_CASE=conv_groups runs one alone. */
-#define ADD(s, fn)                                                                         \
-    do {                                                                                   \
-        TCase *tc = tcase_create(#fn);                                                     \
-        tcase_set_timeout(tc, 900);                                                        \
-        tcase_add_test(tc, fn);                                                            \
-        suite_add_tcase(s, tc);                                                            \
-    } while (0)
-
 int main(void)
 {
     Suite *s = suite_create("layers");
-    ADD(s, conv_basic);
-    ADD(s, conv_groups);
-    ADD(s, conv_1x1);
-    ADD(s, conv_stride_dilation);
-    ADD(s, conv_gcd_block_and_small_c);
-    ADD(s, conv_no_bias_and_freeze);
-    ADD(s, linear_layers);
-    ADD(s, channel_layers);
-    ADD(s, channel_eval_first_copies_batch_mean);
-    ADD(s, rejects_bad_descriptors);
+    TEST_ADD(s, conv_basic);
+    TEST_ADD(s, conv_groups);
+    TEST_ADD(s, conv_1x1);
+    TEST_ADD(s, conv_stride_dilation);
+    TEST_ADD(s, conv_gcd_block_and_small_c);
+    TEST_ADD(s, conv_no_bias_and_freeze);
+    TEST_ADD(s, linear_layers);
+    TEST_ADD(s, channel_layers);
+    TEST_ADD(s, channel_eval_first_copies_batch_mean);
+    TEST_ADD(s, rejects_bad_descriptors);
     return test_run(s);
 }

@@ -470,6 +470,36 @@ static int set_random_param(check_run *r, ndcl_layer *L, double *ref, size_t n,
     return 0;
 }
 
+/* The case's layer on the device and in the reference, with the same
+ * random weight and bias. On failure *L and *R hold what was made (the
+ * caller frees them). */
+static int make_layers(check_run *r, const layer_case *lc, unsigned *st, ndcl_layer **L,
+                       ref_layer **R)
+{
+    int rc = 0;
+    switch (lc->kind) {
+    case NDCL_LAYER_CONV2D:
+        TRY(ndcl_conv2d_create(r->ctx, &lc->conv, L));
+        *R = ref_layer_conv2d(&lc->conv);
+        break;
+    case NDCL_LAYER_LINEAR:
+        TRY(ndcl_linear_create(r->ctx, &lc->linear, L));
+        *R = ref_layer_linear(&lc->linear);
+        break;
+    default:
+        TRY(ndcl_channel_create(r->ctx, &lc->channel, L));
+        *R = ref_layer_channel(&lc->channel);
+        break;
+    }
+    NEED(*R);
+    if ((*R)->weight &&
+        (rc = set_random_param(r, *L, (*R)->weight, (*R)->n_weight, "weight", st)))
+        goto done;
+    if ((*R)->bias) rc = set_random_param(r, *L, (*R)->bias, (*R)->n_bias, "bias", st);
+done:
+    return rc;
+}
+
 static int check_layer(check_run *r, const void *arg)
 {
     const layer_case *lc = arg;
@@ -483,25 +513,7 @@ static int check_layer(check_run *r, const void *arg)
     size_t yshape[4] = {0};
     const size_t xcount = shape_count(lc->ndim, lc->shape);
 
-    switch (lc->kind) {
-    case NDCL_LAYER_CONV2D:
-        TRY(ndcl_conv2d_create(r->ctx, &lc->conv, &L));
-        R = ref_layer_conv2d(&lc->conv);
-        break;
-    case NDCL_LAYER_LINEAR:
-        TRY(ndcl_linear_create(r->ctx, &lc->linear, &L));
-        R = ref_layer_linear(&lc->linear);
-        break;
-    default:
-        TRY(ndcl_channel_create(r->ctx, &lc->channel, &L));
-        R = ref_layer_channel(&lc->channel);
-        break;
-    }
-    NEED(R);
-    if (R->weight && (rc = set_random_param(r, L, R->weight, R->n_weight, "weight", &st)))
-        goto done;
-    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st)))
-        goto done;
+    if ((rc = make_layers(r, lc, &st, &L, &R))) goto done;
 
     ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
     const size_t ycount = shape_count(lc->ndim, yshape);
@@ -605,25 +617,7 @@ static int check_backward(check_run *r, const void *arg)
     size_t yshape[4] = {0};
     const size_t xcount = shape_count(lc->ndim, lc->shape);
 
-    switch (lc->kind) {
-    case NDCL_LAYER_CONV2D:
-        TRY(ndcl_conv2d_create(r->ctx, &lc->conv, &L));
-        R = ref_layer_conv2d(&lc->conv);
-        break;
-    case NDCL_LAYER_LINEAR:
-        TRY(ndcl_linear_create(r->ctx, &lc->linear, &L));
-        R = ref_layer_linear(&lc->linear);
-        break;
-    default:
-        TRY(ndcl_channel_create(r->ctx, &lc->channel, &L));
-        R = ref_layer_channel(&lc->channel);
-        break;
-    }
-    NEED(R);
-    if (R->weight && (rc = set_random_param(r, L, R->weight, R->n_weight, "weight", &st)))
-        goto done;
-    if (R->bias && (rc = set_random_param(r, L, R->bias, R->n_bias, "bias", &st)))
-        goto done;
+    if ((rc = make_layers(r, lc, &st, &L, &R))) goto done;
     ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
     const size_t ycount = shape_count(lc->ndim, yshape);
     fx = malloc(xcount * sizeof *fx);
