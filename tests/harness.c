@@ -94,3 +94,13 @@ float *test_tensor_to_host(const ndcl_tensor *t)
     TEST_OK(ndcl_tensor_context(t), ndcl_tensor_read(t, h, n));
     return h;
 }
+
+size_t test_param_count(const ndcl_layer *l, const char *name)
+{
+    int nd;
+    size_t sh[NDCL_MAX_DIMS], n = 1;
+    if (ndcl_layer_param_shape(l, name, &nd, sh) != NDCL_SUCCESS) return 0;
+    for (int i = 0; i < nd; i++)
+        n *= sh[i];
+    return n;
+}

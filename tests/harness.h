@@ -48,6 +48,10 @@ double test_rel_err_ff(const float *a, const float *b, size_t n, double floor);
                       ndcl_status_string(test_s_), ndcl_context_last_error(ctx));          \
     } while (0)
 
+/* The element count of a layer's parameter, 0 when it has none of that
+ * name (e.g. "bias" on a layer without one). */
+size_t test_param_count(const ndcl_layer *l, const char *name);
+
 /* A device tensor of the given shape filled from host data. */
 ndcl_tensor *test_tensor_from(ndcl_context *ctx, int ndim, const size_t *shape,
                               const float *data);

@@ -21,16 +21,6 @@ static double *to_double(const float *v, size_t n)
     return d;
 }
 
-static size_t count_of(const ndcl_layer *l, const char *name)
-{
-    int nd;
-    size_t sh[NDCL_MAX_DIMS], n = 1;
-    if (ndcl_layer_param_shape(l, name, &nd, sh) != NDCL_SUCCESS) return 0;
-    for (int i = 0; i < nd; i++)
-        n *= sh[i];
-    return n;
-}
-
 static size_t prod(int ndim, const size_t *s)
 {
     size_t n = 1;
@@ -45,7 +35,7 @@ static void share_params(ndcl_layer *l, ref_layer *r, unsigned seed)
     const char *names[] = {"weight", "bias"};
     double *dst[] = {r->weight, r->bias};
     for (int k = 0; k < 2; k++) {
-        size_t n = count_of(l, names[k]);
+        size_t n = test_param_count(l, names[k]);
         if (!n) continue;
         float *v = malloc(n * sizeof *v);
         test_fill_uniform(v, n, seed + (unsigned)k, -0.5f, 0.5f);
@@ -495,7 +485,7 @@ static void golden_step(const char *dir, const char *cs, const char *layer_file,
     ndcl_tensor *tdy = test_tensor_from(ctx, ndy, shy, dy);
     ndcl_tensor *tdx = NULL, *tdw = NULL, *tdb = NULL;
     bool params = ndcl_layer_kind_of(l) != NDCL_LAYER_CHANNEL;
-    bool bias = count_of(l, "bias") > 0;
+    bool bias = test_param_count(l, "bias") > 0;
     TEST_OK(ctx, ndcl_layer_forward(l, mode, tx, &ty));
     TEST_OK(ctx,
             ndcl_layer_backward(l, tdy, &tdx, params ? &tdw : NULL, params ? &tdb : NULL));
@@ -692,7 +682,7 @@ static void meddle(ndcl_layer *l, ndcl_tensor *tx)
     ndcl_context *ctx = ndcl_layer_context(l);
     const char *names[] = {"weight", "bias", "running_mean", "running_deconv"};
     for (int k = 0; k < 4; k++) {
-        size_t n = count_of(l, names[k]);
+        size_t n = test_param_count(l, names[k]);
         float *v = malloc(n * sizeof *v);
         test_fill_uniform(v, n, 500 + (unsigned)k, -3.0f, 3.0f);
         TEST_OK(ctx, ndcl_layer_set_param(l, names[k], v, n));

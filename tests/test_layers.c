@@ -24,22 +24,12 @@ static double *ref_slot(ref_layer *r, const char *name)
     return NULL;
 }
 
-static size_t count_of(const ndcl_layer *l, const char *name)
-{
-    int nd;
-    size_t sh[NDCL_MAX_DIMS], n = 1;
-    if (ndcl_layer_param_shape(l, name, &nd, sh) != NDCL_SUCCESS) return 0;
-    for (int i = 0; i < nd; i++)
-        n *= sh[i];
-    return n;
-}
-
 /* Gives the device layer and the reference the same random weight and bias. */
 static void share_params(ndcl_layer *l, ref_layer *r, unsigned seed)
 {
     const char *names[] = {"weight", "bias"};
     for (int k = 0; k < 2; k++) {
-        size_t n = count_of(l, names[k]);
+        size_t n = test_param_count(l, names[k]);
         if (!n) continue;
         float *v = malloc(n * sizeof *v);
         test_fill_uniform(v, n, seed + (unsigned)k, -0.5f, 0.5f);
@@ -56,7 +46,7 @@ static void expect_params(const ndcl_layer *l, ref_layer *r, const char *const *
                           int nn, const char *when)
 {
     for (int k = 0; k < nn; k++) {
-        size_t n = count_of(l, names[k]);
+        size_t n = test_param_count(l, names[k]);
         if (!n) continue;
         float *v = malloc(n * sizeof *v);
         TEST_OK(ndcl_layer_context(l), ndcl_layer_get_param(l, names[k], v, n));
