@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 static char tmpdir[256];
 

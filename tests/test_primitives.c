@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "harness.h"
-#include "prims.h"
+#include "primitives/prims.h"
 #include "ref.h"
 
 /* Set TEST_VERBOSE=1 to print the measured errors. */

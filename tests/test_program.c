@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "internal.h"
+#include "runtime/runtime.h"
 
 static char dir[256];
 

@@ -11,17 +11,19 @@
 
 #include <cjson/cJSON.h>
 
-#include "conv2d.h"
-#include "layer.h"
-#include "prims.h"
+#include "bench.h"
+#include "ndcl.h"
+#include "ndcl_cl.h"
 
-/* The backward pass is being written while this tool is: a weak reference
- * lets the tool build against a library without it, and the layer-backward
- * suite skips itself when the symbol is absent (tools/meson.build links
- * the whole static library so that a definition anywhere in it is found). */
-extern ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
-                                       ndcl_tensor **dx, ndcl_tensor **dweight,
-                                       ndcl_tensor **dbias) __attribute__((weak));
+/* A tensor's device buffer, for the internal entry points of bench.h. */
+#define MEM(t) ndcl_tensor_cl_mem(t)
+
+/* Returns early with the status of a failed call. */
+#define BENCH_TRY(expr)                                                                    \
+    do {                                                                                   \
+        ndcl_status bench_try_s_ = (expr);                                                 \
+        if (bench_try_s_ != NDCL_SUCCESS) return bench_try_s_;                             \
+    } while (0)
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -85,7 +87,7 @@ static void usage(FILE *f)
         "  layer-train     the deconvolved conv layer (FastDeconv), training forward\n"
         "  layer-eval      the same layer, evaluation forward (folded weights cached)\n"
         "  layer-backward  its backward after a training forward (the forward is not\n"
-        "                  timed); skipped with a note when the library lacks it\n"
+        "                  timed); skipped with a note when it fails\n"
         "  linear          Delinear training forward: x [N, C*H*W] -> [N, Cout],\n"
         "                  block %d (Delinear's default, clamped to C*H*W)\n"
         "  channel         ChannelDeconv training forward on x [N, C, H, W] with\n"
@@ -429,13 +431,13 @@ static ndcl_status tensor(ndcl_context *ctx, int ndim, const size_t *dims, float
                           unsigned seed, ndcl_tensor **out)
 {
     ndcl_tensor *t = NULL;
-    NDCL_TRY(ndcl_tensor_create(ctx, ndim, dims, &t));
+    BENCH_TRY(ndcl_tensor_create(ctx, ndim, dims, &t));
     if (scale != 0) {
         size_t n = ndcl_tensor_count(t);
         float *h = malloc(n * sizeof *h);
         if (!h) {
             ndcl_tensor_destroy(t);
-            return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "host buffer of %zu floats", n);
+            return NDCL_ERR_OUT_OF_MEMORY; /* of the host: reported as the status */
         }
         for (size_t i = 0; i < n; i++)
             h[i] = scale * rand_sym(&seed);
@@ -579,15 +581,15 @@ static bool stats_chain(bench *b, bool want_cov, bool want_D)
     TRY(b, input_x(b, 11));
     TRY(b, tensor(ctx, 2, (size_t[]){p->rows, p->cols}, 0, 0, &b->X));
     TRY(b, tensor1(ctx, p->cols, 0, 0, &b->mean));
-    TRY(b, ndcl_im2col_sampled(ctx, p, b->x->mem, b->X->mem));
+    TRY(b, ndcl_im2col_sampled(ctx, p, MEM(b->x), MEM(b->X)));
     if (!want_cov) return true;
     TRY(b, tensor(ctx, 3, (size_t[]){G, nf, nf}, 0, 0, &b->cov));
-    TRY(b, ndcl_col_mean(ctx, b->X->mem, p->rows, p->cols, b->mean->mem));
-    TRY(b, ndcl_center(ctx, b->X->mem, p->rows, p->cols, b->mean->mem));
-    TRY(b, ndcl_cov(ctx, b->X->mem, p->rows, G, nf, 1.0f / (float)p->rows, 1e-5f,
-                    b->cov->mem));
+    TRY(b, ndcl_col_mean(ctx, MEM(b->X), p->rows, p->cols, MEM(b->mean)));
+    TRY(b, ndcl_center(ctx, MEM(b->X), p->rows, p->cols, MEM(b->mean)));
+    TRY(b, ndcl_cov(ctx, MEM(b->X), p->rows, G, nf, 1.0f / (float)p->rows, 1e-5f,
+                    MEM(b->cov)));
     TRY(b, tensor(ctx, 3, (size_t[]){G, nf, nf}, 0, 0, &b->D));
-    if (want_D) TRY(b, ndcl_isqrt_ns(ctx, b->cov->mem, G, nf, N_ITER, b->D->mem, NULL));
+    if (want_D) TRY(b, ndcl_isqrt_ns(ctx, MEM(b->cov), G, nf, N_ITER, MEM(b->D), NULL));
     TRY(b, ndcl_finish(ctx));
     return true;
 }
@@ -776,7 +778,7 @@ static void bench_teardown(bench *b)
 static ndcl_status bench_prepare(bench *b)
 {
     if (b->suite != S_LBACK) return NDCL_SUCCESS;
-    NDCL_TRY(ndcl_layer_forward(b->layer, NDCL_TRAIN, b->x, &b->y));
+    BENCH_TRY(ndcl_layer_forward(b->layer, NDCL_TRAIN, b->x, &b->y));
     return ndcl_finish(b->ctx);
 }
 
@@ -793,24 +795,24 @@ static ndcl_status bench_call(bench *b)
         const ndcl_conv_geom *g = &b->cg;
         size_t NP = g->n * g->P, Kg = g->K / G, Cg = g->cout / G;
         for (size_t q = 0; q < G; q++)
-            NDCL_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, b->a->mem,
-                                    q * Cg * Kg, Kg, b->b->mem, q * Kg * NP, NP, 0.0f,
-                                    b->c->mem, q * Cg * NP, NP));
+            BENCH_TRY(ndcl_blas_gemm(ctx, false, false, Cg, NP, Kg, 1.0f, MEM(b->a),
+                                     q * Cg * Kg, Kg, MEM(b->b), q * Kg * NP, NP, 0.0f,
+                                     MEM(b->c), q * Cg * NP, NP));
         return NDCL_SUCCESS;
     }
-    case S_IM2COL: return ndcl_im2col_sampled(ctx, p, b->x->mem, b->X->mem);
+    case S_IM2COL: return ndcl_im2col_sampled(ctx, p, MEM(b->x), MEM(b->X));
     case S_COV:
-        NDCL_TRY(ndcl_col_mean(ctx, b->X->mem, p->rows, p->cols, b->mean->mem));
-        NDCL_TRY(ndcl_center(ctx, b->X->mem, p->rows, p->cols, b->mean->mem));
-        return ndcl_cov(ctx, b->X->mem, p->rows, G, p->nf, 1.0f / (float)p->rows, 1e-5f,
-                        b->cov->mem);
-    case S_ISQRT: return ndcl_isqrt_ns(ctx, b->cov->mem, G, p->nf, N_ITER, b->D->mem, NULL);
+        BENCH_TRY(ndcl_col_mean(ctx, MEM(b->X), p->rows, p->cols, MEM(b->mean)));
+        BENCH_TRY(ndcl_center(ctx, MEM(b->X), p->rows, p->cols, MEM(b->mean)));
+        return ndcl_cov(ctx, MEM(b->X), p->rows, G, p->nf, 1.0f / (float)p->rows, 1e-5f,
+                        MEM(b->cov));
+    case S_ISQRT: return ndcl_isqrt_ns(ctx, MEM(b->cov), G, p->nf, N_ITER, MEM(b->D), NULL);
     case S_FOLD:
-        return ndcl_fold(ctx, &b->fg, b->W->mem, b->bias->mem, b->D->mem, b->mean->mem,
-                         b->Wout->mem, b->bout->mem);
+        return ndcl_fold(ctx, &b->fg, MEM(b->W), MEM(b->bias), MEM(b->D), MEM(b->mean),
+                         MEM(b->Wout), MEM(b->bout));
     case S_CONV:
-        return ndcl_conv_forward(ctx, &b->cg, b->x->mem, b->W->mem, b->bias->mem, b->y->mem,
-                                 b->col->mem, b->tmp->mem);
+        return ndcl_conv_forward(ctx, &b->cg, MEM(b->x), MEM(b->W), MEM(b->bias), MEM(b->y),
+                                 MEM(b->col), MEM(b->tmp));
     case S_LTRAIN:
     case S_LINEAR:
     case S_CHANNEL: return ndcl_layer_forward(b->layer, NDCL_TRAIN, b->x, &b->y);
@@ -1051,14 +1053,6 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
         if (b->shown) step_no++;
         progress("[%d/%d] %s %s: setup and cold call", step_no, step_total,
                  suite_names[b->suite], s->text);
-        if (b->suite == S_LBACK && !ndcl_layer_backward) {
-            b->skipped = true;
-            snprintf(notes + strlen(notes), notes_size - strlen(notes),
-                     "# layer-backward %s: skipped (ndcl_layer_backward is not in this "
-                     "build of libndcl)\n",
-                     s->text);
-            continue;
-        }
         /* The cold time is the call's alone (not the backward's forward). */
         ok = bench_setup(b) && bench_time(b, &b->cold_ms);
         if (!ok && b->suite == S_LBACK) {

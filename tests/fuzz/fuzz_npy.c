@@ -3,7 +3,7 @@
  * with a status, and what parses must be consistent with its size. */
 #include <stdlib.h>
 
-#include "src/npy.h"
+#include "formats/npy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

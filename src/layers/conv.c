@@ -1,0 +1,266 @@
+/* conv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
+ * original's block clamping, and the forward pass: sampled patches, mean,
+ * covariance, Newton-Schulz, weight fold, one convolution, running
+ * updates and the freeze counter, keeping what the backward pass
+ * (conv_backward.c) needs. */
+#include <math.h>
+
+#include "layers/conv.h"
+
+ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
+                                          int kernel_size)
+{
+    ndcl_conv2d_desc d = {0};
+    d.in_channels = in_channels;
+    d.out_channels = out_channels;
+    d.kernel_h = d.kernel_w = kernel_size;
+    d.stride = 1;
+    d.padding = 0;
+    d.dilation = 1;
+    d.groups = 1;
+    d.bias = 1;
+    d.block = 64;
+    d.sampling_stride = 3;
+    d.eps = 1e-5f;
+    d.n_iter = 5;
+    d.momentum = 0.1f;
+    d.freeze = 0;
+    d.freeze_iter = 100;
+    return d;
+}
+
+/* Checks shared by every layer kind's descriptor. */
+ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_iter,
+                              float momentum)
+{
+    NDCL_CHECK_ARG(ctx, block >= 1, "block=%d (must be >= 1)", block);
+    NDCL_CHECK_ARG(ctx, eps > 0 && isfinite(eps), "eps=%g (must be > 0 and finite)",
+                   (double)eps);
+    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
+                   n_iter);
+    NDCL_CHECK_ARG(ctx, momentum >= 0 && momentum <= 1, "momentum=%g (must be in [0, 1])",
+                   (double)momentum);
+    return NDCL_SUCCESS;
+}
+
+static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y);
+
+static const ndcl_layer_ops ops = {
+    .kind = NDCL_LAYER_CONV2D,
+    .name = "conv2d",
+    .has_counter = true,
+    .forward = forward,
+    .backward = ndcl_conv_layer_backward,
+};
+
+ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
+                               ndcl_layer **out)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
+    NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
+    const int lim = 1 << 20;
+    NDCL_CHECK_ARG(ctx, d->in_channels >= 1 && d->in_channels <= lim,
+                   "in_channels=%d (must be 1..%d)", d->in_channels, lim);
+    NDCL_CHECK_ARG(ctx, d->out_channels >= 1 && d->out_channels <= lim,
+                   "out_channels=%d (must be 1..%d)", d->out_channels, lim);
+    NDCL_CHECK_ARG(ctx, d->kernel_h >= 1 && d->kernel_h <= 1024,
+                   "kernel_h=%d (must be 1..1024)", d->kernel_h);
+    NDCL_CHECK_ARG(ctx, d->kernel_w >= 1 && d->kernel_w <= 1024,
+                   "kernel_w=%d (must be 1..1024)", d->kernel_w);
+    NDCL_CHECK_ARG(ctx, d->stride >= 1, "stride=%d (must be >= 1)", d->stride);
+    NDCL_CHECK_ARG(ctx, d->padding >= 0, "padding=%d (must be >= 0)", d->padding);
+    NDCL_CHECK_ARG(ctx, d->dilation >= 1, "dilation=%d (must be >= 1)", d->dilation);
+    NDCL_CHECK_ARG(ctx, d->groups >= 1, "groups=%d (must be >= 1)", d->groups);
+    NDCL_CHECK_ARG(ctx, d->in_channels % d->groups == 0,
+                   "groups=%d does not divide in_channels=%d", d->groups, d->in_channels);
+    NDCL_CHECK_ARG(ctx, d->out_channels % d->groups == 0,
+                   "groups=%d does not divide out_channels=%d", d->groups, d->out_channels);
+    NDCL_CHECK_ARG(ctx, d->sampling_stride >= 1, "sampling_stride=%d (must be >= 1)",
+                   d->sampling_stride);
+    NDCL_CHECK_ARG(ctx, d->freeze_iter >= 1, "freeze_iter=%d (must be >= 1)",
+                   d->freeze_iter);
+    NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));
+
+    int C = d->in_channels, B = d->block;
+    if (B > C)
+        B = C;
+    else if (C % B != 0)
+        B = ndcl_gcd(B, C);
+    if (d->groups > 1) B = C / d->groups;
+    size_t kk = (size_t)d->kernel_h * (size_t)d->kernel_w, nf = kk * (size_t)B, t;
+    NDCL_CHECK_ARG(ctx,
+                   ndcl_mul_ok(nf, nf, &t) && ndcl_mul_ok(t, (size_t)d->groups, &t) &&
+                       t <= ((size_t)1 << 31),
+                   "kernel %dx%d with block %d gives %zu features: too many", d->kernel_h,
+                   d->kernel_w, B, nf);
+
+    ndcl_layer *l;
+    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, &l));
+    l->conv = *d;
+    l->block = B;
+    l->nf = nf;
+    l->groups = (size_t)d->groups;
+    size_t G = l->groups, Cout = (size_t)d->out_channels;
+    size_t wshape[4] = {Cout, (size_t)C / G, (size_t)d->kernel_h, (size_t)d->kernel_w};
+    size_t mshape[1] = {G == 1 ? nf : (size_t)C * kk};
+    size_t dshape[3] = {G, nf, nf};
+    ndcl_status s = ndcl_layer_add_param(l, "weight", 4, wshape, 0.0f, 0);
+    if (s == NDCL_SUCCESS && d->bias)
+        s = ndcl_layer_add_param(l, "bias", 1, (size_t[]){Cout}, 0.0f, 0);
+    if (s == NDCL_SUCCESS) s = ndcl_layer_add_param(l, "running_mean", 1, mshape, 0.0f, 0);
+    if (s == NDCL_SUCCESS)
+        s = G == 1 ? ndcl_layer_add_param(l, "running_deconv", 2, dshape + 1, 0.0f, nf)
+                   : ndcl_layer_add_param(l, "running_deconv", 3, dshape, 0.0f, nf);
+    if (s != NDCL_SUCCESS) {
+        ndcl_layer_destroy(l);
+        return s;
+    }
+    *out = l;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
+                                 ndcl_conv_geom *cg)
+{
+    const ndcl_conv2d_desc *d = &l->conv;
+    *cg = (ndcl_conv_geom){.n = xshape[0],
+                           .c = xshape[1],
+                           .h = xshape[2],
+                           .w = xshape[3],
+                           .cout = (size_t)d->out_channels,
+                           .kh = (size_t)d->kernel_h,
+                           .kw = (size_t)d->kernel_w,
+                           .stride = (size_t)d->stride,
+                           .pad = (size_t)d->padding,
+                           .dil = (size_t)d->dilation,
+                           .groups = l->groups};
+    return ndcl_conv_geom_init(l->ctx, cg);
+}
+
+ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom *cg,
+                                       ndcl_patch_geom *pg)
+{
+    /* The statistics sample patches at the sampling stride times the conv's. */
+    *pg = (ndcl_patch_geom){.n = cg->n,
+                            .c = cg->c,
+                            .h = cg->h,
+                            .w = cg->w,
+                            .kh = cg->kh,
+                            .kw = cg->kw,
+                            .pad = cg->pad,
+                            .dil = cg->dil,
+                            .stride = (size_t)l->conv.sampling_stride * cg->stride,
+                            .groups = l->groups,
+                            .block = (size_t)l->block};
+    return ndcl_patch_geom_init(l->ctx, pg);
+}
+
+/* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
+ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
+{
+    const ndcl_conv2d_desc *d = &l->conv;
+    size_t C = (size_t)d->in_channels, kk = (size_t)d->kernel_h * (size_t)d->kernel_w;
+    ndcl_fold_geom g = {0};
+    g.outputs = (size_t)d->out_channels;
+    g.K = C / l->groups * kk;
+    g.nf = l->nf;
+    g.batch = l->groups;
+    if (l->groups == 1) {
+        /* Row (o, r) element f is W[o, f*(C/B) + r]: interleaved blocks. */
+        g.R = C / (size_t)l->block;
+        g.rs = 1;
+        g.fs = g.R;
+    } else {
+        g.R = 1;
+        g.rs = 0;
+        g.fs = 1;
+    }
+    return g;
+}
+
+/* W', b' into the layer's fold buffers from the given statistics. */
+static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->conv.out_channels));
+    ndcl_fold_geom g = ndcl_conv_fold_geom(l);
+    /* Without a bias the mean correction still applies, from b = 0. */
+    return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
+                     l->b_fold.mem);
+}
+
+static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_conv2d_desc *d = &l->conv;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
+    NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
+                   "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
+                   x->ndim, x->ndim > 1 ? x->shape[1] : 0);
+    ndcl_conv_geom cg;
+    NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, &cg));
+    size_t yshape[4] = {cg.n, cg.cout, cg.oh, cg.ow};
+    NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, cg.K * cg.n * cg.P));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, cg.cout * cg.n * cg.P));
+
+    bool train = mode == NDCL_TRAIN;
+    bool frozen = d->freeze && l->counter > d->freeze_iter;
+    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
+    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+
+    if (train && !frozen) {
+        /* First: the batch statistics replace the fold's in l->mean and
+         * l->deconv, whatever happens below. */
+        l->fold_valid = false;
+        ndcl_patch_geom pg;
+        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
+        size_t G = l->groups, nf = l->nf;
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, pg.rows * pg.cols));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg.cols));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, G * nf * nf));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, G * nf * nf));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                     ndcl_isqrt_saved_size(G, nf, d->n_iter)));
+        ndcl_param *w = ndcl_layer_param(l, "weight");
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
+        NDCL_TRY(ndcl_im2col_sampled(ctx, &pg, x->mem, l->X.mem));
+        NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
+        NDCL_TRY(ndcl_center(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
+        NDCL_TRY(ndcl_cov(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, d->eps,
+                          l->cov.mem));
+        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
+                               l->ns_saved.mem));
+        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
+                                   (*y)->mem, l->col.mem, l->tmp.mem));
+        /* Last, so that a failure above leaves the running buffers as they were. */
+        ndcl_update u[2] = {{l->mean.mem, rm->mem, rm->count, false, 0},
+                            {l->deconv.mem, rd->mem, rd->count, false, 0}};
+        NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
+    } else {
+        if (!l->fold_valid) {
+            NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+            /* The statistics W', b' are folded from, for the backward's
+             * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the
+             * running buffers), valid as long as the fold is. */
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
+            l->fold_valid = true;
+        }
+        NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
+                                   (*y)->mem, l->col.mem, l->tmp.mem));
+    }
+    if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);
+    ndcl_layer_save_record(l, mode, train && !frozen, frozen && train, x, *y);
+    return NDCL_SUCCESS;
+}

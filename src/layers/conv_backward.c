@@ -1,0 +1,72 @@
+/* conv_backward.c - the backward pass of the deconvolved convolution
+ * (DESIGN.md 2.4): the plain convolution's adjoint, the fold's, and after
+ * a training step on batch statistics the path back to x through the
+ * Newton-Schulz loop, the covariance, the mean and the sampled patches. */
+#include "primitives/backward.h"
+#include "layers/conv.h"
+
+/* Workspaces of one call, in the layer's bw scratches. */
+enum { DCOL, DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
+_Static_assert(N_BUF <= NDCL_BW_SCRATCH, "conv backward needs more workspaces");
+
+ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                                     ndcl_tensor *dW, ndcl_tensor *db)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_saved *r = &l->saved;
+    ndcl_conv_geom cg;
+    NDCL_TRY(ndcl_conv_layer_geom(l, r->xshape, &cg));
+    /* The statistics' path only reaches x: without dx it is skipped. */
+    const bool stats = r->stats && dx;
+    const bool need_dwp = dW || stats; /* dW'r feeds dW and dD */
+    const size_t NP = cg.n * cg.P, G = l->groups, nf = l->nf;
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+
+    ndcl_patch_geom pg = {0};
+    if (stats) {
+        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
+    }
+    const size_t need[N_BUF] = {
+        [DCOL] = dx ? cg.K * NP : 0,
+        [DWP] = need_dwp ? w->count : 0,
+        [DBP] = cg.cout,
+        [DD] = stats ? G * nf * nf : 0,
+        [DCOV] = stats ? G * nf * nf : 0,
+        [DMEAN] = stats ? pg.cols : 0,
+        [DXS] = stats ? pg.rows * pg.cols : 0,
+    };
+    cl_mem m[N_BUF] = {NULL};
+    for (int i = 0; i < N_BUF; i++)
+        if (need[i]) {
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
+            m[i] = l->bw[i].mem;
+        }
+
+    /* dy re-laid as Cout x N*P goes where the forward's GEMM output was
+     * (l->tmp, of that size and not needed by the backward). */
+    cl_mem dYt = l->tmp.mem;
+
+    /* The convolution y = conv(x, W') + b'. */
+    NDCL_TRY(ndcl_conv_backward_params(ctx, &cg, dy->mem, l->col.mem, dYt, m[DBP], m[DWP]));
+    if (dx)
+        NDCL_TRY(ndcl_conv_backward_data(ctx, &cg, l->w_fold.mem, dYt, dx->mem, m[DCOL]));
+
+    /* The fold W' = Wr·D, b' = b - Σ W'·μ (μ, D: the batch's or the
+     * running statistics the forward used). */
+    if (need_dwp) {
+        ndcl_fold_geom fg = ndcl_conv_fold_geom(l);
+        NDCL_TRY(ndcl_fold_backward(ctx, &fg, stats ? l->wsave.mem : NULL, l->w_fold.mem,
+                                    l->deconv.mem, l->mean.mem, m[DWP], m[DBP],
+                                    dW ? dW->mem : NULL, m[DD], m[DMEAN]));
+    }
+    if (db) NDCL_TRY(ndcl_buffer_copy(ctx, m[DBP], 0, db->mem, 0, cg.cout));
+    if (!stats) return NDCL_SUCCESS;
+
+    /* D = isqrt(Cov), Cov = XcᵀXc/M + eps I, Xc = X - μ, X = patches(x). */
+    NDCL_TRY(ndcl_isqrt_ns_backward(ctx, G, nf, d->n_iter, l->ns_saved.mem, l->deconv.mem,
+                                    m[DD], m[DCOV]));
+    NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, true,
+                               m[DCOV], m[DMEAN], m[DXS]));
+    return ndcl_im2col_sampled_backward(ctx, &pg, m[DXS], dx->mem);
+}

@@ -1,0 +1,340 @@
+/* layer.c - what every layer kind shares: creation and destruction,
+ * parameters by state_dict name, counters, the running-statistic update,
+ * and the public forward and backward, which validate their arguments and
+ * call the kind through its table (layer.h) without knowing it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+
+ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_layer **out)
+{
+    ndcl_layer *l = calloc(1, sizeof *l);
+    if (!l) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "layer allocation");
+    l->ctx = ctx;
+    l->ops = ops;
+    l->groups = 1;
+    cl_int err;
+    cl_int zero = 0;
+    l->bad = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                            sizeof zero, &zero, &err);
+    if (err != CL_SUCCESS) {
+        free(l);
+        return ndcl_fail_cl(ctx, "clCreateBuffer(layer flag)", err);
+    }
+    *out = l;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_layer_destroy(ndcl_layer *l)
+{
+    if (!l) return;
+    for (int i = 0; i < l->n_params; i++)
+        if (l->params[i].mem) clReleaseMemObject(l->params[i].mem);
+    ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean, &l->cov,      &l->deconv,
+                         &l->X,      &l->col,    &l->tmp,  &l->ns_saved, &l->extra};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        ndcl_scratch_release(s[i]);
+    ndcl_layer_release_saved(l);
+    if (l->bad) clReleaseMemObject(l->bad);
+    free(l);
+}
+
+ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name)
+{
+    for (int i = 0; i < l->n_params; i++)
+        if (strcmp(l->params[i].name, name) == 0) return (ndcl_param *)&l->params[i];
+    return NULL;
+}
+
+ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
+                                 const size_t *shape, float value, size_t eye_n)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *p = &l->params[l->n_params];
+    p->name = name;
+    p->ndim = ndim;
+    p->count = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        NDCL_CHECK_ARG(ctx, ndcl_mul_ok(p->count, shape[i], &p->count),
+                       "%s: size overflows", name);
+    }
+    size_t bytes;
+    NDCL_CHECK_ARG(ctx, ndcl_mul_ok(p->count, sizeof(float), &bytes), "%s: size overflows",
+                   name);
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "%s of %zu bytes exceeds the device's largest allocation", name,
+                         bytes);
+    cl_int err;
+    p->mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer(parameter)", err);
+    l->n_params++;
+    err = clEnqueueFillBuffer(ctx->queue, p->mem, &value, sizeof value, 0, bytes, 0, NULL,
+                              NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(parameter)", err);
+    if (eye_n > 0) {
+        int n = (int)eye_n, batch = (int)(p->count / (eye_n * eye_n));
+        float one = 1.0f;
+        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(batch), NDCL_ARG(one), NDCL_ARG(p->mem)};
+        size_t global[3] = {eye_n, eye_n, (size_t)batch};
+        NDCL_TRY(ndcl_launch(ctx, "ndcl_eye", 3, global, NULL, args, 4));
+    }
+    return NDCL_SUCCESS;
+}
+
+ndcl_layer_kind ndcl_layer_kind_of(const ndcl_layer *l)
+{
+    return l ? l->ops->kind : (ndcl_layer_kind)0;
+}
+int ndcl_layer_block(const ndcl_layer *l)
+{
+    return l ? l->block : 0;
+}
+ndcl_context *ndcl_layer_context(const ndcl_layer *l)
+{
+    return l ? l->ctx : NULL;
+}
+
+#define GET_DESC(fn, type, field, k)                                                       \
+    ndcl_status fn(const ndcl_layer *l, type *out)                                         \
+    {                                                                                      \
+        if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");             \
+        NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");                                \
+        NDCL_CHECK_ARG(l->ctx, l->ops->kind == k, "layer is not a " #field " layer");      \
+        *out = l->field;                                                                   \
+        return NDCL_SUCCESS;                                                               \
+    }
+GET_DESC(ndcl_layer_conv2d_desc, ndcl_conv2d_desc, conv, NDCL_LAYER_CONV2D)
+GET_DESC(ndcl_layer_linear_desc, ndcl_linear_desc, linear, NDCL_LAYER_LINEAR)
+GET_DESC(ndcl_layer_channel_desc, ndcl_channel_desc, channel, NDCL_LAYER_CHANNEL)
+
+/* Looks a parameter up for the public accessors, naming the valid ones. */
+static ndcl_status find_param(const ndcl_layer *l, const char *name, ndcl_param **out)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    NDCL_CHECK_ARG(l->ctx, name != NULL, "name is NULL");
+    *out = ndcl_layer_param(l, name);
+    if (*out) return NDCL_SUCCESS;
+    char names[256] = "";
+    for (int i = 0; i < l->n_params; i++) {
+        strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+        strncat(names, l->params[i].name, sizeof names - strlen(names) - 1);
+    }
+    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG,
+                     "name=\"%s\": this layer's parameters are %s", name, names);
+}
+
+ndcl_status ndcl_layer_param_shape(const ndcl_layer *l, const char *name, int *ndim,
+                                   size_t shape[NDCL_MAX_DIMS])
+{
+    ndcl_param *p;
+    NDCL_TRY(find_param(l, name, &p));
+    NDCL_CHECK_ARG(l->ctx, ndim && shape, "ndim and shape must not be NULL");
+    *ndim = p->ndim;
+    memcpy(shape, p->shape, sizeof(size_t) * (size_t)p->ndim);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_set_param(ndcl_layer *l, const char *name, const float *data,
+                                 size_t count)
+{
+    ndcl_param *p;
+    NDCL_TRY(find_param(l, name, &p));
+    NDCL_CHECK_ARG(l->ctx, data != NULL, "data is NULL");
+    NDCL_CHECK_ARG(l->ctx, count == p->count, "count=%zu, %s holds %zu", count, name,
+                   p->count);
+    cl_int err = clEnqueueWriteBuffer(l->ctx->queue, p->mem, CL_TRUE, 0,
+                                      count * sizeof(float), data, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(l->ctx, "clEnqueueWriteBuffer", err);
+    l->fold_valid = false;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_get_param(const ndcl_layer *l, const char *name, float *data,
+                                 size_t count)
+{
+    ndcl_param *p;
+    NDCL_TRY(find_param(l, name, &p));
+    NDCL_CHECK_ARG(l->ctx, data != NULL, "data is NULL");
+    NDCL_CHECK_ARG(l->ctx, count == p->count, "count=%zu, %s holds %zu", count, name,
+                   p->count);
+    cl_int err = clEnqueueReadBuffer(l->ctx->queue, p->mem, CL_TRUE, 0,
+                                     count * sizeof(float), data, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(l->ctx, "clEnqueueReadBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_get_counter(const ndcl_layer *l, int64_t *out)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
+    NDCL_CHECK_ARG(l->ctx, l->ops->has_counter, "a %s layer has no counter", l->ops->name);
+    *out = l->counter;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_set_counter(ndcl_layer *l, int64_t value)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    NDCL_CHECK_ARG(l->ctx, l->ops->has_counter, "a %s layer has no counter", l->ops->name);
+    NDCL_CHECK_ARG(l->ctx, value >= 0, "counter=%lld (must be >= 0)", (long long)value);
+    l->counter = value;
+    l->fold_valid = false; /* the freeze state may change with it */
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_update *u,
+                                      int nu)
+{
+    ndcl_context *ctx = l->ctx;
+    cl_int zero = 0;
+    cl_int err = clEnqueueFillBuffer(ctx->queue, l->bad, &zero, sizeof zero, 0, sizeof zero,
+                                     0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(flag)", err);
+    for (int i = 0; i < nu; i++) {
+        int n = (int)u[i].n, off = (int)u[i].stat_off;
+        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(u[i].stat), NDCL_ARG(off),
+                           NDCL_ARG(l->bad), NDCL_ARG(ctx->flag)};
+        size_t global = u[i].n;
+        NDCL_TRY(ndcl_launch(ctx, "ndcl_check_finite", 1, &global, NULL, args, 5));
+    }
+    for (int i = 0; i < nu; i++) {
+        int n = (int)u[i].n, copy = u[i].copy, off = (int)u[i].stat_off;
+        ndcl_arg args[] = {NDCL_ARG(n),         NDCL_ARG(momentum), NDCL_ARG(copy),
+                           NDCL_ARG(u[i].stat), NDCL_ARG(off),      NDCL_ARG(u[i].running),
+                           NDCL_ARG(l->bad)};
+        size_t global = u[i].n;
+        NDCL_TRY(ndcl_launch(ctx, "ndcl_momentum", 1, &global, NULL, args, 7));
+    }
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_output(ndcl_context *ctx, ndcl_tensor **y, int ndim, const size_t *shape)
+{
+    NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
+    if (*y) return ndcl_tensor_check(ctx, *y, "*y", ndim, shape);
+    return ndcl_tensor_create(ctx, ndim, shape, y);
+}
+
+ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                               ndcl_tensor **y)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    NDCL_CHECK_ARG(ctx, mode == NDCL_TRAIN || mode == NDCL_EVAL,
+                   "mode=%d (must be NDCL_TRAIN or NDCL_EVAL)", (int)mode);
+    NDCL_CHECK_ARG(ctx, x != NULL, "x is NULL");
+    NDCL_CHECK_ARG(ctx, x->ctx == ctx, "x belongs to another context");
+    NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
+    NDCL_CHECK_ARG(ctx, *y != x,
+                   "*y must not be x (the output cannot overwrite the input)");
+    /* A tensor created here is handed out only on success. */
+    ndcl_tensor *out = *y;
+    ndcl_status s = l->ops->forward(l, mode, x, &out);
+    if (s != NDCL_SUCCESS) {
+        if (out != *y) ndcl_tensor_destroy(out);
+        return s;
+    }
+    *y = out;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,
+                            const ndcl_tensor *x, const ndcl_tensor *y)
+{
+    ndcl_saved *r = &l->saved;
+    r->mode = mode;
+    r->stats = stats;
+    r->frozen = frozen;
+    r->xdim = x->ndim;
+    r->ydim = y->ndim;
+    memcpy(r->xshape, x->shape, sizeof r->xshape);
+    memcpy(r->yshape, y->shape, sizeof r->yshape);
+    r->valid = true;
+}
+
+void ndcl_layer_release_saved(ndcl_layer *l)
+{
+    if (!l) return;
+    l->saved.valid = false;
+    /* The large buffers only: the forward allocates them again on demand.
+     * The evaluation fold cache (w_fold, b_fold) is not backward state. */
+    ndcl_scratch *s[] = {&l->X, &l->col, &l->tmp, &l->ns_saved, &l->xsave, &l->wsave};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        ndcl_scratch_release(s[i]);
+    for (int i = 0; i < NDCL_BW_SCRATCH; i++)
+        ndcl_scratch_release(&l->bw[i]);
+}
+
+/* An output of the backward pass: *out NULL -> created (and *made set, so
+ * that a later failure destroys it), else checked against the shape and
+ * against the tensors the call reads. */
+static ndcl_status bw_output(ndcl_context *ctx, ndcl_tensor **out, const char *arg,
+                             int ndim, const size_t *shape, const ndcl_tensor *dy,
+                             ndcl_tensor **t, bool *made)
+{
+    *made = false;
+    *t = NULL;
+    if (!out) return NDCL_SUCCESS;
+    if (*out) {
+        NDCL_TRY(ndcl_tensor_check(ctx, *out, arg, ndim, shape));
+        NDCL_CHECK_ARG(ctx, *out != dy, "%s must not be dy", arg);
+        *t = *out;
+        return NDCL_SUCCESS;
+    }
+    NDCL_TRY(ndcl_tensor_create(ctx, ndim, shape, t));
+    *made = true;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **dx,
+                                ndcl_tensor **dweight, ndcl_tensor **dbias)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    const ndcl_saved *r = &l->saved;
+    if (!r->valid)
+        return ndcl_fail(
+            ctx, NDCL_ERR_STATE,
+            "backward without a forward to differentiate: none since the layer "
+            "was created, the last backward or ndcl_layer_release_saved (or the "
+            "last forward failed)");
+    NDCL_CHECK_ARG(ctx, dy != NULL, "dy is NULL");
+    NDCL_CHECK_ARG(ctx, dy->ctx == ctx, "dy belongs to another context");
+    NDCL_TRY(ndcl_tensor_check(ctx, dy, "dy", r->ydim, r->yshape));
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_CHECK_ARG(ctx, w || !dweight, "dweight must be NULL: a %s layer has no parameters",
+                   l->ops->name);
+    NDCL_CHECK_ARG(ctx, w || !dbias, "dbias must be NULL: a %s layer has no parameters",
+                   l->ops->name);
+    /* A layer without a bias has no bias gradient: *dbias is left alone. */
+    if (!b) dbias = NULL;
+    NDCL_CHECK_ARG(
+        ctx,
+        !(dx && *dx && ((dweight && *dx == *dweight) || (dbias && *dx == *dbias))) &&
+            !(dweight && *dweight && dbias && *dweight == *dbias),
+        "*dx, *dweight and *dbias must be distinct tensors");
+    ndcl_tensor *tx = NULL, *tw = NULL, *tb = NULL;
+    bool mx = false, mw = false, mb = false;
+    ndcl_status s = bw_output(ctx, dx, "*dx", r->xdim, r->xshape, dy, &tx, &mx);
+    if (s == NDCL_SUCCESS && w)
+        s = bw_output(ctx, dweight, "*dweight", w->ndim, w->shape, dy, &tw, &mw);
+    if (s == NDCL_SUCCESS && b)
+        s = bw_output(ctx, dbias, "*dbias", b->ndim, b->shape, dy, &tb, &mb);
+    if (s == NDCL_SUCCESS) s = l->ops->backward(l, dy, tx, tw, tb);
+    if (s != NDCL_SUCCESS) {
+        if (mx) ndcl_tensor_destroy(tx);
+        if (mw) ndcl_tensor_destroy(tw);
+        if (mb) ndcl_tensor_destroy(tb);
+        return s;
+    }
+    /* Differentiated once: a second backward needs a new forward. */
+    l->saved.valid = false;
+    if (dx) *dx = tx;
+    if (dweight) *dweight = tw;
+    if (dbias) *dbias = tb;
+    return NDCL_SUCCESS;
+}

@@ -1,0 +1,134 @@
+/* layer.h - the layer handle every kind shares: descriptor, parameters on
+ * the device, the cached folded weights of evaluation mode, the workspaces
+ * of the forward and backward passes, and the table of functions through
+ * which layer.c reaches a kind without knowing it. */
+#ifndef NDCL_LAYER_H
+#define NDCL_LAYER_H
+
+#include "blas/blas.h"
+#include "primitives/prims.h"
+#include "runtime/runtime.h"
+
+/* One parameter or buffer, by its state_dict name. */
+typedef struct ndcl_param {
+    const char *name;
+    cl_mem mem;
+    int ndim;
+    size_t shape[NDCL_MAX_DIMS];
+    size_t count;
+} ndcl_param;
+
+#define NDCL_MAX_PARAMS 6
+#define NDCL_BW_SCRATCH 10 /* workspaces of one backward pass */
+
+/* The record of the last forward that ndcl_layer_backward needs besides
+ * the buffers it kept (DESIGN.md 2.4). */
+typedef struct ndcl_saved {
+    bool valid; /* a forward succeeded and no backward or release followed */
+    bool stats; /* it used batch statistics: the gradient flows through them */
+    ndcl_mode mode;
+    bool frozen; /* conv: a training step on the running statistics */
+    int xdim, ydim;
+    size_t xshape[NDCL_MAX_DIMS], yshape[NDCL_MAX_DIMS];
+} ndcl_saved;
+
+/* What a kind provides (pocl's struct pocl_device_ops pattern): each kind's
+ * file fills one table; layer.c validates the public arguments and calls
+ * through it. */
+typedef struct ndcl_layer_ops {
+    ndcl_layer_kind kind;
+    const char *name;
+    bool has_counter; /* conv2d: freeze counter; channel: num_batches_tracked */
+    /* One forward step; x belongs to the layer's context, *y follows the
+     * output convention (the caller destroys a tensor created here when
+     * the step fails). */
+    ndcl_status (*forward)(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y);
+    /* The backward pass of the last forward (saved valid, dy checked against
+     * its output shape); dx, dW, db are NULL when not wanted, else of x's,
+     * the weight's and the bias's shapes (dW and db always NULL for a kind
+     * without parameters). Nothing the layer keeps for the backward pass is
+     * modified, so a failed call can be repeated. */
+    ndcl_status (*backward)(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                            ndcl_tensor *dW, ndcl_tensor *db);
+} ndcl_layer_ops;
+
+struct ndcl_layer {
+    ndcl_context *ctx;
+    const ndcl_layer_ops *ops;
+    ndcl_conv2d_desc conv;
+    ndcl_linear_desc linear;
+    ndcl_channel_desc channel;
+    int block; /* effective block B */
+    size_t nf; /* features per block (conv: kh*kw*B; linear, channel: B) */
+    size_t groups;
+
+    ndcl_param params[NDCL_MAX_PARAMS];
+    int n_params;
+    int64_t counter;
+
+    /* Folded W', b' of evaluation mode, valid until a parameter changes. */
+    ndcl_scratch w_fold, b_fold;
+    bool fold_valid;
+
+    /* Statistics of the last training forward and workspaces. */
+    ndcl_scratch mean, cov, deconv, X, col, tmp, ns_saved, extra;
+    cl_mem bad; /* one int: this step's statistics are not finite */
+
+    /* Kept for the backward pass: the forward's record, copies of its
+     * input and weight (the caller may change them in between), and the
+     * backward's own workspaces. The forward's buffers above (X, col,
+     * mean, deconv, ns_saved, extra, w_fold) hold the rest until the next
+     * forward. */
+    ndcl_saved saved;
+    ndcl_scratch xsave, wsave, bw[NDCL_BW_SCRATCH];
+};
+
+/* The parameter called name, or NULL. */
+ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name);
+
+/* Allocates and registers a parameter filled with value (identity when
+ * eye_n > 0: batch = count / eye_n² identity matrices). */
+ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
+                                 const size_t *shape, float value, size_t eye_n);
+
+/* A new layer of the kind ops describes, with no parameters yet. */
+ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops,
+                             ndcl_layer **out);
+
+/* Records a successful forward for the backward pass. */
+void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,
+                            const ndcl_tensor *x, const ndcl_tensor *y);
+
+/* Resets bad, checks every stat buffer for non-finite values (raising the
+ * context flag), and applies the momentum updates, all on the device:
+ * a non-finite step leaves every running buffer unchanged. copy selects the
+ * first-batch copy of ChannelDeconv. */
+typedef struct ndcl_update {
+    cl_mem stat, running;
+    size_t n;
+    bool copy;
+    size_t stat_off; /* element offset of the statistic in stat */
+} ndcl_update;
+ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_update *u,
+                                      int nu);
+
+/* Greatest common divisor, for the original's block clamping. */
+static inline int ndcl_gcd(int a, int b)
+{
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Descriptor checks shared by the kinds (block, eps, n_iter, momentum). */
+ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_iter,
+                              float momentum);
+
+/* The output tensor: *y created with the shape, or checked against it. */
+ndcl_status ndcl_output(ndcl_context *ctx, ndcl_tensor **y, int ndim, const size_t *shape);
+
+#endif

@@ -1,0 +1,172 @@
+/* linear.c - the deconvolved linear layer (Delinear): the input viewed as
+ * rows of B features is whitened, the whitening folded into W and b, then
+ * one GEMM; the forward keeps what linear_backward.c needs. */
+#include "layers/linear.h"
+
+ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
+{
+    ndcl_linear_desc d = {0};
+    d.in_features = in_features;
+    d.out_features = out_features;
+    d.bias = 1;
+    d.block = 512;
+    d.eps = 1e-5f;
+    d.n_iter = 5;
+    d.momentum = 0.1f;
+    return d;
+}
+
+static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y);
+
+static const ndcl_layer_ops ops = {
+    .kind = NDCL_LAYER_LINEAR,
+    .name = "linear",
+    .has_counter = false,
+    .forward = forward,
+    .backward = ndcl_linear_layer_backward,
+};
+
+ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
+                               ndcl_layer **out)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
+    NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
+    const int lim = 1 << 24;
+    NDCL_CHECK_ARG(ctx, d->in_features >= 1 && d->in_features <= lim,
+                   "in_features=%d (must be 1..%d)", d->in_features, lim);
+    NDCL_CHECK_ARG(ctx, d->out_features >= 1 && d->out_features <= lim,
+                   "out_features=%d (must be 1..%d)", d->out_features, lim);
+    NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));
+    int F = d->in_features, B = d->block;
+    if (B > F)
+        B = F;
+    else if (F % B != 0)
+        B = ndcl_gcd(B, F);
+    NDCL_CHECK_ARG(ctx, B <= 16384, "block=%d: a %dx%d whitening matrix is too large", B, B,
+                   B);
+    ndcl_layer *l;
+    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, &l));
+    l->linear = *d;
+    l->block = B;
+    l->nf = (size_t)B;
+    size_t Fo = (size_t)d->out_features, nb = (size_t)B;
+    ndcl_status s =
+        ndcl_layer_add_param(l, "weight", 2, (size_t[]){Fo, (size_t)F}, 0.0f, 0);
+    if (s == NDCL_SUCCESS && d->bias)
+        s = ndcl_layer_add_param(l, "bias", 1, (size_t[]){Fo}, 0.0f, 0);
+    if (s == NDCL_SUCCESS) s = ndcl_layer_add_param(l, "running_mean", 1, &nb, 0.0f, 0);
+    if (s == NDCL_SUCCESS)
+        s = ndcl_layer_add_param(l, "running_deconv", 2, (size_t[]){nb, nb}, 0.0f, nb);
+    if (s != NDCL_SUCCESS) {
+        ndcl_layer_destroy(l);
+        return s;
+    }
+    *out = l;
+    return NDCL_SUCCESS;
+}
+
+/* W viewed as rows of B contiguous features (DESIGN.md 2.2). */
+ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
+{
+    size_t F = (size_t)l->linear.in_features, B = (size_t)l->block;
+    ndcl_fold_geom g = {.outputs = (size_t)l->linear.out_features,
+                        .K = F,
+                        .R = F / B,
+                        .nf = B,
+                        .rs = B,
+                        .fs = 1,
+                        .batch = 1};
+    return g;
+}
+
+/* W' = W·D per row of B, b' = b - Σ (W'·μ) per output; without a bias the
+ * correction applies from b = 0, as in the original. */
+static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->linear.out_features));
+    ndcl_fold_geom g = ndcl_linear_fold_geom(l);
+    return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
+                     l->b_fold.mem);
+}
+
+/* y (rows x Fout) = x·W'ᵀ + b'. */
+static ndcl_status apply(ndcl_layer *l, cl_mem x, size_t rows, cl_mem y)
+{
+    ndcl_context *ctx = l->ctx;
+    size_t F = (size_t)l->linear.in_features, Fo = (size_t)l->linear.out_features;
+    NDCL_TRY(ndcl_blas_gemm(ctx, false, true, rows, Fo, F, 1.0f, x, 0, F, l->w_fold.mem, 0,
+                            F, 0.0f, y, 0, Fo));
+    int r = (int)rows, c = (int)Fo;
+    ndcl_arg args[] = {NDCL_ARG(r), NDCL_ARG(c), NDCL_ARG(l->b_fold.mem), NDCL_ARG(y)};
+    size_t global[2] = {Fo, rows};
+    return ndcl_launch(ctx, "ndcl_add_row_bias", 2, global, NULL, args, 4);
+}
+
+static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_linear_desc *d = &l->linear;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
+    size_t F = (size_t)d->in_features, B = (size_t)l->block;
+    NDCL_CHECK_ARG(ctx, x->ndim >= 2 && x->shape[x->ndim - 1] == F,
+                   "x must be [..., %d] (last dim is %zu)", d->in_features,
+                   x->shape[x->ndim - 1]);
+    size_t rows = x->count / F;
+    size_t yshape[NDCL_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+        yshape[i] = x->shape[i];
+    yshape[x->ndim - 1] = (size_t)d->out_features;
+    NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
+    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
+    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    /* The backward needs x itself (dW' = dyᵀ·x); a copy, since the caller
+     * may change or destroy x before it. */
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
+
+    if (mode == NDCL_TRAIN) {
+        /* First: the batch statistics replace the fold's in l->mean and
+         * l->deconv, whatever happens below. */
+        l->fold_valid = false;
+        size_t M = x->count / B; /* rows of B features */
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
+        NDCL_TRY(
+            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
+        NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count));
+        NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, M, B, l->mean.mem));
+        NDCL_TRY(ndcl_center(ctx, l->X.mem, M, B, l->mean.mem));
+        NDCL_TRY(ndcl_cov(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, d->eps, l->cov.mem));
+        NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
+                               l->ns_saved.mem));
+        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
+        ndcl_update u[2] = {{l->mean.mem, rm->mem, B, false, 0},
+                            {l->deconv.mem, rd->mem, B * B, false, 0}};
+        NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
+    } else {
+        if (!l->fold_valid) {
+            NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+            /* The statistics W', b' are folded from, for the backward
+             * (copies, valid as long as the fold is). */
+            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, B));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
+            l->fold_valid = true;
+        }
+        NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
+    }
+    ndcl_layer_save_record(l, mode, mode == NDCL_TRAIN, false, x, *y);
+    return NDCL_SUCCESS;
+}

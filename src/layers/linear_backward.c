@@ -1,0 +1,76 @@
+/* linear_backward.c - the backward pass of the deconvolved linear layer
+ * (DESIGN.md 2.2, 2.4): y = x·W'ᵀ + b' through GEMMs, the fold's adjoint,
+ * and after a training step the path back to x through the Newton-Schulz
+ * loop, the covariance and the mean of x viewed as rows of B. */
+#include "primitives/backward.h"
+#include "layers/linear.h"
+
+/* Workspaces of one call, in the layer's bw scratches. */
+enum { DBP, DWP, DD, DCOV, DMEAN, DXS, N_BUF };
+_Static_assert(N_BUF <= NDCL_BW_SCRATCH, "linear backward needs more workspaces");
+
+ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
+                                       ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_saved *r = &l->saved;
+    const size_t F = (size_t)d->in_features, Fo = (size_t)d->out_features;
+    const size_t B = (size_t)l->block;
+    size_t count = 1;
+    for (int i = 0; i < r->xdim; i++)
+        count *= r->xshape[i];
+    const size_t rows = count / F, M = count / B;
+    if (count > INT32_MAX)
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "linear backward of %zu values: more than 2^31-1 (the kernels "
+                         "index with int)",
+                         count);
+    const bool stats = r->stats && dx;
+    const bool need_dwp = dW || stats;
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    const size_t need[N_BUF] = {
+        [DBP] = Fo,
+        [DWP] = need_dwp ? w->count : 0,
+        [DD] = stats ? B * B : 0,
+        [DCOV] = stats ? B * B : 0,
+        [DMEAN] = stats ? B : 0,
+        [DXS] = stats ? count : 0,
+    };
+    cl_mem m[N_BUF] = {NULL};
+    for (int i = 0; i < N_BUF; i++)
+        if (need[i]) {
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
+            m[i] = l->bw[i].mem;
+        }
+
+    /* y = x·W'ᵀ + b': db' = Σ_rows dy, dW' = dyᵀ·x, dx = dy·W'. */
+    NDCL_TRY(ndcl_strided_sum(ctx, dy->mem, 0, Fo, rows, 1, Fo, 1.0f, m[DBP]));
+    if (need_dwp)
+        NDCL_TRY(ndcl_blas_gemm(ctx, true, false, Fo, F, rows, 1.0f, dy->mem, 0, Fo,
+                                l->xsave.mem, 0, F, 0.0f, m[DWP], 0, F));
+    if (dx)
+        NDCL_TRY(ndcl_blas_gemm(ctx, false, false, rows, F, Fo, 1.0f, dy->mem, 0, Fo,
+                                l->w_fold.mem, 0, F, 0.0f, dx->mem, 0, F));
+    /* The fold, as for the convolution (mean correction with or without a
+     * bias). */
+    if (need_dwp) {
+        ndcl_fold_geom fg = ndcl_linear_fold_geom(l);
+        NDCL_TRY(ndcl_fold_backward(ctx, &fg, stats ? l->wsave.mem : NULL, l->w_fold.mem,
+                                    l->deconv.mem, l->mean.mem, m[DWP], m[DBP],
+                                    dW ? dW->mem : NULL, m[DD], m[DMEAN]));
+    }
+    if (db) NDCL_TRY(ndcl_buffer_copy(ctx, m[DBP], 0, db->mem, 0, Fo));
+    if (!stats) return NDCL_SUCCESS;
+
+    /* The statistics of X = x viewed as M rows of B (centred in l->X). */
+    NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, B, d->n_iter, l->ns_saved.mem, l->deconv.mem,
+                                    m[DD], m[DCOV]));
+    NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, true, m[DCOV],
+                               m[DMEAN], m[DXS]));
+    const int n = (int)count;
+    const float one = 1.0f;
+    const ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(one), NDCL_ARG(m[DXS]), NDCL_ARG(one),
+                             NDCL_ARG(dx->mem)};
+    return ndcl_launch(ctx, "ndcl_axpby", 1, &count, NULL, args, 5);
+}

@@ -1,0 +1,294 @@
+/* backward.c - adjoints of the covariance (with its mean), of the weight fold
+ * and of the sampled patch matrix (DESIGN.md 2.4), and the public whitening
+ * adjoint ndcl_whiten_backward built from them. */
+#include <math.h>
+
+#include "primitives/backward.h"
+#include "primitives/prims_util.h"
+
+ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value)
+{
+    if (count == 0) return NDCL_SUCCESS;
+    cl_int err = clEnqueueFillBuffer(ctx->queue, buf, &value, sizeof value, 0,
+                                     count * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
+                             size_t rs, size_t cs, float alpha, cl_mem out)
+{
+    if (rows == 0) return NDCL_SUCCESS;
+    if (!prims_fit_int(off, rows, n) || !prims_fit_int(rs, cs, 0))
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "sums of %zu rows of %zu values: more than 2^31-1", rows, n);
+    size_t wg, max_items[3] = {1, 1, 1};
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_bw_sum", 256, sizeof(float), &wg));
+    NDCL_TRY(prims_item_sizes(ctx, max_items));
+    while (wg > max_items[0])
+        wg /= 2;
+    const int ni = (int)n, oi = (int)off, ri = (int)rs, ci = (int)cs;
+    const ndcl_arg args[] = {
+        NDCL_ARG(ni), NDCL_ARG(X),     NDCL_ARG(oi),  NDCL_ARG(ri),
+        NDCL_ARG(ci), NDCL_ARG(alpha), NDCL_ARG(out), NDCL_LOCAL(wg * sizeof(float))};
+    const size_t global[2] = {wg, rows}, local[2] = {wg, 1};
+    return ndcl_launch(ctx, "ndcl_bw_sum", 2, global, local, args, 8);
+}
+
+/* ------------------------------------------------------------ covariance */
+
+static ndcl_status cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                                size_t n, float scale, bool centered, cl_mem dcov,
+                                cl_mem dmean, cl_mem dX, cl_mem S, cl_mem v)
+{
+    const size_t cols = groups * n, nn = n * n;
+    /* S = (dcov + dcovᵀ)·scale: Cov = XᵀX·scale reaches X through both factors. */
+    {
+        const int ni = (int)n, gi = (int)groups;
+        const ndcl_arg args[] = {NDCL_ARG(ni), NDCL_ARG(gi), NDCL_ARG(scale),
+                                 NDCL_ARG(dcov), NDCL_ARG(S)};
+        NDCL_TRY(prims_launch3(ctx, "ndcl_bw_sym", n, n, groups, args, 5));
+    }
+    if (groups == 1) {
+        NDCL_TRY(ndcl_blas_gemm(ctx, false, false, rows, n, n, 1.0f, X, 0, n, S, 0, n, 0.0f,
+                                dX, 0, n));
+    } else {
+        /* Group g is the column block at offset g*n of every row, so the
+         * output's batches interleave: blas.c's zeroing for beta = 0
+         * assumes whole rows per batch, hence a zeroed dX and beta = 1. */
+        NDCL_TRY(ndcl_buffer_fill(ctx, dX, rows * cols, 0.0f));
+        NDCL_TRY(ndcl_blas_gemm_batched(ctx, false, false, rows, n, n, 1.0f, X, 0, cols, n,
+                                        S, 0, n, nn, 1.0f, dX, 0, cols, n, groups));
+    }
+    if (!centered && !dmean) return NDCL_SUCCESS;
+    /* dX -= v with v = colmean(dXc) (the centring's gradient, when
+     * centred) - dmean/rows (the mean's own gradient, spread over rows). */
+    if (centered)
+        NDCL_TRY(ndcl_col_mean(ctx, dX, rows, cols, v));
+    else
+        NDCL_TRY(ndcl_buffer_fill(ctx, v, cols, 0.0f));
+    if (dmean) {
+        const int c = (int)cols;
+        const float alpha = -1.0f / (float)rows, beta = 1.0f;
+        const ndcl_arg args[] = {NDCL_ARG(c), NDCL_ARG(alpha), NDCL_ARG(dmean),
+                                 NDCL_ARG(beta), NDCL_ARG(v)};
+        NDCL_TRY(prims_launch3(ctx, "ndcl_axpby", cols, 1, 1, args, 5));
+    }
+    return ndcl_center(ctx, dX, rows, cols, v);
+}
+
+ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                              size_t n, float scale, bool centered, cl_mem dcov,
+                              cl_mem dmean, cl_mem dX)
+{
+    size_t cols, nn, total, count;
+    if (rows == 0 || groups == 0 || n == 0 || !ndcl_mul_ok(groups, n, &cols) ||
+        !ndcl_mul_ok(n, n, &nn) || !ndcl_mul_ok(nn, groups, &total) ||
+        !ndcl_mul_ok(rows, cols, &count) || !prims_fit_int(total, count, rows))
+        return ndcl_fail(
+            ctx, NDCL_ERR_UNSUPPORTED,
+            "covariance backward of %zu rows x %zu groups of %zu: empty or more "
+            "than 2^31-1 elements",
+            rows, groups, n);
+    cl_mem S = NULL, v = NULL;
+    ndcl_status s = prims_buffer(ctx, total, &S);
+    if (s == NDCL_SUCCESS) s = prims_buffer(ctx, cols, &v);
+    if (s == NDCL_SUCCESS)
+        s = cov_backward(ctx, X, rows, groups, n, scale, centered, dcov, dmean, dX, S, v);
+    prims_release(S);
+    prims_release(v);
+    return s;
+}
+
+/* ------------------------------------------------------------ fold */
+
+/* The block basis move of ndcl_fold (gather or scatter). */
+static ndcl_status fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
+                             cl_mem src, cl_mem dst)
+{
+    const int rows = (int)(g->outputs * g->R), R = (int)g->R, nf = (int)g->nf;
+    const int K = (int)g->K, rs = (int)g->rs, fs = (int)g->fs;
+    const ndcl_arg args[] = {NDCL_ARG(rows), NDCL_ARG(R),  NDCL_ARG(nf),  NDCL_ARG(K),
+                             NDCL_ARG(rs),   NDCL_ARG(fs), NDCL_ARG(src), NDCL_ARG(dst)};
+    return prims_launch3(ctx, name, g->nf, g->outputs * g->R, 1, args, 8);
+}
+
+/* A weight-shaped buffer in the block basis: a gathered temporary, or the
+ * buffer itself when the basis is the weight's own layout. */
+static ndcl_status to_block(ndcl_context *ctx, const ndcl_fold_geom *g, bool direct,
+                            cl_mem W, size_t total, cl_mem *out, cl_mem *temp)
+{
+    *temp = NULL;
+    if (direct) {
+        *out = W;
+        return NDCL_SUCCESS;
+    }
+    NDCL_TRY(prims_buffer(ctx, total, temp));
+    *out = *temp;
+    return fold_move(ctx, "ndcl_fold_gather", g, W, *temp);
+}
+
+static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W,
+                                 cl_mem Wp, cl_mem D, cl_mem mean, cl_mem dWp, cl_mem db,
+                                 cl_mem dW, cl_mem dD, cl_mem dmean, cl_mem *tmp)
+{
+    const bool direct = g->fs == 1 && (g->R == 1 || g->rs == g->nf);
+    const size_t rows = g->outputs * g->R, total = rows * g->nf, nf = g->nf;
+    const size_t m = rows / g->batch; /* block rows per whitening matrix */
+    /* G' = dW'r - db ⊗ μ, in a temporary (dWp is the caller's). */
+    NDCL_TRY(prims_buffer(ctx, total, &tmp[0]));
+    cl_mem G = tmp[0];
+    if (direct)
+        NDCL_TRY(ndcl_buffer_copy(ctx, dWp, 0, G, 0, total));
+    else
+        NDCL_TRY(fold_move(ctx, "ndcl_fold_gather", g, dWp, G));
+    {
+        const int r = (int)rows, R = (int)g->R, mi = (int)m, n = (int)nf;
+        const ndcl_arg args[] = {NDCL_ARG(r),  NDCL_ARG(R),    NDCL_ARG(mi), NDCL_ARG(n),
+                                 NDCL_ARG(db), NDCL_ARG(mean), NDCL_ARG(G)};
+        NDCL_TRY(prims_launch3(ctx, "ndcl_bw_fold_bias", nf, rows, 1, args, 7));
+    }
+    if (dmean) {
+        cl_mem Wpb;
+        NDCL_TRY(to_block(ctx, g, direct, Wp, total, &Wpb, &tmp[1]));
+        const int b = (int)g->batch, mi = (int)m, R = (int)g->R, n = (int)nf;
+        const ndcl_arg args[] = {NDCL_ARG(b),  NDCL_ARG(mi),  NDCL_ARG(R),    NDCL_ARG(n),
+                                 NDCL_ARG(db), NDCL_ARG(Wpb), NDCL_ARG(dmean)};
+        NDCL_TRY(prims_launch3(ctx, "ndcl_bw_fold_mean", nf, g->batch, 1, args, 7));
+    }
+    if (dD) {
+        /* dD_g = Wr_gᵀ·G_g over the group's m block rows. */
+        cl_mem Wb;
+        NDCL_TRY(to_block(ctx, g, direct, W, total, &Wb, &tmp[2]));
+        NDCL_TRY(ndcl_blas_gemm_batched(ctx, true, false, nf, nf, m, 1.0f, Wb, 0, nf,
+                                        m * nf, G, 0, nf, m * nf, 0.0f, dD, 0, nf, nf * nf,
+                                        g->batch));
+    }
+    if (dW) {
+        /* dWr = G·Dᵀ, straight into dW when the basis is its layout. */
+        cl_mem out = dW;
+        if (!direct) {
+            NDCL_TRY(prims_buffer(ctx, total, &tmp[3]));
+            out = tmp[3];
+        }
+        NDCL_TRY(ndcl_blas_gemm_batched(ctx, false, true, m, nf, nf, 1.0f, G, 0, nf, m * nf,
+                                        D, 0, nf, nf * nf, 0.0f, out, 0, nf, m * nf,
+                                        g->batch));
+        if (!direct) NDCL_TRY(fold_move(ctx, "ndcl_fold_scatter", g, out, dW));
+    }
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W,
+                               cl_mem Wp, cl_mem D, cl_mem mean, cl_mem dWp, cl_mem db,
+                               cl_mem dW, cl_mem dD, cl_mem dmean)
+{
+    if (g->outputs == 0 || g->R == 0 || g->nf == 0 || g->batch == 0 ||
+        g->outputs % g->batch != 0 || g->K != g->R * g->nf ||
+        (g->R - 1) * g->rs + (g->nf - 1) * g->fs >= g->K)
+        return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG,
+                         "fold backward geometry: outputs=%zu K=%zu R=%zu nf=%zu rs=%zu "
+                         "fs=%zu batch=%zu",
+                         g->outputs, g->K, g->R, g->nf, g->rs, g->fs, g->batch);
+    const size_t rows = g->outputs * g->R;
+    if (!prims_fit_int(rows * g->nf, rows, g->batch * g->nf * g->nf))
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "fold backward of %zu x %zu weights: more than 2^31-1 elements",
+                         g->outputs, g->K);
+    cl_mem tmp[4] = {NULL, NULL, NULL, NULL};
+    ndcl_status s = fold_backward(ctx, g, W, Wp, D, mean, dWp, db, dW, dD, dmean, tmp);
+    for (int i = 0; i < 4; i++)
+        prims_release(tmp[i]);
+    return s;
+}
+
+/* ------------------------------------------------------------ patches */
+
+ndcl_status ndcl_im2col_sampled_backward(ndcl_context *ctx, const ndcl_patch_geom *g,
+                                         cl_mem dX, cl_mem dx)
+{
+    const int n = (int)g->n, cols = (int)g->cols;
+    const int blocks = g->groups == 1 ? (int)(g->c / g->block) : 1;
+    const int c = (int)g->c, h = (int)g->h, w = (int)g->w;
+    const int kh = (int)g->kh, kw = (int)g->kw, pad = (int)g->pad, dil = (int)g->dil;
+    const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
+    const int step = (int)(g->stride * g->stride);
+    const ndcl_arg args[] = {NDCL_ARG(n),   NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(c),
+                             NDCL_ARG(h),   NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
+                             NDCL_ARG(pad), NDCL_ARG(dil),  NDCL_ARG(stride), NDCL_ARG(oh),
+                             NDCL_ARG(ow),  NDCL_ARG(step), NDCL_ARG(dX),     NDCL_ARG(dx)};
+    /* ndcl_patch_geom_init checked that the sizes fit int. */
+    return prims_launch3(ctx, "ndcl_im2col_sampled_adj", g->w, g->h, g->n * g->c, args,
+                         (int)(sizeof args / sizeof args[0]));
+}
+
+/* ------------------------------------------------------------ whitening */
+
+/* The forward of ndcl_whiten with the Newton-Schulz iterates kept, then
+ * its adjoint: Xc (rows x n) holds the centred data, saved the iterates. */
+static ndcl_status whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
+                                   int n_iter, cl_mem dmean, cl_mem dD, cl_mem dX,
+                                   cl_mem *buf)
+{
+    const size_t rows = X->shape[0], n = X->shape[1];
+    cl_mem mean, Xc, cov, D, saved, dcov;
+    NDCL_TRY(prims_buffer(ctx, n, &buf[0]));
+    mean = buf[0];
+    NDCL_TRY(prims_buffer(ctx, X->count, &buf[1]));
+    Xc = buf[1];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[2]));
+    cov = buf[2];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[3]));
+    D = buf[3];
+    NDCL_TRY(prims_buffer(ctx, ndcl_isqrt_saved_size(1, n, n_iter), &buf[4]));
+    saved = buf[4];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[5]));
+    dcov = buf[5];
+    NDCL_TRY(ndcl_col_mean(ctx, X->mem, rows, n, mean));
+    NDCL_TRY(ndcl_buffer_copy(ctx, X->mem, 0, Xc, 0, X->count));
+    NDCL_TRY(ndcl_center(ctx, Xc, rows, n, mean));
+    NDCL_TRY(ndcl_cov(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), eps, cov));
+    NDCL_TRY(ndcl_isqrt_ns(ctx, cov, 1, n, n_iter, D, saved));
+    NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, n, n_iter, saved, D, dD, dcov));
+    return ndcl_cov_backward(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), true, dcov,
+                             dmean, dX);
+}
+
+ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
+                                 int n_iter, const ndcl_tensor *dmean,
+                                 const ndcl_tensor *dD, ndcl_tensor **dX)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
+    NDCL_CHECK_ARG(ctx, X != NULL, "X is NULL");
+    NDCL_CHECK_ARG(ctx, X->ctx == ctx, "X belongs to another context");
+    NDCL_CHECK_ARG(ctx, X->ndim == 2, "X has %d dimensions, expected 2", X->ndim);
+    NDCL_CHECK_ARG(ctx, eps > 0.0f && isfinite(eps), "eps=%g (must be > 0 and finite)",
+                   (double)eps);
+    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
+                   n_iter);
+    const size_t n = X->shape[1];
+    NDCL_TRY(ndcl_tensor_check(ctx, dD, "dD", 2, (size_t[]){n, n}));
+    if (dmean) NDCL_TRY(ndcl_tensor_check(ctx, dmean, "dmean", 1, (size_t[]){n}));
+    NDCL_CHECK_ARG(ctx, dX != NULL, "dX is NULL");
+    ndcl_tensor *t = *dX;
+    if (t) {
+        NDCL_TRY(ndcl_tensor_check(ctx, t, "*dX", 2, X->shape));
+        NDCL_CHECK_ARG(
+            ctx, t != X && t != dD && t != dmean,
+            "*dX must not be X, dmean or dD (they are read after it is written)");
+    } else {
+        NDCL_TRY(ndcl_tensor_create(ctx, 2, X->shape, &t));
+    }
+    cl_mem buf[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    ndcl_status s = whiten_backward(ctx, X, eps, n_iter, dmean ? dmean->mem : NULL, dD->mem,
+                                    t->mem, buf);
+    for (int i = 0; i < 6; i++)
+        prims_release(buf[i]);
+    if (s != NDCL_SUCCESS) {
+        if (t != *dX) ndcl_tensor_destroy(t);
+        return s;
+    }
+    *dX = t;
+    return NDCL_SUCCESS;
+}

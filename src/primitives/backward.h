@@ -1,0 +1,54 @@
+/* backward.h - the adjoints of the deconvolution primitives (DESIGN.md 2.4),
+ * on raw device buffers as prims.h has the forwards; shared by the three
+ * layers' backward passes and the public ndcl_whiten_backward. */
+#ifndef NDCL_BACKWARD_H
+#define NDCL_BACKWARD_H
+
+#include "primitives/prims.h"
+
+/* dA (batch x n x n) <- the gradient with respect to A of the coupled
+ * Newton-Schulz D = isqrt(A) that ndcl_isqrt_ns computed with this saved
+ * area (norms, then Y_k, Z_k), given dD: the exact derivative of the
+ * unrolled loop, with the Frobenius norm's path, as automatic
+ * differentiation computes it. Nothing is assumed symmetric. saved, D and
+ * dD are only read; dA must not alias them. */
+ndcl_status ndcl_isqrt_ns_backward(ndcl_context *ctx, size_t batch, size_t n, int n_iter,
+                                   cl_mem saved, cl_mem D, cl_mem dD, cl_mem dA);
+
+/* The adjoint of ndcl_col_mean + ndcl_center + ndcl_cov: with X (rows x
+ * groups*n) the data the covariance was formed from (centred when centered
+ * is true, as the forward left it; raw when false), cov_g = X_gᵀX_g * scale
+ * + eps I and the mean taken of the uncentred data, dX (rows x groups*n)
+ * <- X_g (dcov_g + dcov_gᵀ) scale, minus its column means when centered
+ * (the centring's own gradient), plus dmean / rows on every row (dmean, the
+ * gradient of the mean, may be NULL). X and dcov are only read. */
+ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                              size_t n, float scale, bool centered, cl_mem dcov,
+                              cl_mem dmean, cl_mem dX);
+
+/* The adjoint of ndcl_fold (W' = W·D in the block basis, b' = b - Σ_r W'·μ),
+ * given dWp (the gradient of W', W's shape) and db (of b', outputs):
+ *  dW (W's shape) <- (dW'r - db ⊗ μ)·Dᵀ scattered back (NULL: not wanted);
+ *  dD (batch x nf x nf) <- Wrᵀ·(dW'r - db ⊗ μ)  (NULL: not wanted; needs W);
+ *  dmean (batch*nf) <- -Σ_rows db[o]·W'r  (NULL: not wanted; needs Wp).
+ * The gradient of b is db itself. Inputs are only read. */
+ndcl_status ndcl_fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W,
+                               cl_mem Wp, cl_mem D, cl_mem mean, cl_mem dWp, cl_mem db,
+                               cl_mem dW, cl_mem dD, cl_mem dmean);
+
+/* dx += the adjoint of ndcl_im2col_sampled: every element of dX (rows x
+ * cols) added to the input pixel it was copied from (padding dropped). */
+ndcl_status ndcl_im2col_sampled_backward(ndcl_context *ctx, const ndcl_patch_geom *g,
+                                         cl_mem dX, cl_mem dx);
+
+/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs] for r < rows: row sums
+ * (rs = row length, cs = 1) or column sums (rs = 1, cs = row length) by a
+ * reduction kernel, where a GEMM with a vector of ones would make CLBlast
+ * pad the vector to a k x 128 temporary. */
+ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
+                             size_t rs, size_t cs, float alpha, cl_mem out);
+
+/* Sets count floats of buf to value. */
+ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value);
+
+#endif

@@ -1,0 +1,75 @@
+/* im2col.c - geometry and launch of the sampled, block-regrouped patch
+ * matrix of a deconvolved convolution (DESIGN.md 2.1 steps 1-2). */
+#include "primitives/prims.h"
+#include "primitives/prims_util.h"
+
+ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g)
+{
+    NDCL_CHECK_ARG(ctx, g->n >= 1 && g->c >= 1 && g->h >= 1 && g->w >= 1,
+                   "input shape [%zu, %zu, %zu, %zu] has an empty dimension", g->n, g->c,
+                   g->h, g->w);
+    NDCL_CHECK_ARG(ctx, g->kh >= 1 && g->kw >= 1, "kernel %zux%zu is empty", g->kh, g->kw);
+    NDCL_CHECK_ARG(ctx, g->dil >= 1, "dilation=%zu (must be >= 1)", g->dil);
+    NDCL_CHECK_ARG(ctx, g->stride >= 1, "sampling stride=%zu (must be >= 1)", g->stride);
+    NDCL_CHECK_ARG(ctx, g->groups >= 1 && g->c % g->groups == 0,
+                   "groups=%zu does not divide the %zu input channels", g->groups, g->c);
+    NDCL_CHECK_ARG(ctx, g->block >= 1 && g->c % g->block == 0,
+                   "block=%zu does not divide the %zu input channels", g->block, g->c);
+    NDCL_CHECK_ARG(ctx, g->groups == 1 || g->block == g->c / g->groups,
+                   "block=%zu must be C/groups=%zu for a grouped convolution", g->block,
+                   g->c / g->groups);
+    const size_t kk = g->kh * g->kw;
+    if (kk > 1) {
+        /* The original tests kernel_size[0] > 1 only; a 1xk kernel would break
+         * its reshape, so any kernel other than 1x1 is unfolded here. */
+        const size_t span_h = g->dil * (g->kh - 1) + 1, span_w = g->dil * (g->kw - 1) + 1;
+        const size_t ph = g->h + 2 * g->pad, pw = g->w + 2 * g->pad;
+        NDCL_CHECK_ARG(ctx, span_h <= ph && span_w <= pw,
+                       "kernel %zux%zu with dilation %zu spans %zux%zu, larger than the "
+                       "padded input %zux%zu (padding %zu)",
+                       g->kh, g->kw, g->dil, span_h, span_w, ph, pw, g->pad);
+        g->oh = (ph - span_h) / g->stride + 1;
+        g->ow = (pw - span_w) / g->stride + 1;
+        g->positions = g->n * g->oh * g->ow;
+    } else {
+        const size_t step = g->stride * g->stride, pixels = g->n * g->h * g->w;
+        g->oh = g->ow = 0;
+        g->positions = (pixels + step - 1) / step;
+    }
+    g->nf = kk * g->block;
+    if (g->groups == 1) {
+        g->rows = g->positions * (g->c / g->block);
+        g->cols = g->nf;
+    } else {
+        g->rows = g->positions;
+        g->cols = g->c * kk;
+    }
+    /* The kernels index with int. */
+    const size_t nx = g->n * g->c * g->h * g->w, nX = g->rows * g->cols;
+    const size_t reach = (g->h > g->w ? g->h : g->w) + 2 * g->pad +
+                         g->dil * ((g->kh > g->kw ? g->kh : g->kw) - 1);
+    if (!prims_fit_int(nx, nX, g->stride * g->stride) || !prims_fit_int(reach, 0, 0))
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "input (%zu values), patch matrix (%zu x %zu) or padded extent "
+                         "exceeds 2^31-1 (the kernels index with int)",
+                         nx, g->rows, g->cols);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem x,
+                                cl_mem X)
+{
+    const int positions = (int)g->positions, cols = (int)g->cols;
+    const int blocks = g->groups == 1 ? (int)(g->c / g->block) : 1;
+    const int c = (int)g->c, h = (int)g->h, w = (int)g->w;
+    const int kh = (int)g->kh, kw = (int)g->kw, pad = (int)g->pad, dil = (int)g->dil;
+    const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
+    const int step = (int)(g->stride * g->stride);
+    const ndcl_arg args[] = {
+        NDCL_ARG(positions), NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(c),
+        NDCL_ARG(h),         NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
+        NDCL_ARG(pad),       NDCL_ARG(dil),  NDCL_ARG(stride), NDCL_ARG(oh),
+        NDCL_ARG(ow),        NDCL_ARG(step), NDCL_ARG(x),      NDCL_ARG(X)};
+    return prims_launch3(ctx, "ndcl_im2col_sampled", g->c, g->positions, 1, args,
+                         (int)(sizeof args / sizeof args[0]));
+}

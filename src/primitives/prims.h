@@ -1,0 +1,87 @@
+/* prims.h - the deconvolution primitives on raw device buffers, as the
+ * layers use them (the public wrappers in ndcl.h validate tensors and call
+ * these). Every buffer is float32, row-major, offsets in elements. */
+#ifndef NDCL_PRIMS_H
+#define NDCL_PRIMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ndcl_cl.h"
+
+/* ------------------------------------------------------------ im2col */
+
+/* Geometry of the sampled patch matrix of a deconvolved convolution
+ * (DESIGN.md 2.1 steps 1-2). */
+typedef struct ndcl_patch_geom {
+    size_t n, c, h, w;    /* input NCHW */
+    size_t kh, kw;        /* kernel */
+    size_t pad, dil;      /* padding and dilation of the layer */
+    size_t stride;        /* sampling stride S = sampling_stride * stride */
+    size_t groups, block; /* G and the effective block B */
+    /* Derived by ndcl_patch_geom_init: */
+    size_t oh, ow;    /* sampled positions per image (kernel > 1x1) */
+    size_t positions; /* sampled rows before the block split */
+    size_t nf;        /* features per block: kh*kw*B */
+    size_t rows;      /* rows of X: positions * C/B (G = 1), positions (G > 1) */
+    size_t cols;      /* columns of X: nf (G = 1), C*kh*kw (G > 1) */
+} ndcl_patch_geom;
+
+/* Fills the derived fields; NDCL_ERR_INVALID_ARG when the kernel does not
+ * fit the padded input. 1x1 kernels keep every S²-th pixel of the
+ * (n, h, w) order, starting at 0, and ignore padding. */
+ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g);
+
+/* X (rows x cols) <- the sampled, block-regrouped patches of x. */
+ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem x,
+                                cl_mem X);
+
+/* ------------------------------------------------------------ statistics */
+
+/* mean (cols) <- column means of X (rows x cols). */
+ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
+                          cl_mem mean);
+
+/* X (rows x cols) -= mean, row-wise, in place. */
+ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem mean);
+
+/* For each group g < groups, with X's row r holding groups chunks of n values:
+ * cov[g] (n x n) <- X_gᵀ·X_g * scale + eps·I, full symmetric matrix
+ * (SYRK on one triangle, then a kernel that mirrors it and adds eps). */
+ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, size_t n,
+                     float scale, float eps, cl_mem cov);
+
+/* ------------------------------------------------------------ isqrt */
+
+/* Elements of the buffer ndcl_isqrt_ns can save for the backward pass. */
+size_t ndcl_isqrt_saved_size(size_t batch, size_t n, int n_iter);
+
+/* D[b] <- coupled Newton-Schulz inverse square root of A[b] (batch of n x n),
+ * Frobenius-norm scaled, n_iter iterations; all on the device. When saved is
+ * not NULL it receives, in order: the batch norms a[b] (batch values), then
+ * for k = 0..n_iter-1 the iterates Y_k and Z_k entering iteration k (each
+ * batch*n*n values). A non-finite norm raises the context's flag. */
+ndcl_status ndcl_isqrt_ns(ndcl_context *ctx, cl_mem A, size_t batch, size_t n, int n_iter,
+                          cl_mem D, cl_mem saved);
+
+/* ------------------------------------------------------------ fold */
+
+/* How a weight matrix is viewed in the block basis: output o's R rows of nf
+ * values, element (o, r, f) at W[o*K + r*rs + f*fs]. Output o uses
+ * D[o / (outputs/batch)] and mean[(o / (outputs/batch)) * nf ...]. */
+typedef struct ndcl_fold_geom {
+    size_t outputs; /* Cout or Fout */
+    size_t K;       /* W's row length per output */
+    size_t R;       /* block rows per output */
+    size_t nf;      /* block width */
+    size_t rs, fs;  /* strides of r and f within an output's row */
+    size_t batch;   /* groups (1 unless grouped conv) */
+} ndcl_fold_geom;
+
+/* W' = W·D in the block basis, scattered back to W's shape (outputs x K),
+ * and b' = b - Σ_r (W'·μ)[o, r]. bias may be NULL (treated as 0); b_out may
+ * be NULL (no bias correction wanted). */
+ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
+                      cl_mem D, cl_mem mean, cl_mem W_out, cl_mem b_out);
+
+#endif

@@ -1,0 +1,191 @@
+/* runtime.h - the runtime every part of the library stands on and the public
+ * header hides: the context and tensor structs, error helpers, programs and
+ * kernel launches, scratch buffers. */
+#ifndef NDCL_RUNTIME_H
+#define NDCL_RUNTIME_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#include <CL/cl.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ndcl.h"
+#include "ndcl_cl.h"
+
+#define NDCL_ERRMSG_SIZE 8192
+#define NDCL_MAX_KERNELS 64
+
+typedef struct ndcl_kernel_slot {
+    const char *name;
+    cl_kernel kernel;
+} ndcl_kernel_slot;
+
+struct ndcl_context {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    ndcl_device_info info;
+
+    /* Kernels: one program built from every embedded source, on first use. */
+    cl_program program;
+    ndcl_build_info build;
+    ndcl_kernel_slot kernels[NDCL_MAX_KERNELS];
+    int n_kernels;
+
+    /* The engine of the context's matrix products (blas/blas.h), chosen
+     * on first use. */
+    const struct ndcl_blas_engine *blas;
+
+    /* Device-side flag raised by kernels that met a non-finite statistic;
+     * read and cleared by ndcl_finish and by calls that read to the host. */
+    cl_mem flag;
+
+    char last_error[NDCL_ERRMSG_SIZE];
+};
+
+struct ndcl_tensor {
+    ndcl_context *ctx;
+    cl_mem mem;
+    int ndim;
+    size_t shape[NDCL_MAX_DIMS];
+    size_t count;
+    bool wrapped;
+};
+
+/* ------------------------------------------------------------- errors */
+
+/* Records a message on ctx (or on the thread's context-less slot when ctx
+ * is NULL) and returns status, so that failures read
+ * `return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG, "...", ...);`. */
+ndcl_status ndcl_fail(ndcl_context *ctx, ndcl_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Maps an OpenCL error code to a status and records "call: CL_NAME (code)". */
+ndcl_status ndcl_fail_cl(ndcl_context *ctx, const char *call, cl_int err);
+
+/* The symbolic name of an OpenCL error code ("CL_INVALID_VALUE"). */
+const char *ndcl_cl_error_name(cl_int err);
+
+/* Clears the last error (called at the start of public entry points whose
+ * success should leave no stale message). */
+void ndcl_clear_error(ndcl_context *ctx);
+
+/* Writes to stderr when NDCL_DEBUG is set; the only output the library
+ * ever produces, and only on request. */
+void ndcl_trace(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Evaluate an expression returning ndcl_status and return early on error. */
+#define NDCL_TRY(expr)                                                                     \
+    do {                                                                                   \
+        ndcl_status ndcl_try_s_ = (expr);                                                  \
+        if (ndcl_try_s_ != NDCL_SUCCESS) return ndcl_try_s_;                               \
+    } while (0)
+
+/* Argument check that names the argument in the message. */
+#define NDCL_CHECK_ARG(ctx, cond, ...)                                                     \
+    do {                                                                                   \
+        if (!(cond)) return ndcl_fail((ctx), NDCL_ERR_INVALID_ARG, __VA_ARGS__);           \
+    } while (0)
+
+/* ------------------------------------------------------------- programs */
+
+/* Embedded kernel sources, generated at build time from the cl directory. */
+typedef struct ndcl_embedded_source {
+    const char *name;
+    const unsigned char *data;
+    size_t size;
+} ndcl_embedded_source;
+extern const ndcl_embedded_source ndcl_embedded_sources[];
+extern const size_t ndcl_embedded_source_count;
+
+/* Builds (or loads from the cache) the library's program on ctx. */
+ndcl_status ndcl_program_ensure(ndcl_context *ctx);
+
+/* Builds an arbitrary source with the library's options and cache; used for
+ * the library's own program and by tests. On failure the build log is in
+ * the last-error message. */
+ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source, size_t length,
+                                      const char *options, cl_program *out,
+                                      ndcl_build_info *info);
+
+/* The named kernel of the library's program, created once per context. */
+ndcl_status ndcl_kernel_get(ndcl_context *ctx, const char *name, cl_kernel *out);
+
+/* The 64-bit FNV-1a hash, continued from h (start with NDCL_FNV_OFFSET). */
+#define NDCL_FNV_OFFSET 0xcbf29ce484222325ULL
+uint64_t ndcl_hash(uint64_t h, const void *data, size_t size);
+
+/* ------------------------------------------------------------- launches */
+
+/* Kernel arguments as a list, so that every clSetKernelArg result is
+ * checked in one place. */
+typedef struct ndcl_arg {
+    size_t size;
+    const void *value; /* NULL with size > 0: local memory of that size */
+} ndcl_arg;
+#define NDCL_ARG(v) ((ndcl_arg){sizeof(v), &(v)})
+#define NDCL_LOCAL(bytes) ((ndcl_arg){(bytes), NULL})
+
+/* Sets the arguments and enqueues the named kernel over global work items
+ * (rounded up to a multiple of local when local is given; the kernel must
+ * bounds-check). local NULL lets the runtime choose. */
+ndcl_status ndcl_launch(ndcl_context *ctx, const char *name, cl_uint dims,
+                        const size_t *global, const size_t *local, const ndcl_arg *args,
+                        int nargs);
+
+/* The largest power-of-two work-group size <= want that the named kernel
+ * supports on ctx's device (CL_KERNEL_WORK_GROUP_SIZE) and whose local
+ * memory need (bytes_per_item each) fits the device. */
+ndcl_status ndcl_kernel_wg_size(ndcl_context *ctx, const char *name, size_t want,
+                                size_t bytes_per_item, size_t *out);
+
+/* ------------------------------------------------------------- tensors */
+
+/* Creates a tensor with a shape given as arguments (dims of 0 end it). */
+ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, size_t d1,
+                            size_t d2, size_t d3);
+
+/* Checks that t belongs to ctx and has exactly the given shape; names the
+ * argument in the message. */
+ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const char *arg,
+                              int ndim, const size_t *shape);
+
+/* Sets every element to value. */
+ndcl_status ndcl_tensor_fill(ndcl_tensor *t, float value);
+
+/* Copies count floats between buffers at the given element offsets. */
+ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off, cl_mem dst,
+                             size_t dst_off, size_t count);
+
+/* A device buffer that grows on demand and is reused across calls, so a
+ * layer's steady state allocates nothing. */
+typedef struct ndcl_scratch {
+    cl_mem mem;
+    size_t cap; /* floats */
+} ndcl_scratch;
+
+/* Makes s hold at least count floats (contents not preserved on growth). */
+ndcl_status ndcl_scratch_ensure(ndcl_context *ctx, ndcl_scratch *s, size_t count);
+void ndcl_scratch_release(ndcl_scratch *s);
+
+/* Multiplies two size_t values; false on overflow. */
+static inline bool ndcl_mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+#endif /* NDCL_RUNTIME_H */

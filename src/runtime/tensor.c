@@ -1,0 +1,234 @@
+/* tensor.c - float32 device tensors: created by ndcl or wrapped around a
+ * caller's cl_mem, written from and read to the host, shape-checked. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+/* Validates a shape and computes its element count and byte size. */
+static ndcl_status shape_count(ndcl_context *ctx, int ndim, const size_t *shape,
+                               size_t *count)
+{
+    NDCL_CHECK_ARG(ctx, ndim >= 1 && ndim <= NDCL_MAX_DIMS, "ndim=%d (must be 1..%d)", ndim,
+                   NDCL_MAX_DIMS);
+    NDCL_CHECK_ARG(ctx, shape != NULL, "shape is NULL");
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        NDCL_CHECK_ARG(ctx, shape[i] >= 1, "shape[%d]=%zu (must be >= 1)", i, shape[i]);
+        NDCL_CHECK_ARG(ctx, ndcl_mul_ok(n, shape[i], &n),
+                       "shape[%d]=%zu: element count overflows size_t", i, shape[i]);
+    }
+    size_t bytes;
+    NDCL_CHECK_ARG(ctx, ndcl_mul_ok(n, sizeof(float), &bytes),
+                   "element count %zu overflows size_t in bytes", n);
+    *count = n;
+    return NDCL_SUCCESS;
+}
+
+static ndcl_status make(ndcl_context *ctx, cl_mem mem, bool wrapped, int ndim,
+                        const size_t *shape, size_t count, ndcl_tensor **out)
+{
+    ndcl_tensor *t = calloc(1, sizeof *t);
+    if (!t) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "tensor allocation");
+    t->ctx = ctx;
+    t->mem = mem;
+    t->wrapped = wrapped;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->count = count;
+    *out = t;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
+                               ndcl_tensor **out)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
+    size_t count;
+    NDCL_TRY(shape_count(ctx, ndim, shape, &count));
+    size_t bytes = count * sizeof(float);
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "tensor of %zu bytes exceeds the device's largest allocation "
+                         "(%llu bytes)",
+                         bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+    cl_int err;
+    cl_mem mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer", err);
+    ndcl_status s = make(ctx, mem, false, ndim, shape, count, out);
+    if (s != NDCL_SUCCESS) clReleaseMemObject(mem);
+    return s;
+}
+
+ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, size_t d1,
+                            size_t d2, size_t d3)
+{
+    size_t shape[4] = {d0, d1, d2, d3};
+    int ndim = 0;
+    while (ndim < 4 && shape[ndim] != 0)
+        ndim++;
+    return ndcl_tensor_create(ctx, ndim, shape, out);
+}
+
+ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer, int ndim,
+                             const size_t *shape, ndcl_tensor **out)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
+    NDCL_CHECK_ARG(ctx, buffer != NULL, "buffer is NULL");
+    size_t count;
+    NDCL_TRY(shape_count(ctx, ndim, shape, &count));
+    cl_context bc = NULL;
+    size_t size = 0;
+    cl_int err = clGetMemObjectInfo(buffer, CL_MEM_CONTEXT, sizeof bc, &bc, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clGetMemObjectInfo(buffer)", err);
+    NDCL_CHECK_ARG(ctx, bc == ctx->context,
+                   "buffer belongs to another OpenCL context than ctx");
+    err = clGetMemObjectInfo(buffer, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clGetMemObjectInfo(buffer)", err);
+    NDCL_CHECK_ARG(ctx, size >= count * sizeof(float),
+                   "buffer holds %zu bytes, shape needs %zu", size, count * sizeof(float));
+    NDCL_TRY(make(ctx, buffer, true, ndim, shape, count, out));
+    clRetainMemObject(buffer);
+    return NDCL_SUCCESS;
+}
+
+void ndcl_tensor_destroy(ndcl_tensor *t)
+{
+    if (!t) return;
+    if (t->mem) clReleaseMemObject(t->mem);
+    free(t);
+}
+
+ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src, size_t count)
+{
+    if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    NDCL_CHECK_ARG(t->ctx, src != NULL, "src is NULL");
+    NDCL_CHECK_ARG(t->ctx, count == t->count, "count=%zu, tensor holds %zu", count,
+                   t->count);
+    cl_int err = clEnqueueWriteBuffer(t->ctx->queue, t->mem, CL_TRUE, 0,
+                                      count * sizeof(float), src, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(t->ctx, "clEnqueueWriteBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst, size_t count)
+{
+    if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    NDCL_CHECK_ARG(t->ctx, dst != NULL, "dst is NULL");
+    NDCL_CHECK_ARG(t->ctx, count == t->count, "count=%zu, tensor holds %zu", count,
+                   t->count);
+    cl_int err = clEnqueueReadBuffer(t->ctx->queue, t->mem, CL_TRUE, 0,
+                                     count * sizeof(float), dst, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(t->ctx, "clEnqueueReadBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+int ndcl_tensor_ndim(const ndcl_tensor *t)
+{
+    return t ? t->ndim : 0;
+}
+
+size_t ndcl_tensor_dim(const ndcl_tensor *t, int i)
+{
+    return (t && i >= 0 && i < t->ndim) ? t->shape[i] : 0;
+}
+
+size_t ndcl_tensor_count(const ndcl_tensor *t)
+{
+    return t ? t->count : 0;
+}
+
+ndcl_context *ndcl_tensor_context(const ndcl_tensor *t)
+{
+    return t ? t->ctx : NULL;
+}
+
+cl_mem ndcl_tensor_cl_mem(const ndcl_tensor *t)
+{
+    return t ? t->mem : NULL;
+}
+
+ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t *shape)
+{
+    if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    size_t count;
+    NDCL_TRY(shape_count(t->ctx, ndim, shape, &count));
+    NDCL_CHECK_ARG(t->ctx, count == t->count, "reshape to %zu elements, tensor holds %zu",
+                   count, t->count);
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const char *arg,
+                              int ndim, const size_t *shape)
+{
+    NDCL_CHECK_ARG(ctx, t != NULL, "%s is NULL", arg);
+    NDCL_CHECK_ARG(ctx, t->ctx == ctx, "%s belongs to another context", arg);
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        char want[96] = "", have[96] = "";
+        size_t w = 0, h = 0;
+        for (int i = 0; i < ndim && w < sizeof want; i++)
+            w += (size_t)snprintf(want + w, sizeof want - w, i ? ",%zu" : "%zu", shape[i]);
+        for (int i = 0; i < t->ndim && h < sizeof have; i++)
+            h += (size_t)snprintf(have + h, sizeof have - h, i ? ",%zu" : "%zu",
+                                  t->shape[i]);
+        return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG, "%s has shape [%s], expected [%s]", arg,
+                         have, want);
+    }
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_tensor_fill(ndcl_tensor *t, float value)
+{
+    cl_int err = clEnqueueFillBuffer(t->ctx->queue, t->mem, &value, sizeof value, 0,
+                                     t->count * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(t->ctx, "clEnqueueFillBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_buffer_copy(ndcl_context *ctx, cl_mem src, size_t src_off, cl_mem dst,
+                             size_t dst_off, size_t count)
+{
+    if (count == 0) return NDCL_SUCCESS;
+    cl_int err =
+        clEnqueueCopyBuffer(ctx->queue, src, dst, src_off * sizeof(float),
+                            dst_off * sizeof(float), count * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueCopyBuffer", err);
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_scratch_ensure(ndcl_context *ctx, ndcl_scratch *s, size_t count)
+{
+    if (count == 0) count = 1;
+    if (s->mem && s->cap >= count) return NDCL_SUCCESS;
+    size_t bytes;
+    if (!ndcl_mul_ok(count, sizeof(float), &bytes))
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "workspace of %zu floats overflows",
+                         count);
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "workspace of %zu bytes exceeds the device's largest allocation "
+                         "(%llu bytes)",
+                         bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+    cl_int err;
+    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer(workspace)", err);
+    ndcl_scratch_release(s);
+    s->mem = m;
+    s->cap = count;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_scratch_release(ndcl_scratch *s)
+{
+    if (s->mem) clReleaseMemObject(s->mem);
+    s->mem = NULL;
+    s->cap = 0;
+}
