@@ -31,6 +31,7 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
                                 ndcl_layer **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));

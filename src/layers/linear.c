@@ -31,6 +31,7 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
                                ndcl_layer **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     const int lim = 1 << 24;
