@@ -317,7 +317,7 @@ NDCL_API ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *
  *    b'[o] = b[o] - sum of W'_row·mu over output o's rows (b = 0 without a
  *    bias); y = the plain convolution of x with W', b'. A step is frozen
  *    when freeze is set and the counter exceeds freeze_iter; each training
- *    step adds 1 to the counter, modulo 10*freeze_iter (when not 0).
+ *    step adds 1 to the counter, modulo 10*freeze_iter.
  *  linear: x viewed as rows of B features is whitened (n = B); W' and b'
  *    as for conv2d with the weight viewed as rows of B; y = x·W'ᵀ + b'.
  *  channel: the first c = (C/B)*B channels, as B rows, are whitened with

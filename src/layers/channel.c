@@ -1,8 +1,9 @@
 /* channel.c - channel deconvolution (ChannelDeconv): the first c = ⌊C/B⌋·B
  * channels as B rows are whitened with an uncentred covariance of a strided
  * sample; leftover channels are normalised by one scalar mean and
- * variance. The original's quirks are kept (DESIGN.md 2.3). The forward
- * keeps what channel_backward.c needs. */
+ * variance. The original's quirks are kept (the covariance of the sample is
+ * not centred, the first batch is copied into the running buffers, the
+ * variance is unbiased). The forward keeps what channel_backward.c needs. */
 #include "layers/channel.h"
 
 ndcl_channel_desc ndcl_channel_desc_default(int block)

@@ -158,7 +158,8 @@ ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom
     return ndcl_patch_geom_init(l->ctx, pg);
 }
 
-/* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
+/* The fold geometry of this layer: each output's weights as C/B rows of nf
+ * interleaved as the patch matrix (G = 1), or one row of nf (G > 1). */
 ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
     const ndcl_conv2d_desc *d = &l->conv;

@@ -68,7 +68,7 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
     return NDCL_SUCCESS;
 }
 
-/* W viewed as rows of B contiguous features (DESIGN.md 2.2). */
+/* W viewed as rows of B contiguous features, as x is for the statistics. */
 ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
 {
     size_t F = (size_t)l->linear.in_features, B = (size_t)l->block;
