@@ -24,9 +24,11 @@
  *    OpenCL objects hold their cl_context, so contexts, tensors and layers
  *    may be destroyed in any order (see ndcl_context_destroy);
  *  - threads: one context, with its tensors and layers, is used by one
- *    thread at a time (destroying a tensor or layer is a call on its
- *    context); separate contexts are independent and may be used from
- *    different threads at once;
+ *    thread at a time (creating or destroying a tensor or layer is a call
+ *    on its context: it changes the context's reference count, which is
+ *    not atomic); separate contexts are independent and may be used from
+ *    different threads at once (ndcl_cl.h says what other threads may do
+ *    on a queue shared with ndcl);
  *  - destroy functions accept NULL.
  */
 #ifndef NDCL_H
