@@ -135,9 +135,8 @@ static cl_uint settled_refs(cl_context c, cl_uint want)
     return n;
 }
 
-/* Every order of destroying the four objects that starts with first (six
- * of the 24; one test case per first object, so that tools/ci-extra.sh can
- * run the orders that start with the context under valgrind). */
+/* Every order of destroying the four objects that starts with first: six
+ * of the 24, one test case per first object (CK_RUN_CASE runs one). */
 static void orders_starting_with(int first)
 {
     cl_env e = env_open();
