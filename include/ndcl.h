@@ -425,13 +425,14 @@ NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
  *  3. conv2d, linear: the products of the columns centred on the global
  *     mean, one triangle per group, and their column sums; channel with
  *     leftover channels: their squared deviations from the global mean.
- * Counts per layer and step, independent of the batch (nf features per
- * block, G groups; conv2d cols = nf when G = 1, else C*kh*kw; each count
- * includes one slot for the failure flag):
- *  conv2d, linear forward  1 + 6*size, 1 + cols, 1 + G*nf*(nf+1)/2 + cols
- *  conv2d, linear backward 1 + G*nf*nf + cols (dD and dmean, DESIGN.md 2.4)
- *  channel forward         1 + 6*size, 1 + B + B*(B+1)/2 + 1, 1 (leftover only)
- *  channel backward        1 + B*B + B + 2
+ * Counts (doubles) per layer and step, independent of the batch (nf
+ * features per block, G groups; cols = G*nf, conv2d and linear; B the
+ * channel block; each count after the header includes the failure flag):
+ *  conv2d, linear forward   6*size, 1 + cols, 1 + G*nf*(nf+1)/2 + cols
+ *  conv2d, linear backward  1 + G*nf*nf + cols (dD and dmean, DESIGN.md 2.4)
+ *  channel forward          6*size, 1 + B + B*(B+1)/2 (training only) + 1
+ *                           (leftover channels only), then 2 (leftover only)
+ *  channel backward         1 + B*B + B + 2
  * The backward pass reduces the gradients of the whitening matrix and of
  * the mean once (they are linear in the local dy), then continues locally.
  * Values are double: every rank's partial sums of float32 data are added

@@ -240,6 +240,24 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
+/* The values one rank reduces in one training step (forward and
+ * backward), as ndcl.h documents them; block is the layer's effective one. */
+static size_t expected_values(const tcase *c, int block)
+{
+    size_t K = (size_t)c->K, B = (size_t)block, n = 6 * K;
+    if (c->kind == NDCL_LAYER_CHANNEL) {
+        bool left = c->shape[1] % B != 0;
+        return n + (1 + B + B * (B + 1) / 2 + (left ? 1 : 0)) + (left ? 2 : 0) +
+               (1 + B * B + B + 2);
+    }
+    size_t G = c->kind == NDCL_LAYER_CONV2D ? (size_t)c->conv.groups : 1;
+    size_t nf = c->kind == NDCL_LAYER_CONV2D
+                    ? (size_t)(c->conv.kernel_h * c->conv.kernel_w) * B
+                    : B;
+    size_t cols = G * nf;
+    return n + (1 + cols) + (1 + G * nf * (nf + 1) / 2 + cols) + (1 + G * nf * nf + cols);
+}
+
 /* Runs the case on K threads (jobs[r] gets slice r) and alone on the whole
  * batch, and compares. */
 static void run_case(const tcase *c)
@@ -254,6 +272,7 @@ static void run_case(const tcase *c)
     /* Alone on the whole batch, in the harness's context; dy from y's size. */
     result one;
     size_t ny_guess = 0;
+    int block = 0;
     {
         /* An evaluation step only to learn y's size, for dy. */
         ndcl_context *ctx = test_ctx();
@@ -264,6 +283,7 @@ static void run_case(const tcase *c)
         TEST_OK(ctx, ndcl_tensor_write(tx, x, N * per));
         TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, tx, &ty));
         ny_guess = ndcl_tensor_count(ty);
+        block = ndcl_layer_block(l);
         ndcl_tensor_destroy(tx);
         ndcl_tensor_destroy(ty);
         ndcl_layer_destroy(l);
@@ -332,6 +352,10 @@ static void run_case(const tcase *c)
     ck_assert_msg(ex <= 1e-5, "dx: %g", ex);
     ck_assert_msg(ew <= 1e-5, "dweight: %g", ew);
     ck_assert_msg(eb <= 1e-5, "dbias: %g", eb);
+    /* What travels is what ndcl.h says, the same on every rank, whatever
+     * the batch. */
+    for (int r = 0; r < K; r++)
+        ck_assert_uint_eq(g.values[r], expected_values(c, block));
     for (int r = 0; r < K; r++)
         result_free(&jobs[r].r);
     result_free(&one);
@@ -440,6 +464,26 @@ START_TEST(channel_2d)
     c.counter = 1;
     run_case(&c);
     c.K = 4;
+    run_case(&c);
+}
+END_TEST
+
+/* A group of one runs the whole protocol on one thread (one context in use
+ * at a time): what tools/oclgrind-check.sh runs, Oclgrind's runtime not
+ * being safe for contexts used from two threads at once. */
+START_TEST(group_of_one)
+{
+    tcase c = conv_case(6, 4, 1, 3, 1, 1, 0, 2, 5, 5, 1);
+    run_case(&c);
+    c = conv_case(4, 6, 3, 64, 2, 2, 1, 2, 6, 6, 1);
+    run_case(&c);
+    c = (tcase){.kind = NDCL_LAYER_LINEAR, .ndim = 2, .shape = {4, 12}, .K = 1};
+    c.linear = ndcl_linear_desc_default(12, 5);
+    c.linear.block = 4;
+    run_case(&c);
+    c = (tcase){.kind = NDCL_LAYER_CHANNEL, .ndim = 4, .shape = {2, 5, 4, 4}, .K = 1};
+    c.channel = ndcl_channel_desc_default(2);
+    c.counter = 1;
     run_case(&c);
 }
 END_TEST
@@ -580,6 +624,7 @@ int main(void)
     TEST_ADD(s, linear_layer);
     TEST_ADD(s, channel_leftover);
     TEST_ADD(s, channel_2d);
+    TEST_ADD(s, group_of_one);
     TEST_ADD(s, bad_rank_input);
     TEST_ADD(s, ranks_shapes_differ);
     TEST_ADD(s, bad_rank_backward);
