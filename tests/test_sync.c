@@ -593,6 +593,42 @@ START_TEST(bad_rank_backward)
 }
 END_TEST
 
+/* Only steps on batch statistics make collectives: a training forward
+ * three, its backward one; an evaluation forward and the backward after it
+ * none. */
+START_TEST(collectives_per_call)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_layer *l = NULL;
+    ndcl_linear_desc d = ndcl_linear_desc_default(4, 2);
+    TEST_OK(ctx, ndcl_linear_create(ctx, &d, &l));
+    tgroup g;
+    tg_init(&g, 1);
+    member m = {&g, 0};
+    ndcl_group grp = {1, 0, tg_allreduce, &m};
+    TEST_OK(ctx, ndcl_layer_set_group(l, &grp));
+    float v[3 * 4];
+    test_fill_uniform(v, 12, 9u, -1.0f, 1.0f);
+    ndcl_tensor *x = test_tensor_from(ctx, 2, (size_t[]){3, 4}, v), *y = NULL, *dx = NULL;
+    ndcl_tensor *dy = test_tensor_from(ctx, 2, (size_t[]){3, 2}, v);
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, x, &y));
+    ck_assert_uint_eq(g.calls[0], 3);
+    TEST_OK(ctx, ndcl_layer_backward(l, dy, &dx, NULL, NULL));
+    ck_assert_uint_eq(g.calls[0], 4);
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, x, &y));
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x, &y));
+    TEST_OK(ctx, ndcl_layer_backward(l, dy, &dx, NULL, NULL));
+    ck_assert_uint_eq(g.calls[0], 7);
+    TEST_OK(ctx, ndcl_finish(ctx));
+    ndcl_tensor_destroy(x);
+    ndcl_tensor_destroy(y);
+    ndcl_tensor_destroy(dy);
+    ndcl_tensor_destroy(dx);
+    ndcl_layer_destroy(l);
+    tg_free(&g);
+}
+END_TEST
+
 START_TEST(set_group_checks)
 {
     ndcl_context *ctx = test_ctx();
@@ -628,6 +664,7 @@ int main(void)
     TEST_ADD(s, bad_rank_input);
     TEST_ADD(s, ranks_shapes_differ);
     TEST_ADD(s, bad_rank_backward);
+    TEST_ADD(s, collectives_per_call);
     TEST_ADD(s, set_group_checks);
     int rc = test_run(s);
     for (int r = 0; r < MAX_RANKS; r++)

@@ -241,7 +241,7 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
      * training backward one more: a rank whose arguments are bad still
      * takes part in the first, with its failure flag (sync.h). */
     const bool group = ndcl_sync_forward_active(l, mode);
-    if (group) l->sync.bw_due = mode == NDCL_TRAIN;
+    if (l->sync.on) l->sync.bw_due = group && mode == NDCL_TRAIN;
     ndcl_status s = forward_args(l, mode, x, y);
     if (s != NDCL_SUCCESS) {
         if (group) {
