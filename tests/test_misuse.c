@@ -636,6 +636,7 @@ START_TEST(last_error_cleared_by_success)
     CLEARS(ctx, ndcl_layer_forward(conv, NDCL_TRAIN, x4, &y));
     CLEARS(ctx, ndcl_layer_backward(conv, y, &dx, NULL, NULL));
     CLEARS(ctx, ndcl_layer_numerical_status(conv));
+    CLEARS(ctx, ndcl_layer_set_group(conv, NULL));
     void *file = NULL;
     size_t size = 0;
     CLEARS(ctx, ndcl_layer_save_memory(lin, &file, &size));
