@@ -1,7 +1,7 @@
 /* backward.cl - the element-wise and reduction steps of the backward pass
- * (DESIGN.md 2.4); the products are CLBlast GEMMs. Every kernel is a
- * gather (one item writes one element), so no atomics are needed and the
- * results are deterministic. */
+ * (the chain rule through the forward's steps in reverse); the products are
+ * CLBlast GEMMs. Every kernel is a gather (one item writes one element), so
+ * no atomics are needed and the results are deterministic. */
 
 /* t[o][n*P + p] = y[n][o][p]: dy re-laid as Cout x (N*P), the inverse of
  * ndcl_conv_bias_nchw's move (without the bias). */

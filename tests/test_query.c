@@ -40,9 +40,9 @@ static void check_listing_json(const char *json, char *spec, size_t size)
     static const char *const plat_str[] = {"name", "vendor", "version"};
     static const char *const dev_str[] = {"name", "type", "vendor", "driver_version",
                                           "opencl_c_version"};
-    static const char *const dev_num[] = {"index",           "compute_units",
-                                          "max_clock_mhz",   "global_mem_bytes",
-                                          "local_mem_bytes", "max_work_group_size"};
+    static const char *const dev_num[] = {
+        "index",           "compute_units",   "max_clock_mhz",      "global_mem_bytes",
+        "local_mem_bytes", "max_alloc_bytes", "max_work_group_size"};
     static const char *const dev_bool[] = {"fp16", "fp64", "default"};
     cJSON *root = cJSON_Parse(json);
     ck_assert_msg(root != NULL, "--json output does not parse: %.200s", json);
@@ -66,6 +66,10 @@ static void check_listing_json(const char *json, char *spec, size_t size)
             expect_keys(d, dev_num, sizeof dev_num / sizeof *dev_num, cJSON_IsNumber);
             expect_keys(d, dev_bool, sizeof dev_bool / sizeof *dev_bool, cJSON_IsBool);
             if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "default"))) defaults++;
+            double ma = cJSON_GetObjectItemCaseSensitive(d, "max_alloc_bytes")->valuedouble;
+            ck_assert(
+                ma > 0 &&
+                ma <= cJSON_GetObjectItemCaseSensitive(d, "global_mem_bytes")->valuedouble);
             if (is_pocl(p) && !spec[0])
                 snprintf(spec, size, "%d:%d",
                          cJSON_GetObjectItemCaseSensitive(p, "index")->valueint,
@@ -83,6 +87,8 @@ START_TEST(json_listing)
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     char spec[32];
     check_listing_json(r.out, spec, sizeof spec);
+    /* Self-test results only with --self-test. */
+    ck_assert_ptr_null(strstr(r.out, "\"self_test\""));
     run_free(&r);
 }
 END_TEST

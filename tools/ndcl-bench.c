@@ -122,7 +122,7 @@ static void usage(FILE *f)
             "read; null elsewhere); vs_conv (layer rows) = the row's median / the plain\n"
             "conv's median for the same shape in the same run (measured even when the\n"
             "conv suite is not listed; for layer-backward: the backward alone over the\n"
-            "conv forward). Useful flops (DESIGN.md 6), nf = k*k*B:\n"
+            "conv forward). Useful flops (a multiply-add is 2), nf = k*k*B:\n"
             "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
             "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
             "                 mean and centring not counted)\n"
@@ -458,7 +458,8 @@ static ndcl_status tensor1(ndcl_context *ctx, size_t d0, float scale, unsigned s
     return tensor(ctx, 1, (size_t[]){d0}, scale, seed, out);
 }
 
-/* The layer's effective block (DESIGN.md 2.1). */
+/* The layer's effective block: C when larger, gcd(block, C) when it does
+ * not divide C, C/groups when grouped. */
 static size_t eff_block(const shape *s)
 {
     size_t B = s->block, C = s->c;

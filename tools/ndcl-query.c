@@ -30,8 +30,9 @@ static void usage(FILE *f)
             "                   work-group size, fp16/fp64; \"[default]\" marks the\n"
             "                   device ndcl_context_create(NULL) would choose\n"
             "  -l, --list       device names only, grouped by platform (as clinfo -l)\n"
-            "  --json           the listing as JSON (with --self-test: the results too,\n"
-            "                   under each device's \"self_test\")\n"
+            "  --json           the listing as JSON, every field of the device info\n"
+            "                   (max_alloc_bytes included); with --self-test also the\n"
+            "                   results, under each device's \"self_test\"\n"
             "  --self-test      on each listed device: create a context, build the\n"
             "                   kernels (time, and whether the binary cache served\n"
             "                   them), then run every check on small random problems\n"
@@ -267,7 +268,7 @@ done:
 }
 
 /* patches: a 3x3 kernel with interleaved blocks, a 1x1 kernel and a grouped
- * dilated one, the three paths DESIGN.md 2.1 steps 1-2 distinguish. */
+ * dilated one, the three paths of the patch matrix (see ndcl_patches). */
 static int check_patches(check_run *r, const void *arg)
 {
     (void)arg;
@@ -753,6 +754,7 @@ static cJSON *device_json(const ndcl_device_info *d)
     /* doubles hold byte counts exactly up to 2^53. */
     cJSON_AddNumberToObject(o, "global_mem_bytes", (double)d->global_mem_bytes);
     cJSON_AddNumberToObject(o, "local_mem_bytes", (double)d->local_mem_bytes);
+    cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)d->max_alloc_bytes);
     cJSON_AddNumberToObject(o, "max_work_group_size", (double)d->max_work_group_size);
     cJSON_AddBoolToObject(o, "fp16", d->fp16);
     cJSON_AddBoolToObject(o, "fp64", d->fp64);

@@ -45,6 +45,7 @@ ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
                       ndcl_tensor *c)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, a && b && c, "a=%p b=%p c=%p: none may be NULL", (const void *)a,
                    (const void *)b, (const void *)c);
     NDCL_CHECK_ARG(ctx, a->ctx == ctx && b->ctx == ctx && c->ctx == ctx,
