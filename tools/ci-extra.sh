@@ -57,7 +57,7 @@ libdir=$(meson introspect build-prefix --buildoptions | /usr/bin/python3 -c \
 case "$libdir" in /*) ;; *) libdir="$prefix/$libdir" ;; esac
 readme_cmd='cc app.c $(pkg-config --cflags --libs ndcl)'
 grep -qF "$readme_cmd" README.md || { echo "README no longer shows: $readme_cmd"; exit 1; }
-cp examples/embed.c "$work/app.c"
+cp tests/embed/app.c "$work/app.c"
 (
     cd "$work"
     export PKG_CONFIG_PATH="$libdir/pkgconfig"

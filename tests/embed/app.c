@@ -1,4 +1,4 @@
-/* embed.c - ndcl inside an application's own OpenCL program: the
+/* app.c - ndcl inside an application's own OpenCL program: the
  * application's context and in-order queue, its buffers (x and y two
  * sub-buffers of one allocation) as ndcl tensors, one evaluation and one
  * training step of a deconvolved linear layer with the application's own
