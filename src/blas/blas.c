@@ -1,12 +1,36 @@
 /* blas.c - the library's matrix products: the choice of engine per context,
  * the dispatch to it, and the public ndcl_gemm. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "blas/blas.h"
 #include "runtime/runtime.h"
 
+/* The portable engine first, the faster one over it where it fits. */
+static const ndcl_blas_engine *choose(ndcl_context *ctx)
+{
+#ifdef NDCL_HOST_BLAS
+    const char *env = getenv("NDCL_CPU_BLAS");
+    if (!(env && !strcmp(env, "0")) && ndcl_blas_host_fits(ctx)) return &ndcl_blas_host;
+#endif
+    (void)ctx;
+    return &ndcl_blas_clblast;
+}
+
 const ndcl_blas_engine *ndcl_blas_engine_of(ndcl_context *ctx)
 {
-    if (!ctx->blas) ctx->blas = &ndcl_blas_clblast;
+    if (!ctx->blas) {
+        ctx->blas = choose(ctx);
+        ndcl_trace("BLAS engine of the context: %s", ctx->blas->name);
+    }
     return ctx->blas;
+}
+
+const char *ndcl_context_blas_engine(const ndcl_context *ctx)
+{
+    /* Choosing fills a cache in the context; what it returns is the same
+     * whenever it is asked, so the context stays logically const. */
+    return ctx ? ndcl_blas_engine_of((ndcl_context *)ctx)->name : "";
 }
 
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,

@@ -57,7 +57,19 @@ typedef struct ndcl_blas_engine {
 /* CLBlast: every OpenCL device (clblast.c). */
 extern const ndcl_blas_engine ndcl_blas_clblast;
 
-/* The engine of ctx's products, chosen on first use. */
+#ifdef NDCL_HOST_BLAS
+/* OpenBLAS through CBLAS on mapped buffers (host.c): CPU devices whose
+ * memory is the host's. Built with -Dhost_blas (found by default). */
+extern const ndcl_blas_engine ndcl_blas_host;
+
+/* Whether ctx's device is one the host engine serves: a CPU device with
+ * CL_DEVICE_HOST_UNIFIED_MEMORY. */
+bool ndcl_blas_host_fits(ndcl_context *ctx);
+#endif
+
+/* The engine of ctx's products, chosen on first use and kept: the host
+ * engine where it is built and fits the device, unless the environment
+ * variable NDCL_CPU_BLAS is "0"; CLBlast otherwise. */
 const ndcl_blas_engine *ndcl_blas_engine_of(ndcl_context *ctx);
 
 #endif
