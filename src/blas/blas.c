@@ -33,12 +33,70 @@ const char *ndcl_context_blas_engine(const ndcl_context *ctx)
     return ctx ? ndcl_blas_engine_of((ndcl_context *)ctx)->name : "";
 }
 
+static bool add_ok(size_t *sum, size_t b)
+{
+    if (b > SIZE_MAX - *sum) return false;
+    *sum += b;
+    return true;
+}
+
+bool ndcl_blas_span(size_t off, size_t rows, size_t cols, size_t ld, size_t stride,
+                    size_t batch, size_t *end)
+{
+    size_t last, span;
+    *end = off;
+    if (rows == 0 || cols == 0 || batch == 0) return true;
+    if (!ndcl_mul_ok(batch - 1, stride, &last) || !ndcl_mul_ok(rows - 1, ld, &span) ||
+        !add_ok(&last, span) || !add_ok(&last, cols) || !add_ok(&last, off))
+        return false;
+    *end = last;
+    return true;
+}
+
+/* One operand of a product as the caller describes it. */
+typedef struct operand {
+    const char *name; /* "A", "B", "C" */
+    cl_mem mem;
+    size_t off, rows, cols, ld, stride;
+} operand;
+
+static ndcl_status check(ndcl_context *ctx, const char *routine, size_t m, size_t n,
+                         size_t k, size_t batch, const operand *ops, int n_ops)
+{
+    for (int i = 0; i < n_ops; i++) {
+        const operand *o = &ops[i];
+        size_t end, bytes = 0, need = o->cols > 1 ? o->cols : 1;
+        NDCL_CHECK_ARG(ctx, o->mem, "%s (m=%zu n=%zu k=%zu): %s is NULL", routine, m, n, k,
+                       o->name);
+        NDCL_CHECK_ARG(ctx, o->ld >= need,
+                       "%s (m=%zu n=%zu k=%zu): ld%c=%zu is less than the row length %zu "
+                       "of %s",
+                       routine, m, n, k, o->name[0] + ('a' - 'A'), o->ld, need, o->name);
+        NDCL_CHECK_ARG(
+            ctx, ndcl_blas_span(o->off, o->rows, o->cols, o->ld, o->stride, batch, &end),
+            "%s (m=%zu n=%zu k=%zu): %s's extent overflows", routine, m, n, k, o->name);
+        if (end == o->off) continue;
+        cl_int err = clGetMemObjectInfo(o->mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+        if (err != CL_SUCCESS)
+            return ndcl_fail_cl(ctx, "clGetMemObjectInfo(CL_MEM_SIZE)", err);
+        NDCL_CHECK_ARG(ctx, end <= bytes / sizeof(float),
+                       "%s (m=%zu n=%zu k=%zu): %s spans floats [%zu, %zu) of a buffer of "
+                       "%zu",
+                       routine, m, n, k, o->name, o->off, end, bytes / sizeof(float));
+    }
+    return NDCL_SUCCESS;
+}
+
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
                            size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                            cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
                            size_t c_off, size_t ldc)
 {
     if (m == 0 || n == 0) return NDCL_SUCCESS;
+    const operand ops[] = {{"A", a, a_off, ta ? k : m, ta ? m : k, lda, 0},
+                           {"B", b, b_off, tb ? n : k, tb ? k : n, ldb, 0},
+                           {"C", c, c_off, m, n, ldc, 0}};
+    NDCL_TRY(check(ctx, "SGEMM", m, n, k, 1, ops, 3));
     return ndcl_blas_engine_of(ctx)->gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b,
                                           b_off, ldb, beta, c, c_off, ldc);
 }
@@ -50,6 +108,10 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
                                    size_t c_off, size_t ldc, size_t sc, size_t batch)
 {
     if (m == 0 || n == 0 || batch == 0) return NDCL_SUCCESS;
+    const operand ops[] = {{"A", a, a_off, ta ? k : m, ta ? m : k, lda, sa},
+                           {"B", b, b_off, tb ? n : k, tb ? k : n, ldb, sb},
+                           {"C", c, c_off, m, n, ldc, sc}};
+    NDCL_TRY(check(ctx, "SGEMM strided-batched", m, n, k, batch, ops, 3));
     return ndcl_blas_engine_of(ctx)->gemm_batched(ctx, ta, tb, m, n, k, alpha, a, a_off,
                                                   lda, sa, b, b_off, ldb, sb, beta, c,
                                                   c_off, ldc, sc, batch);
@@ -60,6 +122,9 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                            size_t c_off, size_t ldc)
 {
     if (n == 0) return NDCL_SUCCESS;
+    const operand ops[] = {{"A", a, a_off, trans ? k : n, trans ? n : k, lda, 0},
+                           {"C", c, c_off, n, n, ldc, 0}};
+    NDCL_TRY(check(ctx, "SSYRK", n, n, k, 1, ops, 2));
     return ndcl_blas_engine_of(ctx)->syrk(ctx, trans, n, k, alpha, a, a_off, lda, beta, c,
                                           c_off, ldc);
 }

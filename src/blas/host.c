@@ -4,7 +4,6 @@
  * in the order of the context's queue. The one file that calls CBLAS. */
 #include <cblas.h>
 #include <limits.h>
-#include <stdio.h>
 
 #include "blas/blas.h"
 #include "runtime/runtime.h"
@@ -20,7 +19,6 @@
 /* One operand: a row-major rows x cols matrix at element offset off with
  * leading dimension ld, batch of them stride elements apart. */
 typedef struct operand {
-    const char *name; /* "A", "B", "C" for messages */
     cl_mem mem;
     size_t off, rows, cols, ld, stride, batch;
     bool write;
@@ -42,28 +40,16 @@ enum { MAX_OPS = 3 };
 
 typedef struct product {
     ndcl_context *ctx;
-    const char *routine;
-    size_t m, n, k;
     operand op[MAX_OPS];
     int n_ops;
     mapping map[MAX_OPS];
     int n_maps;
 } product;
 
-static ndcl_status fail(const product *p, const char *fmt, const char *what, size_t a,
-                        size_t b)
+static void add(product *p, cl_mem mem, size_t off, size_t rows, size_t cols, size_t ld,
+                size_t stride, size_t batch, bool write)
 {
-    char detail[256];
-    snprintf(detail, sizeof detail, fmt, what, a, b);
-    return ndcl_fail(p->ctx, NDCL_ERR_BLAS, "host BLAS %s (m=%zu n=%zu k=%zu): %s",
-                     p->routine, p->m, p->n, p->k, detail);
-}
-
-static void add(product *p, const char *name, cl_mem mem, size_t off, size_t rows,
-                size_t cols, size_t ld, size_t stride, size_t batch, bool write)
-{
-    p->op[p->n_ops++] = (operand){.name = name,
-                                  .mem = mem,
+    p->op[p->n_ops++] = (operand){.mem = mem,
                                   .off = off,
                                   .rows = rows,
                                   .cols = cols,
@@ -73,41 +59,16 @@ static void add(product *p, const char *name, cl_mem mem, size_t off, size_t row
                                   .write = write};
 }
 
-static bool add_ok(size_t *sum, size_t b)
-{
-    if (b > SIZE_MAX - *sum) return false;
-    *sum += b;
-    return true;
-}
-
-/* The checks CLBlast makes, with the same status (NDCL_ERR_BLAS), before
- * anything is mapped or computed: a leading dimension below the row length
- * and a span past the end of the buffer. An operand with no element (k =
- * 0) spans nothing and is not mapped. */
-static ndcl_status check_operands(product *p)
+/* The span of each operand (the dispatcher has checked that it fits its
+ * buffer). An operand with no element (k = 0) spans nothing and is not
+ * mapped. */
+static void spans(product *p)
 {
     for (int i = 0; i < p->n_ops; i++) {
         operand *o = &p->op[i];
-        size_t need = o->cols > 1 ? o->cols : 1, last, span, bytes = 0;
-        if (o->ld < need)
-            return fail(p, "leading dimension of %s too small (%zu < %zu)", o->name, o->ld,
-                        need);
-        o->lo = o->hi = o->off;
-        if (o->rows == 0 || o->cols == 0) continue;
-        /* hi = off + (batch-1)*stride + (rows-1)*ld + cols, checked. */
-        if (!ndcl_mul_ok(o->batch - 1, o->stride, &last) ||
-            !ndcl_mul_ok(o->rows - 1, o->ld, &span) || !add_ok(&last, span) ||
-            !add_ok(&last, o->cols) || !add_ok(&last, o->off))
-            return fail(p, "%s spans more than the address space (%zu x %zu)", o->name,
-                        o->rows, o->cols);
-        o->hi = last;
-        cl_int err = clGetMemObjectInfo(o->mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
-        if (err != CL_SUCCESS) return ndcl_fail_cl(p->ctx, "clGetMemObjectInfo(size)", err);
-        if (o->hi > bytes / sizeof(float))
-            return fail(p, "buffer %s too small (%zu floats, needs %zu)", o->name,
-                        bytes / sizeof(float), o->hi);
+        o->lo = o->off;
+        ndcl_blas_span(o->off, o->rows, o->cols, o->ld, o->stride, o->batch, &o->hi);
     }
-    return NDCL_SUCCESS;
 }
 
 static void unmap_all(product *p)
@@ -201,15 +162,11 @@ static ndcl_status gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, s
         return ndcl_blas_clblast.gemm_batched(ctx, ta, tb, m, n, k, alpha, a, a_off, lda,
                                               sa, b, b_off, ldb, sb, beta, c, c_off, ldc,
                                               sc, batch);
-    product p = {.ctx = ctx,
-                 .routine = batch > 1 ? "SGEMM strided-batched" : "SGEMM",
-                 .m = m,
-                 .n = n,
-                 .k = k};
-    add(&p, "A", a, a_off, ta ? k : m, ta ? m : k, lda, sa, batch, false);
-    add(&p, "B", b, b_off, tb ? n : k, tb ? k : n, ldb, sb, batch, false);
-    add(&p, "C", c, c_off, m, n, ldc, sc, batch, true);
-    NDCL_TRY(check_operands(&p));
+    product p = {.ctx = ctx};
+    add(&p, a, a_off, ta ? k : m, ta ? m : k, lda, sa, batch, false);
+    add(&p, b, b_off, tb ? n : k, tb ? k : n, ldb, sb, batch, false);
+    add(&p, c, c_off, m, n, ldc, sc, batch, true);
+    spans(&p);
     NDCL_TRY(map_all(&p));
     for (size_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), (blasint)m, (blasint)n, (blasint)k,
@@ -235,10 +192,10 @@ static ndcl_status syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float
     if (!fits_int(n, k, lda, ldc, 0, 0))
         return ndcl_blas_clblast.syrk(ctx, trans, n, k, alpha, a, a_off, lda, beta, c,
                                       c_off, ldc);
-    product p = {.ctx = ctx, .routine = "SSYRK", .m = n, .n = n, .k = k};
-    add(&p, "A", a, a_off, trans ? k : n, trans ? n : k, lda, 0, 1, false);
-    add(&p, "C", c, c_off, n, n, ldc, 0, 1, true);
-    NDCL_TRY(check_operands(&p));
+    product p = {.ctx = ctx};
+    add(&p, a, a_off, trans ? k : n, trans ? n : k, lda, 0, 1, false);
+    add(&p, c, c_off, n, n, ldc, 0, 1, true);
+    spans(&p);
     NDCL_TRY(map_all(&p));
     cblas_ssyrk(CblasRowMajor, CblasUpper, tr(trans), (blasint)n, (blasint)k, alpha,
                 p.op[0].ptr, (blasint)lda, beta, p.op[1].ptr, (blasint)ldc);
