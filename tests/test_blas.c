@@ -362,9 +362,10 @@ START_TEST(empty_products_change_nothing)
 }
 END_TEST
 
-/* A leading dimension below the row length, an operand past the end of its
- * buffer: NDCL_ERR_INVALID_ARG naming it, and C unchanged (beta = 0, so an
- * engine that cleared C before checking would show). */
+/* An empty inner dimension, a leading dimension below the row length, an
+ * operand past the end of its buffer: NDCL_ERR_INVALID_ARG naming it, and C
+ * unchanged (beta = 0, so an engine that cleared C before checking would
+ * show). */
 START_TEST(bad_operands_change_nothing)
 {
     ndcl_context *e[2];
@@ -395,6 +396,10 @@ START_TEST(bad_operands_change_nothing)
         BAD(ndcl_blas_gemm_batched(ctx, false, false, 4, 4, 4, 1, MEM(A), 0, 4, 16, MEM(A),
                                    0, 4, 16, 0, MEM(C), 0, 4, 16, 5),
             "A spans");
+        BAD(ndcl_blas_gemm(ctx, false, false, 4, 4, 0, 1, MEM(A), 0, 1, MEM(A), 0, 4, 0,
+                           MEM(C), 0, 4),
+            "k=0");
+        BAD(ndcl_blas_syrk(ctx, true, 4, 0, 1, MEM(A), 0, 4, 0, MEM(C), 0, 4), "k=0");
         BAD(ndcl_blas_syrk(ctx, false, 8, 8, 1, MEM(A), 0, 8, 0, MEM(C), 0, 7), "ldc=7");
         BAD(ndcl_blas_syrk(ctx, true, 8, 9, 1, MEM(A), 0, 8, 0, MEM(C), 0, 8), "A spans");
 #undef BAD

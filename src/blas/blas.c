@@ -63,6 +63,9 @@ typedef struct operand {
 static ndcl_status check(ndcl_context *ctx, const char *routine, size_t m, size_t n,
                          size_t k, size_t batch, const operand *ops, int n_ops)
 {
+    /* BLAS would scale C by beta; CLBlast refuses, so every engine does. */
+    NDCL_CHECK_ARG(ctx, k > 0, "%s (m=%zu n=%zu k=%zu): k=0, an empty inner dimension",
+                   routine, m, n, k);
     for (int i = 0; i < n_ops; i++) {
         const operand *o = &ops[i];
         size_t end, bytes = 0, need = o->cols > 1 ? o->cols : 1;

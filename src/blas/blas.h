@@ -14,10 +14,11 @@
  * C = alpha*op(A)*op(B) + beta*C, op(A) m x k, op(B) k x n. C may hold
  * garbage (even NaN) when beta is 0; an engine may then clear the whole
  * m x ldc extent of C (the elements between its rows included). */
-/* Every dispatcher first checks what every engine needs, so that a bad
- * call is NDCL_ERR_INVALID_ARG with the same message on every engine and
- * changes nothing: each leading dimension at least its row length (and
- * 1), each operand inside its buffer. */
+/* Every dispatcher returns at once for an empty product (m, n or batch 0),
+ * then checks what every engine needs, so that a bad call is
+ * NDCL_ERR_INVALID_ARG with the same message on every engine and changes
+ * nothing: k > 0, each leading dimension at least its row length, each
+ * operand inside its buffer. */
 ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
                            size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                            cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,

@@ -60,8 +60,7 @@ static void add(product *p, cl_mem mem, size_t off, size_t rows, size_t cols, si
 }
 
 /* The span of each operand (the dispatcher has checked that it fits its
- * buffer). An operand with no element (k = 0) spans nothing and is not
- * mapped. */
+ * buffer and is not empty). */
 static void spans(product *p)
 {
     for (int i = 0; i < p->n_ops; i++) {
@@ -86,7 +85,6 @@ static ndcl_status map_all(product *p)
 {
     for (int i = 0; i < p->n_ops; i++) {
         const operand *o = &p->op[i];
-        if (o->hi == o->lo) continue;
         int j = 0;
         while (j < p->n_maps && p->map[j].mem != o->mem)
             j++;
@@ -114,15 +112,10 @@ static ndcl_status map_all(product *p)
     }
     for (int i = 0; i < p->n_ops; i++) {
         operand *o = &p->op[i];
-        o->ptr = NULL;
-        for (int j = 0; j < p->n_maps && o->hi > o->lo; j++)
+        for (int j = 0; j < p->n_maps; j++)
             if (p->map[j].mem == o->mem)
                 o->ptr = (float *)p->map[j].base + (o->lo - p->map[j].lo);
     }
-    /* An operand that spans nothing is never read (k = 0): CBLAS still
-     * wants a pointer. */
-    for (int i = 0; i < p->n_ops; i++)
-        if (!p->op[i].ptr) p->op[i].ptr = p->op[p->n_ops - 1].ptr;
     return NDCL_SUCCESS;
 }
 
@@ -170,9 +163,8 @@ static ndcl_status gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, s
     NDCL_TRY(map_all(&p));
     for (size_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), (blasint)m, (blasint)n, (blasint)k,
-                    alpha, p.op[0].ptr + (k ? i * sa : 0), (blasint)lda,
-                    p.op[1].ptr + (k ? i * sb : 0), (blasint)ldb, beta,
-                    p.op[2].ptr + i * sc, (blasint)ldc);
+                    alpha, p.op[0].ptr + i * sa, (blasint)lda, p.op[1].ptr + i * sb,
+                    (blasint)ldb, beta, p.op[2].ptr + i * sc, (blasint)ldc);
     return unmap_checked(&p);
 }
 
