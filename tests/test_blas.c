@@ -452,7 +452,7 @@ START_TEST(product_waits_for_the_queue)
         ck_assert_int_eq(err, CL_SUCCESS);
         cl_command_queue q = ndcl_context_cl_queue(ctx);
 
-        float *zeros = calloc(m * k, sizeof(float));
+        float *zeros = calloc(m * (k > n ? k : n), sizeof(float)); /* A and D */
         ndcl_tensor *A = test_tensor_from(ctx, 1, (size_t[]){m * k}, zeros);
         float *hb = malloc(k * n * sizeof(float));
         test_fill_uniform(hb, k * n, 90, -1, 1);
