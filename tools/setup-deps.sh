@@ -3,12 +3,18 @@
 # only those that are missing (idempotent). Sourced by demo.sh and test.sh.
 set -euo pipefail
 
+# libopenblas-pthread-dev: the host BLAS engine's OpenBLAS (CBLAS header,
+# pkg-config openblas), the pthread flavour (libopenblas0-pthread): its
+# threads are safe to call from several threads at once and sleep when idle.
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
-               libcjson-dev check meson ninja-build pkg-config gcc python3)
+               libopenblas-pthread-dev libcjson-dev check meson ninja-build pkg-config gcc
+               python3)
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
-# Oclgrind, valgrind, PyTorch for the
-# golden data and exporter tests.
-NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind)
+# Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
+# tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
+# (libblas.so.3) is OpenBLAS rather than the reference BLAS.
+NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
+                    libopenblas0-pthread)
 
 ndcl_install() {
     local missing=()

@@ -15,10 +15,13 @@ werror=false
 # run reuses the kernels the first one built.
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 
+# The host BLAS engine is required here (setup-deps.sh installs OpenBLAS),
+# so that a missing OpenBLAS fails the build instead of quietly testing
+# CLBlast alone.
 if [ -f build/build.ninja ]; then
-    meson configure build -Dwerror=$werror >/dev/null
+    meson configure build -Dwerror=$werror -Dhost_blas=enabled >/dev/null
 else
-    meson setup build -Dwerror=$werror
+    meson setup build -Dwerror=$werror -Dhost_blas=enabled
 fi
 ninja -C build
 meson test -C build --print-errorlogs
