@@ -12,9 +12,10 @@ NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
 # Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
 # tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
-# (libblas.so.3) is OpenBLAS rather than the reference BLAS.
+# (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
+# for its peak-memory column.
 NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
-                    libopenblas0-pthread)
+                    libopenblas0-pthread time)
 
 ndcl_install() {
     local missing=()
