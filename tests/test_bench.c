@@ -182,11 +182,13 @@ START_TEST(gemm_beside_host_blas)
     cJSON_Delete(root);
     run_free(&r);
 
-    /* The header names the engine; NDCL_CPU_BLAS=0 makes it CLBlast. */
+    /* The header names the engine; NDCL_CPU_BLAS=0 makes it CLBlast, whose
+     * gemm rows come alone. */
     r = tool_run("NDCL_BENCH", "NDCL_CPU_BLAS=0",
                  "--suite gemm --gemm 64,48,32 --runs 1 --warmup 0");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_msg(strstr(r.out, "# BLAS engine: clblast"), "header: %.400s", r.out);
+    ck_assert_msg(!strstr(r.out, "gemm-host"), "output: %.600s", r.out);
     run_free(&r);
 #ifndef NDCL_HOST_BLAS
     r = run_tool("--suite gemm-host");
