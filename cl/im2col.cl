@@ -7,13 +7,13 @@
  * q = c*kh*kw + i*kw + j goes to X[(p*blocks + q % blocks)*cols + q / blocks]:
  * with blocks = C/B (G = 1) that is block row g = q % (C/B), column f, the
  * interleaved regrouping; with blocks = 1 (G > 1) the row is kept whole.
- * oh = 0 selects the 1x1 path: position p is pixel p*step of the (n, h, w)
- * order (padding and dilation do not apply). */
+ * oh = 0 selects the 1x1 path: position p is pixel start + p*step of the
+ * (n, h, w) order (padding and dilation do not apply). */
 __kernel void ndcl_im2col_sampled(const int positions, const int cols, const int blocks,
                                   const int c_in, const int h, const int w,
                                   const int kh, const int kw, const int pad,
                                   const int dil, const int stride, const int oh,
-                                  const int ow, const int step,
+                                  const int ow, const int step, const int start,
                                   __global const float *x, __global float *X)
 {
     const int c = get_global_id(0), p = get_global_id(1);
@@ -21,7 +21,7 @@ __kernel void ndcl_im2col_sampled(const int positions, const int cols, const int
     const int q0 = c * kh * kw;
     int f = q0 / blocks, g = q0 - f * blocks;
     if (oh == 0) {
-        const int pix = p * step, hw = h * w;
+        const int pix = start + p * step, hw = h * w;
         const int n = pix / hw;
         X[(p * blocks + g) * cols + f] = x[(n * c_in + c) * hw + (pix - n * hw)];
         return;

@@ -13,9 +13,10 @@ NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
 # Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
 # tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
 # (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
-# for its peak-memory column.
+# for its peak-memory column; Open MPI for the MPI binding and its mpirun
+# suite (mpi).
 NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
-                    libopenblas0-pthread time)
+                    libopenblas0-pthread time libopenmpi-dev openmpi-bin)
 
 ndcl_install() {
     local missing=()
