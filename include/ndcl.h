@@ -65,7 +65,7 @@ typedef enum ndcl_status {
     NDCL_ERR_BUILD = -1004,         /* a kernel failed to compile (log in the
                                        last-error message) */
     NDCL_ERR_OPENCL = -1005,        /* any other OpenCL call failed */
-    NDCL_ERR_BLAS = -1006,          /* CLBlast reported an error */
+    NDCL_ERR_BLAS = -1006,          /* the BLAS engine refused a product */
     NDCL_ERR_NUMERICAL = -1007,     /* NaN or Inf in statistics */
     NDCL_ERR_IO = -1008,            /* a file could not be read or written */
     NDCL_ERR_FORMAT = -1009,        /* a file's content is malformed */
@@ -201,6 +201,18 @@ typedef struct ndcl_build_info {
  * build log in the last-error message. */
 NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out);
 
+/* The engine of the context's matrix products (GEMM, batched GEMM, SYRK),
+ * as a static string, never NULL ("" for a NULL ctx):
+ *  "openblas"  the host's OpenBLAS through CBLAS on mapped buffers, in the
+ *              order of the context's queue: on a CPU device whose memory
+ *              is the host's (CL_DEVICE_HOST_UNIFIED_MEMORY, e.g. PoCL), in
+ *              builds with the host_blas meson feature (found by default);
+ *  "clblast"   CLBlast's OpenCL kernels: every other device, and every
+ *              device when the environment variable NDCL_CPU_BLAS is "0".
+ * The engine is chosen when the context first needs it (its first product
+ * or this call; NDCL_CPU_BLAS is read then) and kept for its lifetime. */
+NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
+
 /* --------------------------------------------------------------- tensors */
 
 /* A float32 device tensor of up to NDCL_MAX_DIMS dimensions, C order. */
@@ -238,8 +250,8 @@ NDCL_API ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t 
 /* --------------------------------------------------------------- matrices */
 
 /* C = alpha * op(A) * op(B) + beta * C for 2-D tensors in row-major order
- * (op = transpose when the flag is nonzero); a device SGEMM through
- * CLBlast. Shapes are checked. */
+ * (op = transpose when the flag is nonzero), by the context's BLAS engine
+ * (ndcl_context_blas_engine). Shapes are checked. */
 NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
                                const ndcl_tensor *a, const ndcl_tensor *b, float beta,
                                ndcl_tensor *c);

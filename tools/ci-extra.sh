@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
-# CI=true, after the main build passed): AddressSanitizer +
+# CI=true, after the main build passed): the CLBlast engine on the CPU
+# device, a build without the host BLAS, AddressSanitizer +
 # UndefinedBehaviorSanitizer, small work-groups, Oclgrind, an application
 # built against an installed copy in a scratch prefix as the README says,
 # valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
@@ -9,6 +10,27 @@ set -euo pipefail
 trap 'echo "ci-extra.sh: FAILED at line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
+
+# The main suite ran the products on PoCL through the host BLAS engine (the
+# blas suite checks that it was chosen); every engine passes the same
+# numeric suites, so the kernel, layer and golden-data suites run again
+# with CLBlast.
+echo "== the CLBlast engine on the CPU device (NDCL_CPU_BLAS=0)"
+NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs \
+    --suite primitives --suite layers --suite backward --suite sync
+NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs run
+
+echo "== a build without the host BLAS (-Dhost_blas=disabled)"
+if [ ! -f build-noblas/build.ninja ]; then
+    meson setup build-noblas -Dhost_blas=disabled -Dwerror=true
+fi
+ninja -C build-noblas
+if ldd build-noblas/src/libndcl.so | grep -q openblas; then
+    echo "build-noblas links OpenBLAS" >&2
+    exit 1
+fi
+meson test -C build-noblas --print-errorlogs --suite primitives
+meson test -C build-noblas --print-errorlogs bench
 
 echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
 POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \

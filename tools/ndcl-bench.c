@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench.h"
+#include "host_gemm.h"
 #include "ndcl.h"
 #include "ndcl_cl.h"
 
@@ -39,6 +40,7 @@ static const char *prog = "ndcl-bench";
 
 typedef enum suite_id {
     S_GEMM,
+    S_GEMM_HOST,
     S_IM2COL,
     S_COV,
     S_ISQRT,
@@ -53,8 +55,14 @@ typedef enum suite_id {
 } suite_id;
 
 static const char *const suite_names[S_COUNT] = {
-    "gemm",       "im2col",         "cov",    "isqrt",  "fold", "conv", "layer-train",
-    "layer-eval", "layer-backward", "linear", "channel"};
+    "gemm",        "gemm-host",  "im2col",         "cov",    "isqrt",  "fold", "conv",
+    "layer-train", "layer-eval", "layer-backward", "linear", "channel"};
+
+/* The suites a --gemm problem runs. */
+static bool is_gemm_row(suite_id s)
+{
+    return s == S_GEMM || s == S_GEMM_HOST;
+}
 
 /* Rows that carry vs_conv: the conv layer's own passes. */
 static bool is_layer_row(suite_id s)
@@ -74,9 +82,16 @@ static void usage(FILE *f)
         "network deconvolution next to the plain convolution it ends with.\n"
         "\n"
         "Suites (--suite a,b,...; default: all):\n"
-        "  gemm            SGEMM through CLBlast at the convolution's GEMM sizes\n"
-        "                  (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G products), or at\n"
-        "                  --gemm M,N,K: the device's practical ceiling\n"
+        "  gemm            SGEMM by the context's BLAS engine at the convolution's\n"
+        "                  GEMM sizes (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G\n"
+        "                  products), or at --gemm M,N,K: the device's practical\n"
+        "                  ceiling; brings gemm-host along when the engine is the\n"
+        "                  host BLAS (openblas)\n"
+        "  gemm-host       the same products by the host BLAS's own cblas_sgemm on\n"
+        "                  host memory (builds with the host BLAS engine): the gemm\n"
+        "                  row's note gives ndcl's rate over it; beside another\n"
+        "                  engine only on request, with 0.2 s after each call for\n"
+        "                  OpenBLAS's workers to stop spinning\n"
         "  im2col          the sampled, block-regrouped patch matrix\n"
         "  cov             column mean + centring + covariance of that matrix\n"
         "  isqrt           Newton-Schulz (%d iterations) on the nf x nf covariance,\n"
@@ -137,16 +152,18 @@ static void usage(FILE *f)
             "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
             "\n"
             "Output: an aligned table (header lines start with #); --json: an array of\n"
-            "rows {suite, shape, device, runs, cold_ms, min_ms, median_ms, gflops, gbs,\n"
-            "note, and vs_conv on layer rows}, null where meaningless; --csv: the same\n"
-            "columns. Progress goes to stderr (--quiet: none).\n"
+            "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
+            "median_ms, gflops, gbs, note, and vs_conv on layer rows}, null where\n"
+            "meaningless; --csv: the same columns but blas. Progress goes to stderr\n"
+            "(--quiet: none).\n"
             "\n"
             "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
             "  -h, --help      this text\n"
             "  -V, --version   the ndcl version\n"
             "\n"
-            "Environment: NDCL_DEVICE (default device), NDCL_CACHE_DIR and NDCL_CACHE\n"
-            "(kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
+            "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
+            "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
+            "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
             "\n"
             "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
 }
@@ -395,6 +412,8 @@ typedef struct bench {
     ndcl_conv_geom cg;
     ndcl_patch_geom pg;
     ndcl_fold_geom fg;
+
+    host_gemm *host; /* gemm-host's operands */
 
     /* Inputs and workspaces, destroyed with the benchmark. */
     ndcl_tensor *x, *X, *mean, *cov, *D, *W, *bias, *Wout, *bout, *y, *col, *tmp, *a, *b,
@@ -648,6 +667,22 @@ static bool bench_setup(bench *b)
 {
     ndcl_context *ctx = b->ctx;
     const shape *s = b->sh;
+    if (b->suite == S_GEMM_HOST) {
+        /* The gemm suite's products, on host memory. */
+        size_t G = 1, M = s->gm, N = s->gn, K = s->gk;
+        if (!s->gemm_only) {
+            if (!geometry(b)) return false;
+            G = s->groups;
+            M = b->cg.cout / G;
+            N = b->cg.n * b->cg.P;
+            K = b->cg.K / G;
+        }
+        b->host = host_gemm_create(G, M, N, K);
+        if (!b->host) return failed(b, "host operands", NDCL_ERR_OUT_OF_MEMORY);
+        b->flops = 2.0 * (double)G * (double)M * (double)N * (double)K;
+        snprintf(b->note, sizeof b->note, "cblas_sgemm on host memory");
+        return true;
+    }
     if (s->gemm_only) {
         size_t M = s->gm, N = s->gn, K = s->gk;
         TRY(b, tensor(ctx, 2, (size_t[]){M, K}, 1.0f, 1, &b->a));
@@ -764,6 +799,8 @@ static bool bench_setup(bench *b)
 
 static void bench_teardown(bench *b)
 {
+    host_gemm_destroy(b->host);
+    b->host = NULL;
     ndcl_layer_destroy(b->layer);
     ndcl_tensor *ts[] = {b->x,    b->X,    b->mean, b->cov, b->D,   b->W, b->bias,
                          b->Wout, b->bout, b->y,    b->col, b->tmp, b->a, b->b,
@@ -789,6 +826,10 @@ static ndcl_status bench_call(bench *b)
     ndcl_context *ctx = b->ctx;
     const ndcl_patch_geom *p = &b->pg;
     size_t G = b->sh->groups;
+    if (b->suite == S_GEMM_HOST) {
+        host_gemm_run(b->host);
+        return NDCL_SUCCESS;
+    }
     if (b->sh->gemm_only) return ndcl_gemm(ctx, 0, 0, 1.0f, b->a, b->b, 0.0f, b->c);
     switch (b->suite) {
     case S_GEMM: {
@@ -893,7 +934,7 @@ static void json_num(cJSON *o, const char *key, double v)
         cJSON_AddNullToObject(o, key);
 }
 
-static bool print_json(const row_list *rows, const char *device)
+static bool print_json(const row_list *rows, const char *device, const char *blas)
 {
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return false;
@@ -907,6 +948,7 @@ static bool print_json(const row_list *rows, const char *device)
         cJSON_AddStringToObject(o, "suite", suite_names[r->suite]);
         cJSON_AddStringToObject(o, "shape", r->shape);
         cJSON_AddStringToObject(o, "device", device);
+        cJSON_AddStringToObject(o, "blas", blas);
         cJSON_AddNumberToObject(o, "runs", r->runs);
         json_num(o, "cold_ms", r->cold_ms);
         json_num(o, "min_ms", r->min_ms);
@@ -1023,6 +1065,17 @@ typedef struct options {
 } options;
 
 static int step_no, step_total;
+static bool host_engine; /* the context's products run in the host BLAS */
+
+/* Times one call; after the host BLAS's own product beside a device
+ * engine, waits until OpenBLAS's workers have stopped spinning. */
+static bool bench_time_one(bench *b, double *ms)
+{
+    bool ok = bench_time(b, ms);
+    if (ok && b->suite == S_GEMM_HOST && !host_engine)
+        nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+    return ok;
+}
 
 /* Measures every wanted suite on one shape and appends the rows. Returns
  * false with error_msg set on a failure other than a skipped backward. */
@@ -1033,7 +1086,7 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
     int nb = 0;
     bool layer_rows = false;
     for (int k = 0; k < S_COUNT; k++) {
-        if (!o->want[k] || (s->gemm_only && k != S_GEMM)) continue;
+        if (!o->want[k] || (s->gemm_only && !is_gemm_row((suite_id)k))) continue;
         if (is_layer_row((suite_id)k)) layer_rows = true;
         benches[nb++] = (bench){.suite = (suite_id)k, .sh = s, .shown = true, .ctx = ctx};
     }
@@ -1070,12 +1123,12 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
         progress("[%d/%d] %s: warmup %d/%d", step_no, step_total, s->text, w + 1,
                  o->warmup);
         for (int i = 0; i < nb && ok; i++)
-            if (!benches[i].skipped) ok = bench_time(&benches[i], NULL);
+            if (!benches[i].skipped) ok = bench_time_one(&benches[i], NULL);
     }
     for (int r = 0; r < o->runs && ok; r++) {
         progress("[%d/%d] %s: run %d/%d", step_no, step_total, s->text, r + 1, o->runs);
         for (int i = 0; i < nb && ok; i++)
-            if (!benches[i].skipped) ok = bench_time(&benches[i], &benches[i].times[r]);
+            if (!benches[i].skipped) ok = bench_time_one(&benches[i], &benches[i].times[r]);
     }
 
     double conv_median = NAN;
@@ -1104,6 +1157,18 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
                 ok = false;
                 break;
             }
+        }
+        /* ndcl's products over the host BLAS's own, in the gemm row. */
+        const row *host_row = NULL, *gemm_row = NULL;
+        for (size_t i = first_row; i < rows->n; i++) {
+            if (rows->v[i].suite == S_GEMM_HOST) host_row = &rows->v[i];
+            if (rows->v[i].suite == S_GEMM) gemm_row = &rows->v[i];
+        }
+        if (host_row && gemm_row && gemm_row->median_ms > 0) {
+            row *g = &rows->v[gemm_row - rows->v];
+            size_t len = strlen(g->note);
+            snprintf(g->note + len, sizeof g->note - len, "; %.2fx host BLAS",
+                     host_row->median_ms / g->median_ms);
         }
         /* vs_conv once the conv's median is known, whatever the order. */
         for (size_t i = first_row; i < rows->n && conv_median > 0; i++)
@@ -1182,7 +1247,7 @@ int main(int argc, char **argv)
     options o = {.runs = 10, .warmup = 2};
     for (int k = 0; k < S_COUNT; k++)
         o.want[k] = true;
-    bool json = false, csv = false;
+    bool json = false, csv = false, suites_given = false;
     const char *spec = NULL;
     shape_list shapes = {0};
     int rc = EXIT_USAGE;
@@ -1238,6 +1303,7 @@ int main(int argc, char **argv)
         } else if (is_opt(a, "--suite")) {
             v = opt_value(argc, argv, &i, "--suite");
             if (!parse_suites(v, o.want)) goto out;
+            suites_given = true;
         } else if (is_opt(a, "--runs")) {
             v = opt_value(argc, argv, &i, "--runs");
             if (!parse_count(v, 1, &o.runs)) {
@@ -1269,6 +1335,17 @@ int main(int argc, char **argv)
         goto out;
     }
     if (shapes.n == 0 && !add_preset(&shapes, "small")) goto oom;
+    /* The host BLAS's own rate goes with every gemm row it can. */
+    if (!host_gemm_available()) {
+        if (suites_given && o.want[S_GEMM_HOST]) {
+            fprintf(stderr,
+                    "%s: gemm-host needs a build with the host BLAS engine "
+                    "(meson -Dhost_blas=enabled)\n",
+                    prog);
+            goto out;
+        }
+        o.want[S_GEMM_HOST] = false;
+    }
 
     rc = EXIT_FAILED;
     progress_tty = isatty(2);
@@ -1285,11 +1362,18 @@ int main(int argc, char **argv)
         ndcl_context_destroy(ctx);
         goto out;
     }
+    /* The host BLAS's own rate goes with the gemm rows of the host engine.
+     * Beside another engine only on request, and then with a pause after
+     * each of its calls: OpenBLAS's idle workers spin for about 0.1 s after
+     * a product and would slow the device's kernels timed next. */
+    host_engine = !strcmp(ndcl_context_blas_engine(ctx), "openblas");
+    if (host_engine && o.want[S_GEMM]) o.want[S_GEMM_HOST] = true;
 
     step_total = 0;
     for (size_t i = 0; i < shapes.n; i++)
         for (int k = 0; k < S_COUNT; k++)
-            if (o.want[k] && (!shapes.v[i].gemm_only || k == S_GEMM)) step_total++;
+            if (o.want[k] && (!shapes.v[i].gemm_only || is_gemm_row((suite_id)k)))
+                step_total++;
 
     row_list rows = {0};
     char notes[4096] = "";
@@ -1310,13 +1394,17 @@ int main(int argc, char **argv)
         ndcl_build_info bi;
         bool have_build = ndcl_context_build(ctx, &bi) == NDCL_SUCCESS;
         if (json) {
-            ok = print_json(&rows, dev.name);
+            ok = print_json(&rows, dev.name, ndcl_context_blas_engine(ctx));
         } else if (csv) {
             print_csv(&rows, dev.name);
         } else {
             printf("# ndcl-bench %s on %s (%s, driver %s), %u compute units\n",
                    ndcl_version_string(), dev.name, dev.platform_name, dev.driver_version,
                    dev.compute_units);
+            char host[256];
+            host_gemm_describe(host, sizeof host);
+            printf("# BLAS engine: %s%s%s\n", ndcl_context_blas_engine(ctx),
+                   host[0] ? "; host BLAS: " : "", host);
             printf("# timer: CLOCK_MONOTONIC wall clock around enqueue + ndcl_finish "
                    "(clFinish); %d warmup, %d timed runs, interleaved per shape\n",
                    o.warmup, o.runs);
