@@ -619,8 +619,19 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
         ep[e].seconds = now() - t0;
         pg.train_seconds += ep[e].seconds;
         ep[e].train_loss = loss_sum / steps;
-        /* A training forward's non-finite statistics (the loss shows them too). */
+        /* Non-finite batch statistics usually show in the loss; when they do
+         * not (an overflowing covariance whose fold stays finite), the
+         * library's flag tells, once per epoch: reading it every step would
+         * be a second read to the host per step. */
         ndcl_status s = ndcl_finish(ctx);
+        if (s == NDCL_ERR_NUMERICAL) {
+            rc = tr_fail(TR_DEVICE,
+                         "epoch %d (steps %d-%d): a training forward met non-finite batch "
+                         "statistics (the loss stayed finite); the training diverged (try "
+                         "a smaller --lr)",
+                         e + 1, e * steps + 1, (e + 1) * steps);
+            break;
+        }
         if (s != NDCL_SUCCESS) {
             rc = tr_fail_ndcl(ctx, s, "after the epoch's steps");
             break;
