@@ -137,6 +137,8 @@ $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_tensor
 # cached its kernels for valgrind's CPU; after a kernel change the first
 # valgrind run compiles them, minutes, as for the steps around it).
 $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_lifetime
+# Parameter views: shared version cells, views outliving their layer.
+$vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_params
 for c in conv_basic linear_layers; do
     CK_RUN_CASE=$c $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_layers
 done
