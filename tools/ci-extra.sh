@@ -35,6 +35,8 @@ meson test -C build-noblas --print-errorlogs bench
 echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
 POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \
     --suite primitives --suite layers --suite sync
+# ndcl-train's kernels and network (the test called train).
+POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs train
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
 if [ ! -f build-asan/build.ninja ]; then
