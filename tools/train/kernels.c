@@ -141,16 +141,31 @@ int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int 
     return launch(t, K_GATHER, (size_t)n * (size_t)pixels, a, 8);
 }
 
+/* Over (w/2, h/2, planes): the work-group is the runtime's choice, which
+ * respects the kernel's limits; the sizes are exact, nothing to round. */
+static int launch_windows(tk *t, tk_id id, int planes, int h, int w, const karg *args)
+{
+    cl_kernel k = t->k[id];
+    for (int i = 0; i < 6; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS) return tr_fail_cl(err, kernel_names[id]);
+    }
+    size_t global[3] = {(size_t)(w / 2), (size_t)(h / 2), (size_t)planes};
+    if (!global[0] || !global[1] || !global[2]) return TR_OK;
+    cl_int err = clEnqueueNDRangeKernel(t->q, k, 3, NULL, global, NULL, 0, NULL, NULL);
+    return err == CL_SUCCESS ? TR_OK : tr_fail_cl(err, kernel_names[id]);
+}
+
 int tk_relu_pool(tk *t, cl_mem x, int planes, int h, int w, cl_mem y, cl_mem arg)
 {
     karg a[] = {A(x), A(planes), A(h), A(w), A(y), A(arg)};
-    return launch(t, K_RELU_POOL, (size_t)planes * (size_t)(h / 2) * (size_t)(w / 2), a, 6);
+    return launch_windows(t, K_RELU_POOL, planes, h, w, a);
 }
 
 int tk_relu_pool_backward(tk *t, cl_mem dy, cl_mem arg, int planes, int h, int w, cl_mem dx)
 {
     karg a[] = {A(dy), A(arg), A(planes), A(h), A(w), A(dx)};
-    return launch(t, K_RELU_POOL_BW, (size_t)planes * (size_t)h * (size_t)w, a, 6);
+    return launch_windows(t, K_RELU_POOL_BW, planes, h, w, a);
 }
 
 int tk_softmax_xent(tk *t, cl_mem logits, cl_mem labels, int n, int classes, float scale,

@@ -25,46 +25,58 @@ __kernel void tr_gather(__global const uchar *images, __global const uchar *labe
  * gradient flows to (row-major, the first maximum as PyTorch picks it), or
  * -1 when the output is 0 from the ReLU (PyTorch's ReLU passes no gradient
  * at 0). NaN propagates, as in PyTorch, so a diverging run shows in the
- * loss. Work items: planes * (h/2) * (w/2). */
+ * loss. Work items: (w/2, h/2, planes), the first fastest so that
+ * neighbouring items read neighbouring inputs. */
 __kernel void tr_relu_pool(__global const float *x, int planes, int h, int w,
                            __global float *y, __global char *arg)
 {
-    int i = get_global_id(0);
+    int ox = get_global_id(0), oy = get_global_id(1), p = get_global_id(2);
     int oh = h / 2, ow = w / 2;
-    if (i >= planes * oh * ow) return;
-    int p = i / (oh * ow), r = i - p * oh * ow;
-    int oy = r / ow, ox = r - oy * ow;
+    if (ox >= ow || oy >= oh || p >= planes) return;
     __global const float *s = x + (size_t)p * (size_t)(h * w) + (size_t)(2 * oy * w + 2 * ox);
-    float v[4] = {s[0], s[1], s[w], s[w + 1]};
-    float m = v[0];
+    /* Written out (no private array, no loop) so that the compiler keeps
+     * everything in registers and vectorises across work items. */
+    float v1 = s[1], v2 = s[w], v3 = s[w + 1], m = s[0];
     int a = 0;
-    for (int k = 1; k < 4; k++)
-        if (v[k] > m || isnan(v[k])) {
-            m = v[k];
-            a = k;
-        }
+    bool t = v1 > m || isnan(v1);
+    m = t ? v1 : m;
+    a = t ? 1 : a;
+    t = v2 > m || isnan(v2);
+    m = t ? v2 : m;
+    a = t ? 2 : a;
+    t = v3 > m || isnan(v3);
+    m = t ? v3 : m;
+    a = t ? 3 : a;
     bool pass = m > 0.0f || isnan(m);
-    y[i] = pass ? m : 0.0f;
-    arg[i] = (char)(pass ? a : -1);
+    size_t o = ((size_t)p * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox;
+    y[o] = pass ? m : 0.0f;
+    arg[o] = (char)(pass ? a : -1);
 }
 
-/* dx of tr_relu_pool: each input gets dy of its window when it is the
- * window's recorded argument, else 0 (every input belongs to at most one
- * window, so no accumulation is needed). Work items: planes * h * w. */
+/* dx of tr_relu_pool: each window's item writes its four inputs, dy to the
+ * recorded one and 0 to the others (the windows do not overlap, so nothing
+ * accumulates), and 0 to an odd last row or column that no window covers.
+ * Work items: (w/2, h/2, planes); h and w at least 2. */
 __kernel void tr_relu_pool_backward(__global const float *dy, __global const char *arg,
                                     int planes, int h, int w, __global float *dx)
 {
-    int i = get_global_id(0);
-    if (i >= planes * h * w) return;
-    int p = i / (h * w), r = i - p * h * w;
-    int yy = r / w, xx = r - yy * w;
-    int oh = h / 2, ow = w / 2, oy = yy / 2, ox = xx / 2;
-    float g = 0.0f;
-    if (oy < oh && ox < ow) {
-        int o = p * oh * ow + oy * ow + ox;
-        if (arg[o] == (yy & 1) * 2 + (xx & 1)) g = dy[o];
+    int ox = get_global_id(0), oy = get_global_id(1), p = get_global_id(2);
+    int oh = h / 2, ow = w / 2;
+    if (ox >= ow || oy >= oh || p >= planes) return;
+    size_t o = ((size_t)p * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox;
+    int a = arg[o];
+    float g = dy[o];
+    __global float *d = dx + (size_t)p * (size_t)(h * w) + (size_t)(2 * oy * w + 2 * ox);
+    d[0] = a == 0 ? g : 0.0f;
+    d[1] = a == 1 ? g : 0.0f;
+    d[w] = a == 2 ? g : 0.0f;
+    d[w + 1] = a == 3 ? g : 0.0f;
+    bool last_col = (w & 1) && ox == ow - 1, last_row = (h & 1) && oy == oh - 1;
+    if (last_col) d[2] = d[w + 2] = 0.0f;
+    if (last_row) {
+        d[2 * w] = d[2 * w + 1] = 0.0f;
+        if (last_col) d[2 * w + 2] = 0.0f;
     }
-    dx[i] = g;
 }
 
 /* Per sample: loss[b] = logsumexp(z) - z[label] and the gradient of the
