@@ -514,6 +514,14 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
     for (int e = 0; e < nep; e++)
         fprintf(p, "%d %.6g %.6g\n", e + 1, ep[e].train_loss, ep[e].test_acc);
     fprintf(p, "EOD\n");
+    /* gnuplot cannot autoscale a range of one value (one epoch). */
+    double lo = 1, hi = 0;
+    for (int e = 0; e < nep; e++) {
+        lo = fmin(lo, ep[e].test_acc);
+        hi = fmax(hi, ep[e].test_acc);
+    }
+    double pad = fmax(0.01, 0.1 * (hi - lo));
+    fprintf(p, "set y2range [%g:%g]\n", fmax(0, lo - pad), fmin(1, hi + pad));
     fprintf(
         p,
         "set terminal pngcairo size 900,520 noenhanced\n"
