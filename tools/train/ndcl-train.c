@@ -524,19 +524,19 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
     fprintf(p, "set y2range [%g:%g]\n", fmax(0, lo - pad), fmin(1, hi + pad));
     fprintf(
         p,
-        "set terminal pngcairo size 900,520 noenhanced\n"
+        "set terminal pngcairo size 900,560 noenhanced\n"
         "set output '%s'\n"
         "set title \"ndcl-train --net %s: Fashion-MNIST, batch %ld, lr %g, %ld epoch%s\"\n"
         "set xlabel 'epoch'\nset ylabel 'training loss'\nset y2label 'test accuracy'\n"
-        "set xrange [0:%d]\nset ytics nomirror\nset y2tics\nset grid\n"
-        "set key center right\n"
+        "set xrange [0:%g]\nset ytics nomirror\nset y2tics\nset grid\n"
+        "set key above horizontal\n"
         "plot $loss using 1:2 with lines lw 1.5 lc rgb '#1f77b4' title '%s', \\\n"
         "     $epoch using 1:2 with points pt 7 ps 1.2 lc rgb '#1f77b4' title 'epoch mean "
         "loss', \\\n"
         "     $epoch using 1:3 axes x1y2 with linespoints pt 5 lw 2 lc rgb '#d62728' title "
         "'test accuracy'\n",
         tmp, o->nd ? "nd" : "plain", o->batch, o->lr, o->epochs, o->epochs > 1 ? "s" : "",
-        nep, what);
+        nep * 1.04, what);
     int st = pclose(p);
     if (st != 0) {
         remove(tmp);
