@@ -137,7 +137,7 @@ def train(args, net):
     for epoch in range(1, args.epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen)
-        total, t0 = 0.0, time.perf_counter()
+        total, losses, t0 = 0.0, [], time.perf_counter()
         for s in range(steps_per_epoch):
             idx = perm[s * args.batch:(s + 1) * args.batch]
             loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
@@ -145,11 +145,12 @@ def train(args, net):
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item()
+            losses.append(loss.item())
+            total += losses[-1]
         seconds = time.perf_counter() - t0
         acc = accuracy(model, xte, yte)
         epochs.append({"epoch": epoch, "train_loss": total / steps_per_epoch,
-                       "test_acc": acc, "seconds": seconds})
+                       "test_acc": acc, "seconds": seconds, "losses": losses})
         print("%-5s epoch %d/%d: train_loss %.4f  test_acc %.4f  %.1f s (%.1f ms/step)"
               % (net, epoch, args.epochs, total / steps_per_epoch, acc, seconds,
                  1000 * seconds / steps_per_epoch), flush=True)
