@@ -135,7 +135,8 @@ ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
                            .stride = (size_t)d->stride,
                            .pad = (size_t)d->padding,
                            .dil = (size_t)d->dilation,
-                           .groups = l->groups};
+                           .groups = l->groups,
+                           .chunk = l->conv_chunk};
     return ndcl_conv_geom_init(l->ctx, cg);
 }
 
@@ -206,8 +207,14 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, &cg));
     size_t yshape[4] = {cg.n, cg.cout, cg.oh, cg.ow};
     NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, cg.K * cg.n * cg.P));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, cg.cout * cg.n * cg.P));
+    /* The backward's plan, so that both passes cut the batch alike and
+     * share the chunk workspaces. */
+    ndcl_conv_plan plan;
+    NDCL_TRY(ndcl_conv_plan_make(ctx, &cg, true, &plan));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan.col));
+    if (!plan.per_image) NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan.tmp));
+    /* The backward recomputes the patches from x. */
+    NDCL_TRY(ndcl_layer_keep_input(l, x));
 
     bool train = mode == NDCL_TRAIN;
     bool frozen = d->freeze && l->counter > d->freeze_iter;
@@ -239,7 +246,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
-        NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
+        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
         /* Last, so that a failure above leaves the running buffers as they were. */
         ndcl_update u[2] = {{l->mean.mem, rm->mem, rm->count, false, 0},
@@ -257,7 +264,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
             NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
             l->fold_valid = true;
         }
-        NDCL_TRY(ndcl_conv_forward(ctx, &cg, x->mem, l->w_fold.mem, l->b_fold.mem,
+        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
     }
     if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);
