@@ -14,60 +14,85 @@
  * the whole chunk. */
 
 /* col[k*ks + n*ns + oy*OW + ox] = x[n0+n][c][oy*s - pad + i*d][ox*s - pad + j*d]
- * or 0 outside the image, k = c*KH*KW + i*KW + j. Items (ox, oy, n*K + k). */
+ * or 0 outside the image, k = c*KH*KW + i*KW + j. Items (ox, oy, k), each
+ * copying its tap of every image of the chunk: the loop over images has a
+ * fixed trip count and carries nothing, so PoCL runs the items innermost,
+ * vectorised; the load is unconditional (from the image's first pixel
+ * when outside) and the padding a select, as a masked load would not be
+ * vectorised. */
 __kernel void ndcl_im2col_chunk(const int C, const int H, const int W, const int KH,
                                 const int KW, const int stride, const int pad,
                                 const int dil, const int OH, const int OW, const int n0,
                                 const int nc, const int ks, const int ns,
                                 __global const float *x, __global float *col)
 {
-    const int ox = get_global_id(0), oy = get_global_id(1), z = get_global_id(2);
-    const int K = C * KH * KW;
-    if (ox >= OW || oy >= OH || z >= nc * K) return;
-    const int n = z / K, k = z - n * K;
+    const int ox = get_global_id(0), oy = get_global_id(1), k = get_global_id(2);
+    if (ox >= OW || oy >= OH || k >= C * KH * KW) return;
     const int c = k / (KH * KW), r = k - c * (KH * KW), i = r / KW, j = r - i * KW;
     const int iy = oy * stride - pad + i * dil, ix = ox * stride - pad + j * dil;
-    __global const float *xc = x + ((size_t)(n0 + n) * C + c) * H * W;
-    float v = 0.0f;
-    if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = xc[iy * W + ix];
-    col[(size_t)k * ks + (size_t)n * ns + oy * OW + ox] = v;
+    const bool in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+    const size_t image = (size_t)C * H * W;
+    __global const float *src =
+        x + ((size_t)n0 * C + c) * H * W + (in ? iy * W + ix : 0);
+    __global float *dst = col + (size_t)k * ks + oy * OW + ox;
+    for (int n = 0; n < nc; n++) {
+        const float v = src[n * image];
+        dst[(size_t)n * ns] = in ? v : 0.0f;
+    }
 }
 
-/* dx[n0+n][c][yy][xx] = Σ of dcol over the (k, p) whose im2col read that
- * pixel: a gather over the kernel taps, so no atomics are needed. Items
- * (xx, yy, n*C + c). Stride 1, the common case, is a branch of its own that
- * needs no division per item. */
-__kernel void ndcl_col2im_chunk(const int C, const int H, const int W, const int KH,
-                                const int KW, const int stride, const int pad,
-                                const int dil, const int OH, const int OW, const int n0,
-                                const int nc, const int ks, const int ns,
-                                __global const float *dcol, __global float *dx)
-{
-    const int xx = get_global_id(0), yy = get_global_id(1), z = get_global_id(2);
-    if (xx >= W || yy >= H || z >= nc * C) return;
-    const int n = z / C, c = z - n * C;
-    __global const float *dn = dcol + (size_t)n * ns;
-    float s = 0.0f;
-    for (int i = 0; i < KH; i++) {
-        int oy = yy + pad - i * dil;
-        if (stride != 1) {
-            if (oy < 0 || oy % stride) continue;
-            oy /= stride;
-        }
-        if (oy < 0 || oy >= OH) continue;
-        for (int j = 0; j < KW; j++) {
-            int ox = xx + pad - j * dil;
-            if (stride != 1) {
-                if (ox < 0 || ox % stride) continue;
-                ox /= stride;
-            }
-            if (ox < 0 || ox >= OW) continue;
-            const int k = (c * KH + i) * KW + j;
-            s += dn[(size_t)k * ks + oy * OW + ox];
-        }
+/* The output position a tap of input row (or column) t reaches: q with
+ * q*stride == t + pad - i*dil, or ok = 0. Division by a vector is
+ * scalarised on CPUs, so the quotient comes from a float product and two
+ * exact integer corrections (inv = 1/stride). */
+#define NDCL_TAP_POS(v, tap, lim, q, ok)                                                   \
+    const int q##_t = (v) + pad - (tap) * dil;                                             \
+    int q = convert_int_rtn((float)q##_t * inv);                                           \
+    q += (q + 1) * stride <= q##_t;                                                        \
+    q -= q * stride > q##_t;                                                               \
+    const bool ok = q##_t >= 0 && q * stride == q##_t && q < (lim);
+
+/* One tap (i, j) of the col2im gather: the patch value that tap copied from
+ * pixel (yy, xx), or 0. The address is selected, never the load. */
+#define NDCL_COL2IM_TAP(i, j, KW)                                                          \
+    {                                                                                      \
+        NDCL_TAP_POS(yy, i, OH, oy, yin)                                                   \
+        NDCL_TAP_POS(xx, j, OW, ox, xin)                                                   \
+        const bool in = yin && xin;                                                        \
+        const float v = dn[(size_t)((i) * (KW) + (j)) * ks + (in ? oy * OW + ox : 0)];     \
+        s += in ? v : 0.0f;                                                                \
     }
-    dx[((size_t)(n0 + n) * C + c) * H * W + yy * W + xx] = s;
-}
+
+/* dx[n0+n][c][yy][xx] = Σ of dcol over the (k, p) whose im2col read that
+ * pixel: a gather over the kernel taps (no atomics), items (xx, yy, n*C +
+ * c). PoCL vectorises across items only straight-line code (a loop that
+ * carries a sum keeps them scalar), so the common kernel sizes have the
+ * taps written out: ndcl_col2im_chunk_3x3 and _1x1; ndcl_col2im_chunk loops
+ * over any size. */
+#define NDCL_COL2IM_KERNEL(name, KH_, KW_, TAPS)                                           \
+    __kernel void name(const int C, const int H, const int W, const int KH, const int KW,  \
+                       const int stride, const int pad, const int dil, const int OH,       \
+                       const int OW, const int n0, const int nc, const int ks,             \
+                       const int ns, __global const float *dcol, __global float *dx)       \
+    {                                                                                      \
+        const int xx = get_global_id(0), yy = get_global_id(1), z = get_global_id(2);     \
+        if (xx >= W || yy >= H || z >= nc * C) return;                                     \
+        const int n = z / C, c = z - n * C;                                                \
+        const float inv = 1.0f / (float)stride;                                            \
+        __global const float *dn = dcol + (size_t)n * ns + (size_t)(c * (KH_) * (KW_)) * ks; \
+        float s = 0.0f;                                                                    \
+        TAPS                                                                               \
+        dx[((size_t)(n0 + n) * C + c) * H * W + yy * W + xx] = s;                         \
+    }
+
+NDCL_COL2IM_KERNEL(ndcl_col2im_chunk_3x3, 3, 3,
+                   NDCL_COL2IM_TAP(0, 0, 3) NDCL_COL2IM_TAP(0, 1, 3) NDCL_COL2IM_TAP(0, 2, 3)
+                   NDCL_COL2IM_TAP(1, 0, 3) NDCL_COL2IM_TAP(1, 1, 3) NDCL_COL2IM_TAP(1, 2, 3)
+                   NDCL_COL2IM_TAP(2, 0, 3) NDCL_COL2IM_TAP(2, 1, 3) NDCL_COL2IM_TAP(2, 2, 3))
+NDCL_COL2IM_KERNEL(ndcl_col2im_chunk_1x1, 1, 1, NDCL_COL2IM_TAP(0, 0, 1))
+NDCL_COL2IM_KERNEL(ndcl_col2im_chunk, KH, KW,
+                   for (int i = 0; i < KH; i++) for (int j = 0; j < KW; j++)
+                       NDCL_COL2IM_TAP(i, j, KW))
 
 /* y[n0+n][o][p] = b[o] (0 without a bias, has_bias = 0): the start of the
  * per-image products, which add W·col to it. Items (p, o, n). */
@@ -103,33 +128,23 @@ __kernel void ndcl_conv_nchw_rows(const int P, const int Cout, const int n0, con
     t[((size_t)o * nc + n) * P + p] = dy[((size_t)(n0 + n) * Cout + o) * P + p];
 }
 
-/* db[o] = Σ_n Σ_p dy[n][o][p], one work-group per channel o (any local size
- * wg). Item t reads position p = t % P of images t / P, t / P + L, ... (L =
- * wg / P lanes of images) when P < wg, else positions t, t + wg, ... of
- * every image: consecutive items read consecutive floats either way. The
- * partial sums are added by item 0 in a fixed order (one barrier; the sum
- * is deterministic). */
-__kernel void ndcl_conv_bias_grad(const int N, const int Cout, const int P,
-                                  __global const float *dy, __global float *db,
-                                  __local float *part)
+/* db[o] = Σ_j t[o][j] for j < len (+ db[o] when accumulate): the bias
+ * gradient from the chunks of dy laid out as rows (ndcl_conv_nchw_rows),
+ * one work-group per row, read while the row is still in cache. Items
+ * stride over the row (consecutive items, consecutive floats); item 0 adds
+ * the partial sums in a fixed order (one barrier; deterministic). */
+__kernel void ndcl_conv_row_sums(const int len, __global const float *t, const int accumulate,
+                                 __global float *db, __local float *part)
 {
-    const int t = get_local_id(0), wg = get_local_size(0), o = get_group_id(1);
+    const int i = get_local_id(0), wg = get_local_size(0), o = get_group_id(1);
+    __global const float *row = t + (size_t)o * len;
     float s = 0.0f;
-    if (P < wg) {
-        const int lanes = wg / P, p = t % P;
-        for (int n = t / P; n < N && t < lanes * P; n += lanes)
-            s += dy[((size_t)n * Cout + o) * P + p];
-    } else {
-        for (int n = 0; n < N; n++) {
-            __global const float *row = dy + ((size_t)n * Cout + o) * P;
-            for (int p = t; p < P; p += wg) s += row[p];
-        }
-    }
-    part[t] = s;
+    for (int j = i; j < len; j += wg) s += row[j];
+    part[i] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (t == 0) {
-        float total = 0.0f;
-        for (int i = 0; i < wg; i++) total += part[i];
+    if (i == 0) {
+        float total = accumulate ? db[o] : 0.0f;
+        for (int k = 0; k < wg; k++) total += part[k];
         db[o] = total;
     }
 }

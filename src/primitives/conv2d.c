@@ -85,9 +85,11 @@ ndcl_status ndcl_conv_plan_make(ndcl_context *ctx, const ndcl_conv_geom *g, bool
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
         if (chunk > lim[i]) chunk = lim[i];
     if (chunk == 0) chunk = 1;
-    /* Even chunks: the same count of chunks, none much smaller than the rest. */
-    size_t count = (g->n + chunk - 1) / chunk;
-    chunk = (g->n + count - 1) / count;
+    if (g->chunk == 0) {
+        /* Even chunks: the same count of chunks, none much smaller than the rest. */
+        size_t count = (g->n + chunk - 1) / chunk;
+        chunk = (g->n + count - 1) / count;
+    }
     *p = (ndcl_conv_plan){.chunk = chunk,
                           .per_image = per_image,
                           .col = chunk * kp,
@@ -123,14 +125,18 @@ ndcl_status ndcl_conv_im2col(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem 
                              size_t n0, size_t nc, size_t ks, size_t ns, cl_mem col)
 {
     const patch_args a = patch(g, n0, nc, ks, ns);
-    return patch_launch(ctx, "ndcl_im2col_chunk", &a, x, col, g->ow, g->oh, nc * g->K);
+    return patch_launch(ctx, "ndcl_im2col_chunk", &a, x, col, g->ow, g->oh, g->K);
 }
 
 ndcl_status ndcl_conv_col2im(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dcol,
                              size_t n0, size_t nc, size_t ks, size_t ns, cl_mem dx)
 {
     const patch_args a = patch(g, n0, nc, ks, ns);
-    return patch_launch(ctx, "ndcl_col2im_chunk", &a, dcol, dx, g->w, g->h, nc * g->c);
+    /* The common sizes have their taps written out (vectorised on PoCL). */
+    const char *name = g->kh == 3 && g->kw == 3   ? "ndcl_col2im_chunk_3x3"
+                       : g->kh == 1 && g->kw == 1 ? "ndcl_col2im_chunk_1x1"
+                                                  : "ndcl_col2im_chunk";
+    return patch_launch(ctx, name, &a, dcol, dx, g->w, g->h, nc * g->c);
 }
 
 ndcl_status ndcl_conv_to_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem y,
@@ -164,19 +170,19 @@ static ndcl_status bias_fill(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem 
     return prims_launch_wide(ctx, "ndcl_conv_bias_fill", WIDE_WG, g->P, g->cout, nc, args, 7);
 }
 
-ndcl_status ndcl_conv_bias_grad(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dy,
-                                cl_mem db)
+ndcl_status ndcl_conv_row_sums(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
+                               size_t nc, bool accumulate, cl_mem db)
 {
     size_t wg, max_items[3] = {1, 1, 1};
-    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_conv_bias_grad", 256, sizeof(float), &wg));
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_conv_row_sums", 256, sizeof(float), &wg));
     NDCL_TRY(prims_item_sizes(ctx, max_items));
     while (wg > max_items[0])
         wg /= 2;
-    const int N = (int)g->n, Co = (int)g->cout, P = (int)g->P;
-    const ndcl_arg args[] = {NDCL_ARG(N),  NDCL_ARG(Co), NDCL_ARG(P),
-                             NDCL_ARG(dy), NDCL_ARG(db), NDCL_LOCAL(wg * sizeof(float))};
+    const int len = (int)(nc * g->P), acc = accumulate;
+    const ndcl_arg args[] = {NDCL_ARG(len), NDCL_ARG(t), NDCL_ARG(acc), NDCL_ARG(db),
+                             NDCL_LOCAL(wg * sizeof(float))};
     const size_t global[2] = {wg, g->cout}, local[2] = {wg, 1};
-    return ndcl_launch(ctx, "ndcl_conv_bias_grad", 2, global, local, args, 6);
+    return ndcl_launch(ctx, "ndcl_conv_row_sums", 2, global, local, args, 5);
 }
 
 ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g,
@@ -213,13 +219,14 @@ ndcl_status ndcl_conv_backward(ndcl_context *ctx, const ndcl_conv_geom *g,
                                const ndcl_conv_plan *p, cl_mem x, cl_mem w, cl_mem dy,
                                cl_mem dx, cl_mem dW, cl_mem db, cl_mem col, cl_mem tmp)
 {
-    if (db) NDCL_TRY(ndcl_conv_bias_grad(ctx, g, dy, db));
-    if (!dx && !dW) return NDCL_SUCCESS;
+    if (!dx && !dW && !db) return NDCL_SUCCESS;
     const size_t G = g->groups, Kg = g->K / G, Cg = g->cout / G, P = g->P;
     for (size_t n0 = 0; n0 < g->n; n0 += p->chunk) {
         const size_t nc = g->n - n0 < p->chunk ? g->n - n0 : p->chunk, ncp = nc * P;
         /* The chunk of dy as the wide product's rows: Cout x nc*P in tmp. */
         NDCL_TRY(ndcl_conv_to_rows(ctx, g, dy, n0, nc, tmp));
+        /* db += the rows' sums, while they are in cache. */
+        if (db) NDCL_TRY(ndcl_conv_row_sums(ctx, g, tmp, nc, n0 > 0, db));
         if (dW) {
             /* dW += dYt·colᵀ, the first chunk overwriting. */
             NDCL_TRY(ndcl_conv_im2col(ctx, g, x, n0, nc, ncp, P, col));

@@ -35,9 +35,10 @@ typedef struct ndcl_conv_plan {
 /* The plan for g on ctx's device: chunks whose workspaces fit half the
  * device's global memory cache on a CPU device (so that the patches are
  * read back from cache), 128 MiB elsewhere, and each buffer the device's
- * largest allocation (NDCL_ERR_OUT_OF_MEMORY when one image does not fit);
- * g->chunk > 0 forces the chunk (clamped to N). backward selects the
- * workspaces of the backward too. */
+ * largest allocation (NDCL_ERR_OUT_OF_MEMORY when one image does not fit),
+ * evened out over the batch; g->chunk > 0 forces the chunk (clamped to N
+ * and to the allocation). backward selects the workspaces of the backward
+ * too. *p is written only on success. */
 ndcl_status ndcl_conv_plan_make(ndcl_context *ctx, const ndcl_conv_geom *g, bool backward,
                                 ndcl_conv_plan *p);
 
@@ -61,9 +62,10 @@ ndcl_status ndcl_conv_to_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem
 ndcl_status ndcl_conv_from_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
                                 cl_mem b, size_t n0, size_t nc, cl_mem y);
 
-/* db (Cout) <- Σ over images and positions of dy (N, Cout, oh, ow). */
-ndcl_status ndcl_conv_bias_grad(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dy,
-                                cl_mem db);
+/* db (Cout) <- the row sums of t (Cout x nc*P, a chunk of dy laid out by
+ * ndcl_conv_to_rows), added to db when accumulate. */
+ndcl_status ndcl_conv_row_sums(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
+                               size_t nc, bool accumulate, cl_mem db);
 
 /* y (N, Cout, oh, ow) <- conv2d(x, w, b); b may be NULL. col and tmp hold
  * the plan's col and tmp floats (tmp unused, may be NULL, for a per-image
@@ -73,7 +75,7 @@ ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g,
                               cl_mem y, cl_mem col, cl_mem tmp);
 
 /* The adjoint, given dy (N, Cout, oh, ow) and the forward's x and w:
- * db (Cout) <- Σ dy; dW (w's layout, Cout x K/G) <- Σ_n dy_n·col_nᵀ per
+ * db (Cout) <- Σ dy, accumulated over the chunks; dW (w's layout, Cout x K/G) <- Σ_n dy_n·col_nᵀ per
  * group, accumulated over the chunks, the patches recomputed from x chunk
  * by chunk; dx (x's shape) <- col2im(Wᵀ·dy_n). Any of dx, dW, db may be
  * NULL (not wanted); x is only read when dW is wanted. col and tmp hold
