@@ -193,6 +193,35 @@ START_TEST(matches_reference)
 }
 END_TEST
 
+/* Small cases for Oclgrind, one per kernel path (per-image and wide
+ * forward; col2im 3x3, 1x1 and looped; stride, dilation, groups), at a
+ * chunk that does not divide the batch. */
+START_TEST(small_paths)
+{
+    static const conv_case small[] = {
+        {"per-image 3x3", 3, 2, 16, 16, 2, 3, 3, 1, 1, 1, 1},
+        {"1x1 groups 2", 3, 2, 5, 5, 2, 1, 1, 1, 0, 1, 2},
+        {"5x3 stride 2", 3, 2, 7, 7, 2, 5, 3, 2, 1, 1, 1},
+        {"3x3 stride 2 dil 2 groups 2", 3, 4, 6, 6, 4, 3, 3, 2, 1, 2, 2},
+    };
+    for (size_t c = 0; c < sizeof small / sizeof small[0]; c++) {
+        const conv_case *k = &small[c];
+        ndcl_conv_geom g = geom_of(k, 2);
+        run r;
+        run_init(&r, k, &g, 60 + (unsigned)c);
+        device_run(&r, k, 2, true, true, true, true);
+        ref_out o = reference(&r, k, true);
+        double e = test_rel_err_f(r.y, o.y, r.ny, 1e-6);
+        e = fmax(e, test_rel_err_f(r.dx, o.dx, r.nx, 1e-6));
+        e = fmax(e, test_rel_err_f(r.dw, o.dw, r.nw, 1e-6));
+        e = fmax(e, test_rel_err_f(r.db, o.db, k->cout, 1e-6));
+        ck_assert_msg(e < TOL, "%s: rel err %g", k->name, e);
+        ref_free(&o);
+        run_free(&r);
+    }
+}
+END_TEST
+
 /* The backward's outputs are independent: each alone equals its value in
  * the full call (no output is read or needed by another). */
 START_TEST(backward_outputs_alone)
@@ -491,6 +520,7 @@ int main(void)
 {
     Suite *s = suite_create("conv");
     TEST_ADD(s, matches_reference);
+    TEST_ADD(s, small_paths);
     TEST_ADD(s, backward_outputs_alone);
     TEST_ADD(s, chunked_equals_unchunked);
     TEST_ADD(s, plan_is_bounded);
