@@ -5,6 +5,8 @@
 # installed copy through pkg-config, valgrind (memcheck, helgrind) and
 # libFuzzer (tools/fuzz.sh).
 set -euo pipefail
+# A failing step names itself: the line and the command that failed.
+trap 'echo "ci-extra.sh: FAILED at line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 

@@ -15,6 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
+command -v oclgrind >/dev/null || { echo "oclgrind-check.sh: oclgrind is not installed" >&2; exit 1; }
+for bin in test_primitives test_layers test_backward; do
+    if [ ! -x "$build/tests/$bin" ]; then
+        echo "oclgrind-check.sh: $build/tests/$bin is missing (was $build configured with -Dtests=false?)" >&2
+        exit 1
+    fi
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
@@ -29,10 +36,11 @@ run() { # flags binary case...
         NDCL_CACHE=0 CK_RUN_CASE=$c timeout 900 \
             oclgrind $flags "$build/tests/$bin" >"$log" 2>&1 || true
         local summary
-        summary=$(grep -E '^[0-9]+%: Checks' "$log" | tail -1)
+        summary=$(grep -E '^[0-9]+%: Checks' "$log" | tail -1 || true)
         echo "   ${summary:-no summary}"
         if ! grep -qE '^100%: Checks: [1-9]' "$log"; then
-            grep -E ':[EF]:' "$log" | head -5
+            echo "   FAILED: not every check of $bin $c passed under Oclgrind; the end of its log:"
+            grep -E ':[EF]:' "$log" | head -5 || tail -20 "$log"
             status=1
         fi
         local bad
@@ -51,4 +59,5 @@ run "--data-races --uninitialized" test_primitives patches covariance isqrt fold
 run "--data-races" test_conv small_paths backward_outputs_alone
 run "--data-races" test_layers conv_basic conv_groups linear_layers channel_layers
 run "--data-races" test_backward fd_conv_g1 fd_conv_g2 fd_linear_layers fd_channel_layers
+if [ $status -ne 0 ]; then echo "oclgrind-check.sh: FAILED (see the reports above)" >&2; fi
 exit $status

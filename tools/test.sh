@@ -15,13 +15,34 @@ werror=false
 # run reuses the kernels the first one built.
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 
-if [ -f build/build.ninja ]; then
-    meson configure build -Dwerror=$werror >/dev/null
+# Whatever configured build/ before (demo.sh turns the tests off, a
+# hand-made setup, an older checkout), the suite is built and run: tests
+# on, -Werror under CI. A build directory meson cannot reconfigure is made
+# anew.
+opts=(-Dtests=true -Dwerror=$werror)
+if [ -f build/build.ninja ] && meson configure build "${opts[@]}" >/dev/null; then
+    echo "test.sh: reusing build/ (tests=true werror=$werror)"
 else
-    meson setup build -Dwerror=$werror
+    [ -e build ] && echo "test.sh: build/ cannot be reconfigured; setting it up anew"
+    rm -rf build
+    meson setup build "${opts[@]}"
 fi
 ninja -C build
+
+# meson test exits 0 when it finds no test at all ("No tests defined."): a
+# run that tested nothing must not pass for one that tested everything.
+ntests=$(meson introspect build --tests | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+if [ "$ntests" -eq 0 ]; then
+    echo "test.sh: meson lists no test in build/ (is tests=false?): nothing was tested" >&2
+    exit 1
+fi
 meson test -C build --print-errorlogs
+ran=$(grep -c '"name"' build/meson-logs/testlog.json || true)
+if [ "$ran" -lt "$ntests" ]; then
+    echo "test.sh: meson ran $ran of the $ntests tests it lists" >&2
+    exit 1
+fi
+echo "test.sh: $ran tests passed"
 
 if [ "${CI:-}" = "true" ]; then
     tools/ci-extra.sh
