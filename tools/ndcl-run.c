@@ -380,6 +380,13 @@ int main(int argc, char **argv)
         goto done;
     }
     ndcl_layer_kind kind = ndcl_layer_kind_of(layer);
+    /* x stays as uploaded until the backward: the layer need not copy it. */
+    s = ndcl_layer_set_option(layer, NDCL_LAYER_BORROW_INPUT, 1);
+    if (s != NDCL_SUCCESS) {
+        msg("%s: %s", o.layer, ndcl_context_last_error(ctx));
+        rc = exit_code(s);
+        goto done;
+    }
 
     if ((rc = upload(ctx, o.input, &x, &tx)) != EXIT_OK) goto done;
     s = ndcl_layer_forward(layer, o.mode, tx, &ty);

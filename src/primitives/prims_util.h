@@ -12,7 +12,7 @@
 /* A device buffer of count floats for the duration of one call. */
 static inline ndcl_status prims_buffer(ndcl_context *ctx, size_t count, cl_mem *out)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!ndcl_mul_ok(count ? count : 1, sizeof(float), &bytes))
         return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "temporary of %zu floats overflows",
                          count);
