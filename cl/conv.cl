@@ -77,7 +77,7 @@ __kernel void ndcl_im2col_chunk(const int C, const int H, const int W, const int
     {                                                                                      \
         const int xx = get_global_id(0), yy = get_global_id(1), z = get_global_id(2);     \
         if (xx >= W || yy >= H || z >= nc * C) return;                                     \
-        const int n = z / C, c = z - n * C;                                                \
+        const int n = ndcl_div(z, C, 1.0f / (float)C), c = z - n * C;                      \
         const float inv = 1.0f / (float)stride;                                            \
         __global const float *dn = dcol + (size_t)n * ns + (size_t)(c * (KH_) * (KW_)) * ks; \
         float s = 0.0f;                                                                    \
