@@ -113,12 +113,13 @@ __kernel void ndcl_bw_fold_mean(const int batch, const int m, const int R, const
 /* dx[n][c][y][x] += the sum of dX over every element of the sampled patch
  * matrix that ndcl_im2col_sampled copied from that pixel: its adjoint, as
  * a gather over the kernel taps (no atomics). Arguments as the forward's;
- * oh = 0 selects the 1x1 path (pixel p*step of the (n, h, w) order). */
+ * oh = 0 selects the 1x1 path (pixel start + p*step of the (n, h, w)
+ * order). */
 __kernel void ndcl_im2col_sampled_adj(const int n_img, const int cols, const int blocks,
                                       const int c_in, const int h, const int w,
                                       const int kh, const int kw, const int pad,
                                       const int dil, const int stride, const int oh,
-                                      const int ow, const int step,
+                                      const int ow, const int step, const int start,
                                       __global const float *dX, __global float *dx)
 {
     const int xx = get_global_id(0), yy = get_global_id(1), nc = get_global_id(2);
@@ -126,8 +127,8 @@ __kernel void ndcl_im2col_sampled_adj(const int n_img, const int cols, const int
     const int n = nc / c_in, c = nc - n * c_in;
     float s = 0.0f;
     if (oh == 0) {
-        const int pix = (n * h + yy) * w + xx;
-        if (pix % step == 0) {
+        const int pix = (n * h + yy) * w + xx - start;
+        if (pix >= 0 && pix % step == 0) {
             const int p = pix / step, f = c / blocks, g = c - f * blocks;
             s = dX[(size_t)(p * blocks + g) * cols + f];
         }
@@ -159,6 +160,19 @@ __kernel void ndcl_ch_sample_adj(const int B, const int L, const int step,
     const int Ls = (L + step - 1) / step;
     if (r >= B || j >= Ls) return;
     dx1[(size_t)r * L + (size_t)j * step] += dxs[(size_t)j * B + r];
+}
+
+/* dx1[r][column of sample j] += dxs[j][r]: the adjoint of
+ * ndcl_ch_sample_share (distinct samples, distinct columns). */
+__kernel void ndcl_ch_sample_share_adj(const int B, const int L, const int per,
+                                       const int step, __global const int *tab,
+                                       __global const float *dxs, __global float *dx1)
+{
+    const int r = get_global_id(0), j = get_global_id(1);
+    if (r >= B || j >= tab[per]) return;
+    const int k = ndcl_ch_share_chunk(per, j, tab);
+    const size_t q = (size_t)k * (L / per) + tab[per + 1 + k] + (size_t)(j - tab[k]) * step;
+    dx1[(size_t)r * L + q] += dxs[(size_t)j * B + r];
 }
 
 /* One work-group over every leftover value: sums[0] = Σ dy, sums[1] =
@@ -201,9 +215,11 @@ __kernel void ndcl_ch_left_bw_sums(const int N, const int C, const int HW, const
  * values' mean and unbiased variance, so every kept value (each step-th of
  * a sample's (C-c)*HW values) also receives dm / K + dv * 2 (x - m) / (K - 1),
  * dm = -Σdy / s, dv = -Σdy (x - m) / (2 s³), s = sqrt(v + eps), K the
- * number of kept values; sums from ndcl_ch_left_bw_sums. */
+ * number of kept values (the group's, in a group: kept); sums from
+ * ndcl_ch_left_bw_sums. */
 __kernel void ndcl_ch_left_bw(const int N, const int C, const int HW, const int c,
-                              const int step, const float eps, const int train,
+                              const int step, const float kept, const float eps,
+                              const int train,
                               __global const float *stats, __global const float *sums,
                               __global const float *x, __global const float *dy,
                               __global float *dx)
@@ -216,7 +232,7 @@ __kernel void ndcl_ch_left_bw(const int N, const int C, const int HW, const int 
     const float s = sqrt(stats[1] + eps);
     float g = dy[at] / s;
     if (train && k % step == 0) {
-        const float K = (float)(N * ((Lr + step - 1) / step));
+        const float K = kept;
         const float dm = -sums[0] / s, dv = -0.5f * sums[1] / (s * s * s);
         g += dm / K + dv * 2.0f * (x[at] - stats[0]) / (K - 1.0f);
     }

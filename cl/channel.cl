@@ -36,6 +36,39 @@ __kernel void ndcl_ch_sample(const int B, const int L, const int step,
     xs[(size_t)j * B + r] = x1[(size_t)r * L + (size_t)j * step];
 }
 
+/* The chunk of sample j of a rank's share (group statistics): x1's
+ * columns come in per chunks of L/per (one per channel of a row), each
+ * continuing the global batch's sequence elsewhere; tab[k] is the first
+ * sample of chunk k (tab[per] = the share's samples), tab[per + 1 + k] the
+ * first sampled column within it. The last chunk whose first sample is at
+ * most j (empty chunks are skipped over). */
+inline int ndcl_ch_share_chunk(const int per, const int j, __global const int *tab)
+{
+    int lo = 0, hi = per - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (tab[mid] <= j)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* xs[j][r] = x1[r][column of sample j], j < tab[per]: ndcl_ch_sample for a
+ * rank's share, whose sampled columns are those whose index in the global
+ * batch's sequence is a multiple of step. */
+__kernel void ndcl_ch_sample_share(const int B, const int L, const int per, const int step,
+                                   __global const int *tab, __global const float *x1,
+                                   __global float *xs)
+{
+    const int r = get_global_id(0), j = get_global_id(1);
+    if (r >= B || j >= tab[per]) return;
+    const int k = ndcl_ch_share_chunk(per, j, tab);
+    const size_t q = (size_t)k * (L / per) + tab[per + 1 + k] + (size_t)(j - tab[k]) * step;
+    xs[(size_t)j * B + r] = x1[(size_t)r * L + q];
+}
+
 /* x1[r][q] -= mean[r]. */
 __kernel void ndcl_ch_center_rows(const int B, const int L, __global const float *mean,
                                   __global float *x1)
@@ -87,6 +120,30 @@ __kernel void ndcl_ch_left_stats(const int N, const int C, const int HW, const i
         out[0] = mean;
         out[1] = total > 1 ? part[0] / (float)(total - 1) : NAN;
     }
+}
+
+/* One work-group: out[0] = the sum of the kept leftover values (square =
+ * 0) or of their squared deviations from shift (square = 1): a rank's
+ * share of the group's mean and variance. */
+__kernel void ndcl_ch_left_moment(const int N, const int C, const int HW, const int c,
+                                  const int step, const float shift, const int square,
+                                  __global const float *x, __global float *out,
+                                  __local float *part)
+{
+    int lid = get_local_id(0), wg = get_local_size(0);
+    int Lr = (C - c) * HW, total = N * ((Lr + step - 1) / step);
+    float s = 0.0f;
+    for (int i = lid; i < total; i += wg) {
+        float v = ndcl_ch_left_value(N, C, HW, c, step, i, x);
+        s += square ? (v - shift) * (v - shift) : v;
+    }
+    part[lid] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = wg / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) out[0] = part[0];
 }
 
 /* y = (x - mean) / sqrt(var + eps) on the leftover channels. */

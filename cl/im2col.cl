@@ -25,13 +25,14 @@ __kernel void ndcl_im2col_taps(const int cols, const int blocks, const int h, co
  * the column's channel and tap come from ndcl_im2col_taps, so that an item
  * does no division of its own (a CPU does not vectorise them). Position p
  * is (n, oy, ox) of the oh x ow sampled grid, its corner (oy*stride - pad,
- * ox*stride - pad); oh = 0 selects the 1x1 path, where p is pixel p*step
- * of the (n, h, w) order (no padding). The load is unconditional (the
+ * ox*stride - pad); oh = 0 selects the 1x1 path, where p is pixel
+ * start + p*step of the (n, h, w) order (no padding). The load is unconditional (the
  * image's first pixel when outside) and the padding a select. */
 __kernel void ndcl_im2col_sampled(const int positions, const int cols, const int blocks,
                                   const int c_in, const int h, const int w, const int pad,
                                   const int stride, const int oh, const int ow,
-                                  const int step, __global const int *tap,
+                                  const int step, const int start,
+                                  __global const int *tap,
                                   __global const float *x, __global float *X)
 {
     const int f = get_global_id(0), g = get_global_id(1), p = get_global_id(2);
@@ -41,7 +42,7 @@ __kernel void ndcl_im2col_sampled(const int positions, const int cols, const int
      * item by item). */
     const int hw = h * w, ohw = max(oh * ow, 1), ow1 = max(ow, 1);
     const bool one = oh == 0;
-    const int pix = one ? p * step : 0, n1 = ndcl_div(pix, hw, 1.0f / (float)hw);
+    const int pix = one ? start + p * step : 0, n1 = ndcl_div(pix, hw, 1.0f / (float)hw);
     const int r1 = pix - n1 * hw, y1 = ndcl_div(r1, w, 1.0f / (float)w);
     const int n3 = ndcl_div(p, ohw, 1.0f / (float)ohw), pr = p - n3 * ohw;
     const int oy = ndcl_div(pr, ow1, 1.0f / (float)ow1);

@@ -49,8 +49,11 @@ typedef enum ndcl_status {
     NDCL_ERR_IO = -1008,            /* a file could not be read or written */
     NDCL_ERR_FORMAT = -1009,        /* a file's content is malformed */
     NDCL_ERR_UNSUPPORTED = -1010,   /* valid request, not implemented */
-    NDCL_ERR_STATE = -1011          /* call not allowed in the object's state
+    NDCL_ERR_STATE = -1011,         /* call not allowed in the object's state
                                        (e.g. backward before a forward) */
+    NDCL_ERR_GROUP = -1012          /* another rank of the layer's group failed
+                                       the same call, or the group's allreduce
+                                       failed (see ndcl_layer_set_group) */
 } ndcl_status;
 
 /* A static English description of a status ("invalid argument", ...).
@@ -440,6 +443,88 @@ NDCL_API ndcl_status ndcl_layer_get_option(const ndcl_layer *layer,
  * return, that this does not count; a borrowed input is the caller's and
  * not counted either. */
 NDCL_API ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *layer, size_t *bytes);
+
+/* ------------------------------------------------------------ groups
+ *
+ * Data-parallel training: K ranks (processes, devices, machines) each hold
+ * a copy of the layer and take a contiguous slice of every batch, rank 0
+ * the first samples. With a group attached, the layer's batch statistics
+ * are those of the whole global batch, so K ranks with batches of b give
+ * the outputs, running statistics, counters and input gradients one rank
+ * gives with the concatenated batch of K*b (and weight and bias gradients
+ * that add up to its own: see below).
+ *
+ * The layer reaches the other ranks only through allreduce, which the
+ * caller provides (include/ndcl_mpi.h binds it to an MPI communicator).
+ * A training forward that uses batch statistics makes, in this order:
+ *  1. a header of 6*size values: each rank's input shape in its own slot
+ *     (every rank checks that the others' shapes agree with its own and
+ *     learns where its slice starts in the global batch, which the sampled
+ *     statistics of 1x1 conv2d and channel layers need);
+ *  2. the local column sums of the sampled patches or features (channel:
+ *     with the uncentred products and the leftover channels' sum);
+ *  3. conv2d, linear: the products of the columns centred on the global
+ *     mean, one triangle per group, and their column sums; channel with
+ *     leftover channels: their squared deviations from the global mean.
+ * Counts (doubles) per layer and step, independent of the batch (nf
+ * features per block, G groups; cols = G*nf, conv2d and linear; B the
+ * channel block; each count after the header includes the failure flag):
+ *  conv2d, linear forward   6*size, 1 + cols, 1 + G*nf*(nf+1)/2 + cols
+ *  conv2d, linear backward  1 + G*nf*nf + cols (dD and dmean, DESIGN.md 2.4)
+ *  channel forward          6*size, 1 + B + B*(B+1)/2 (training only) + 1
+ *                           (leftover channels only), then 2 (leftover only)
+ *  channel backward         1 + B*B + B + 2
+ * The backward pass reduces the gradients of the whitening matrix and of
+ * the mean once (they are linear in the local dy), then continues locally.
+ * Values are double: every rank's partial sums of float32 data are added
+ * exactly enough that K ranks keep the single-rank float32 arithmetic, and
+ * the counts and flags in the same buffers stay exact.
+ *
+ * Rules: every rank of the group calls forward and backward on its copy
+ * of the layer in the same order with the same mode (the same collectives
+ * in the same order), and the layer copies start equal (parameters,
+ * running buffers, counters). An evaluation-mode forward (except a channel
+ * layer's first, which takes the batch's statistics), a frozen conv2d
+ * step and a backward after either make no collective.
+ *
+ * Failures: a rank whose call fails before or between collectives (bad
+ * arguments, an input shape that differs from the others', a device
+ * failure) still takes part in the next collective with its failure flag
+ * set, and returns its own status; the other ranks return NDCL_ERR_GROUP
+ * from that collective, and no rank makes another collective in that
+ * call: every rank returns, nobody is left waiting. Inputs of different
+ * shapes fail on every rank with NDCL_ERR_INVALID_ARG. A failure after the
+ * last collective of a call (a device error in the fold or the output) is
+ * the failing rank's alone: the others have completed the call; if that
+ * rank goes on to the backward pass, its failure reaches the others there.
+ * A non-finite statistic on any rank makes the global statistics
+ * non-finite on every rank: every ndcl_finish reports NDCL_ERR_NUMERICAL.
+ * An allreduce that returns a status other than NDCL_SUCCESS fails the
+ * call with that status (the layer cannot know what the others saw: treat
+ * it as fatal for the group, e.g. MPI_Abort).
+ *
+ * Gradients: the backward pass gives each rank dx of its own slice
+ * exactly, and dweight and dbias of its own slice's loss terms: their sum
+ * over the ranks is the one-rank gradient. Data-parallel training
+ * all-reduces (sums or averages) the parameter gradients itself, as it
+ * does for any other layer. */
+typedef struct ndcl_group {
+    int size; /* ranks in the group, >= 1 */
+    int rank; /* this rank, 0 .. size-1 */
+    /* Sums data[0 .. count-1] element-wise across the group, in place: on
+     * return every rank holds the same sums. Called from inside
+     * ndcl_layer_forward and ndcl_layer_backward on the calling thread. */
+    ndcl_status (*allreduce)(void *user, double *data, size_t count);
+    void *user; /* passed to allreduce */
+} ndcl_group;
+
+/* Attaches the layer to a group (copied; user must stay valid while it is
+ * attached), or detaches it when group is NULL (the layer alone, as
+ * created). size 1 is allowed (the protocol with one rank). Fails with
+ * NDCL_ERR_INVALID_ARG for size < 1, rank outside 0 .. size-1 or a NULL
+ * allreduce. Attaching discards what the last forward kept for the
+ * backward pass. */
+NDCL_API ndcl_status ndcl_layer_set_group(ndcl_layer *layer, const ndcl_group *group);
 
 /* ----------------------------------------------------------------- files
  *

@@ -213,7 +213,8 @@ START_TEST(status_strings_are_distinct)
     ndcl_status all[] = {NDCL_SUCCESS,           NDCL_ERR_INVALID_ARG, NDCL_ERR_NO_DEVICE,
                          NDCL_ERR_OUT_OF_MEMORY, NDCL_ERR_BUILD,       NDCL_ERR_OPENCL,
                          NDCL_ERR_BLAS,          NDCL_ERR_NUMERICAL,   NDCL_ERR_IO,
-                         NDCL_ERR_FORMAT,        NDCL_ERR_UNSUPPORTED, NDCL_ERR_STATE};
+                         NDCL_ERR_FORMAT,        NDCL_ERR_UNSUPPORTED, NDCL_ERR_STATE,
+                         NDCL_ERR_GROUP};
     size_t n = sizeof all / sizeof all[0];
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)

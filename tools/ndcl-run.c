@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ndcl.h"
+#include "run_sync.h"
 
 /* The backward pass is being written while this tool is: a weak reference
  * lets the tool link against a library without it (the run then reports
@@ -22,6 +23,7 @@ extern ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static const char *prog = "ndcl-run";
+static int msg_rank = -1; /* with --sync, this process's rank in the job */
 
 static void usage(FILE *f)
 {
@@ -31,6 +33,7 @@ static void usage(FILE *f)
         "       [--mode train|eval] [--save-state OUT.safetensors] [--device SPEC]\n"
         "       [--grad-output DY.npy [--grad-input DX.npy] [--grad-params "
         "G.safetensors]]\n"
+        "       [--sync]   (under mpirun -n K)\n"
         "       %s --help | --version\n"
         "\n"
         "Runs one forward step of an ndcl layer file (as written by\n"
@@ -65,6 +68,17 @@ static void usage(FILE *f)
         "                      batch-statistics forward (through the whitening, as\n"
         "                      autograd computes them); after an eval step (or a\n"
         "                      frozen conv step) those of the fixed folded layer.\n"
+        "  --sync              one rank of an MPI job (mpirun -n K ndcl-run --sync\n"
+        "                      ...): every rank reads the same files and takes its\n"
+        "                      contiguous slice of the batch (rank r samples\n"
+        "                      r*N/K .. (r+1)*N/K-1; N not divisible by K is an\n"
+        "                      error on every rank); the layer's batch statistics\n"
+        "                      are the whole batch's (ndcl_mpi.h). Rank 0 writes\n"
+        "                      the files: Y and DX gathered, the gradients of\n"
+        "                      weight and bias summed over the ranks, the state:\n"
+        "                      what one run on the whole batch writes. A failure\n"
+        "                      on any rank stops every rank, each with the same\n"
+        "                      exit status. Needs a build with MPI.\n"
         "  -h, --help          this text\n"
         "  -V, --version       the ndcl version\n"
         "\n"
@@ -93,14 +107,20 @@ static void usage(FILE *f)
 
 /* ------------------------------------------------------------ messages */
 
+/* One line on stderr, written at once: the ranks of a --sync job share it. */
 static void msg(const char *fmt, ...)
 {
+    char line[2048];
+    int n = msg_rank >= 0 ? snprintf(line, sizeof line, "%s: rank %d: ", prog, msg_rank)
+                          : snprintf(line, sizeof line, "%s: ", prog);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (n >= 0 && (size_t)n < sizeof line)
+        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    size_t len = strlen(line);
+    if (len + 1 < sizeof line) line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
 }
 
 /* "ndcl-run: PATH: DETAIL", without repeating the path when the library's
@@ -133,6 +153,7 @@ typedef struct options {
     const char *layer, *input, *output, *save_state, *device;
     const char *grad_output, *grad_input, *grad_params;
     ndcl_mode mode;
+    bool sync;
 } options;
 
 /* The value of option a: the next argument, or the text after "=" in
@@ -183,6 +204,10 @@ static int parse_args(int argc, char **argv, options *o)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return EXIT_OK;
+        }
+        if (!strcmp(a, "--sync")) {
+            o->sync = true;
+            continue;
         }
         if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
             printf("ndcl-run (ndcl) %s\n", ndcl_version_string());
@@ -340,88 +365,178 @@ static int write_npy(const char *path, const host_tensor *h)
 
 /* ------------------------------------------------------------ main */
 
-int main(int argc, char **argv)
+static size_t array_count(const host_array *a)
 {
-    options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
-    rc = EXIT_OK;
+    size_t n = 1;
+    for (int d = 0; d < a->ndim; d++)
+        n *= a->shape[d];
+    return n;
+}
 
+static size_t host_count(const host_tensor *h)
+{
+    if (!h->data) return 0;
+    size_t n = 1;
+    for (int d = 0; d < h->ndim; d++)
+        n *= h->shape[d];
+    return n;
+}
+
+/* Writes every file asked for, once the whole step has succeeded. */
+static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *layer,
+                     bool has_dw, bool has_db, const host_tensor *hy,
+                     const host_tensor *hdx, const host_tensor *hdw, const host_tensor *hdb)
+{
+    int rc;
+    if (o->output && (rc = write_npy(o->output, hy)) != EXIT_OK) return rc;
+    if (o->grad_input && (rc = write_npy(o->grad_input, hdx)) != EXIT_OK) return rc;
+    if (o->grad_params) {
+        const char *names[2] = {"weight", "bias"};
+        const float *data[2] = {hdw->data, hdb->data};
+        int ndims[2] = {hdw->ndim, hdb->ndim};
+        size_t shapes[2][NDCL_MAX_DIMS];
+        memcpy(shapes[0], hdw->shape, sizeof shapes[0]);
+        memcpy(shapes[1], hdb->shape, sizeof shapes[1]);
+        int n = !has_dw ? 0 : has_db ? 2 : 1;
+        ndcl_status s = ndcl_safetensors_write_floats(
+            o->grad_params, n, names, data, ndims, (const size_t(*)[NDCL_MAX_DIMS])shapes);
+        if (s != NDCL_SUCCESS) {
+            file_msg(o->grad_params, ndcl_context_last_error(NULL));
+            return exit_code(s);
+        }
+    }
+    if (o->save_state) {
+        ndcl_status s = ndcl_layer_save(layer, o->save_state);
+        if (s != NDCL_SUCCESS) {
+            file_msg(o->save_state, ndcl_context_last_error(ctx));
+            return exit_code(s);
+        }
+    }
+    /* Nothing numerical is enqueued after the check above; this last wait
+     * only makes sure every read and write has completed. */
+    ndcl_status s = ndcl_finish(ctx);
+    if (s != NDCL_SUCCESS) {
+        msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+/* In a --sync run, every rank's status so far, the largest: each rank
+ * calls it at the same points, so that a rank that failed alone stops the
+ * others instead of leaving them waiting in a collective. */
+static int agree(const run_sync *sy, int rc)
+{
+    if (!sy->on) return rc;
+    int all = run_sync_agree(sy, rc);
+    if (all != EXIT_OK && rc == EXIT_OK) msg("stopping: another rank failed");
+    return all;
+}
+
+/* The step itself (main's body); with sy->on each rank runs its slice. */
+static int run(const options *o, const run_sync *sy)
+{
+    int rc = EXIT_OK;
     host_array x = {0}, dy = {0};
     host_tensor hy = {0}, hdx = {0}, hdw = {0}, hdb = {0};
+    float *all_y = NULL, *all_dx = NULL, *sum_dw = NULL, *sum_db = NULL;
     ndcl_context *ctx = NULL;
     ndcl_layer *layer = NULL;
     ndcl_tensor *tx = NULL, *ty = NULL, *tdy = NULL, *tdx = NULL, *tdw = NULL, *tdb = NULL;
     ndcl_status s;
+    const int K = sy->on ? sy->size : 1, me = sy->on ? sy->rank : 0;
+    host_array xs = {0}, dys = {0}; /* this rank's slices (views) */
 
     /* The input files are read before a device is touched, so that a bad
      * file is reported at once and never costs a kernel build. */
-    if ((rc = read_npy(o.input, &x)) != EXIT_OK) goto done;
-    if (o.grad_output && (rc = read_npy(o.grad_output, &dy)) != EXIT_OK) goto done;
+    rc = read_npy(o->input, &x);
+    if (rc == EXIT_OK && o->grad_output) rc = read_npy(o->grad_output, &dy);
+    if (rc == EXIT_OK && sy->on && x.shape[0] % (size_t)K != 0) {
+        msg("--sync: %s holds a batch of %zu samples, which does not split evenly over %d "
+            "ranks",
+            o->input, x.shape[0], K);
+        rc = EXIT_USAGE;
+    }
+    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+    /* Rank r takes samples [r*N/K, (r+1)*N/K). */
+    xs = x;
+    xs.shape[0] = x.shape[0] / (size_t)K;
+    xs.data = x.data + (size_t)me * array_count(&xs);
 
     ndcl_context_options co = ndcl_context_options_default();
-    co.spec = o.device;
+    co.spec = o->device;
     s = ndcl_context_create(&co, &ctx);
     if (s != NDCL_SUCCESS) {
         const char *e = ndcl_context_last_error(NULL);
-        if (o.device)
-            msg("device \"%s\": %s", o.device, *e ? e : ndcl_status_string(s));
+        if (o->device)
+            msg("device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
         else
             msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
         /* A malformed spec is the user's; no matching device is not. */
         rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
-        goto done;
     }
-
-    s = ndcl_layer_load(ctx, o.layer, &layer);
-    if (s != NDCL_SUCCESS) {
-        file_msg(o.layer, ndcl_context_last_error(ctx));
-        rc = exit_code(s);
-        goto done;
+    if (rc == EXIT_OK) {
+        s = ndcl_layer_load(ctx, o->layer, &layer);
+        /* x stays as uploaded until the backward: the layer need not copy it. */
+        if (s == NDCL_SUCCESS) s = ndcl_layer_set_option(layer, NDCL_LAYER_BORROW_INPUT, 1);
+        if (s != NDCL_SUCCESS) {
+            file_msg(o->layer, ndcl_context_last_error(ctx));
+            rc = exit_code(s);
+        }
     }
+    if (rc == EXIT_OK && sy->on) {
+        s = run_sync_attach(sy, layer);
+        if (s != NDCL_SUCCESS) {
+            msg("--sync: attaching the layer to the MPI job: %s", ndcl_status_string(s));
+            rc = EXIT_FAILED;
+        }
+    }
+    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
     ndcl_layer_kind kind = ndcl_layer_kind_of(layer);
-    /* x stays as uploaded until the backward: the layer need not copy it. */
-    s = ndcl_layer_set_option(layer, NDCL_LAYER_BORROW_INPUT, 1);
-    if (s != NDCL_SUCCESS) {
-        msg("%s: %s", o.layer, ndcl_context_last_error(ctx));
-        rc = exit_code(s);
-        goto done;
-    }
 
-    if ((rc = upload(ctx, o.input, &x, &tx)) != EXIT_OK) goto done;
-    s = ndcl_layer_forward(layer, o.mode, tx, &ty);
-    if (s != NDCL_SUCCESS) {
-        char sh[96];
-        shape_str(x.ndim, x.shape, sh, sizeof sh);
-        /* The layer itself was validated by the loader: a rejected call is
-         * the input's shape. */
-        if (s == NDCL_ERR_INVALID_ARG)
-            msg("%s: an input of shape %s does not fit the layer %s: %s", o.input, sh,
-                o.layer, ndcl_context_last_error(ctx));
-        else
-            msg("forward of %s on %s: %s: %s", o.layer, o.input, ndcl_status_string(s),
-                ndcl_context_last_error(ctx));
-        rc = exit_code(s);
-        goto done;
+    /* The forward: in a group its failures reach every rank (ndcl.h). */
+    rc = upload(ctx, o->input, &xs, &tx);
+    /* A rank whose upload failed still calls the layer (tx NULL), which
+     * then fails the others' collectives instead of leaving them waiting. */
+    if (rc == EXIT_OK || sy->on) {
+        s = ndcl_layer_forward(layer, o->mode, tx, &ty);
+        if (s != NDCL_SUCCESS && rc == EXIT_OK) {
+            char sh[96];
+            shape_str(x.ndim, x.shape, sh, sizeof sh);
+            /* The layer itself was validated by the loader: a rejected call is
+             * the input's shape. */
+            if (s == NDCL_ERR_INVALID_ARG)
+                msg("%s: an input of shape %s does not fit the layer %s: %s", o->input, sh,
+                    o->layer, ndcl_context_last_error(ctx));
+            else
+                msg("forward of %s on %s: %s: %s", o->layer, o->input,
+                    ndcl_status_string(s), ndcl_context_last_error(ctx));
+            rc = exit_code(s);
+        }
     }
+    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
 
-    if (o.grad_output) {
+    if (o->grad_output) {
+        /* dy must have the whole batch's output shape. */
         int yd = ndcl_tensor_ndim(ty);
+        size_t ys[NDCL_MAX_DIMS] = {0};
+        for (int d = 0; d < yd; d++)
+            ys[d] = ndcl_tensor_dim(ty, d);
+        ys[0] *= (size_t)K;
         bool same = yd == dy.ndim;
         for (int d = 0; same && d < yd; d++)
-            same = ndcl_tensor_dim(ty, d) == dy.shape[d];
+            same = ys[d] == dy.shape[d];
         if (!same) {
-            size_t ys[NDCL_MAX_DIMS];
-            for (int d = 0; d < yd; d++)
-                ys[d] = ndcl_tensor_dim(ty, d);
             char a[96], b[96];
             shape_str(dy.ndim, dy.shape, a, sizeof a);
             shape_str(yd, ys, b, sizeof b);
-            msg("%s: shape %s, but the layer's output is %s", o.grad_output, a, b);
+            msg("%s: shape %s, but the layer's output is %s", o->grad_output, a, b);
             rc = EXIT_USAGE;
-            goto done;
         }
-        if ((rc = upload(ctx, o.grad_output, &dy, &tdy)) != EXIT_OK) goto done;
+        dys = dy;
+        dys.shape[0] = dy.shape[0] / (size_t)K;
+        dys.data = dy.data + (size_t)me * array_count(&dys);
+        if (rc == EXIT_OK) rc = upload(ctx, o->grad_output, &dys, &tdy);
         /* Only the gradients asked for are computed; a layer without bias
          * (or without parameters) gets NULL where it has nothing. */
         bool has_bias = false;
@@ -432,27 +547,29 @@ int main(int argc, char **argv)
             ndcl_linear_desc d;
             has_bias = ndcl_layer_linear_desc(layer, &d) == NDCL_SUCCESS && d.bias;
         }
-        bool params = o.grad_params && kind != NDCL_LAYER_CHANNEL;
-        if (!ndcl_layer_backward) {
+        bool params = o->grad_params && kind != NDCL_LAYER_CHANNEL;
+        if (rc == EXIT_OK && !ndcl_layer_backward) {
             msg("backward not supported yet: this libndcl has no ndcl_layer_backward");
             rc = EXIT_FAILED;
-            goto done;
         }
-        s = ndcl_layer_backward(layer, tdy, o.grad_input ? &tdx : NULL,
-                                params ? &tdw : NULL, params && has_bias ? &tdb : NULL);
-        if (s == NDCL_ERR_UNSUPPORTED) {
+        /* As for the forward: with --sync a rank whose dy failed still calls. */
+        if (rc == EXIT_OK || (sy->on && ndcl_layer_backward)) {
+            s = ndcl_layer_backward(layer, tdy, o->grad_input ? &tdx : NULL,
+                                    params ? &tdw : NULL, params && has_bias ? &tdb : NULL);
             const char *e = ndcl_context_last_error(ctx);
-            msg("backward not supported yet for %s (%s mode)%s%s", o.layer,
-                o.mode == NDCL_TRAIN ? "train" : "eval", *e ? ": " : "", e);
-            rc = EXIT_FAILED;
-            goto done;
+            if (rc != EXIT_OK) {
+                /* reported above */
+            } else if (s == NDCL_ERR_UNSUPPORTED) {
+                msg("backward not supported yet for %s (%s mode)%s%s", o->layer,
+                    o->mode == NDCL_TRAIN ? "train" : "eval", *e ? ": " : "", e);
+                rc = EXIT_FAILED;
+            } else if (s != NDCL_SUCCESS) {
+                msg("backward of %s with %s: %s: %s", o->layer, o->grad_output,
+                    ndcl_status_string(s), e);
+                rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+            }
         }
-        if (s != NDCL_SUCCESS) {
-            msg("backward of %s with %s: %s: %s", o.layer, o.grad_output,
-                ndcl_status_string(s), ndcl_context_last_error(ctx));
-            rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
-            goto done;
-        }
+        if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
     }
 
     /* The numerical flag of a training step is only known once the queue
@@ -463,51 +580,61 @@ int main(int argc, char **argv)
         if (s == NDCL_ERR_NUMERICAL)
             msg("%s on %s: NaN or Inf in the batch statistics (running statistics not "
                 "updated); no file written",
-                o.layer, o.input);
+                o->layer, o->input);
         else
             msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
         rc = EXIT_FAILED;
-        goto done;
     }
+    if (rc == EXIT_OK) rc = download(ctx, ty, &hy);
+    if (rc == EXIT_OK && tdx) rc = download(ctx, tdx, &hdx);
+    if (rc == EXIT_OK && tdw) rc = download(ctx, tdw, &hdw);
+    if (rc == EXIT_OK && tdb) rc = download(ctx, tdb, &hdb);
+    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
 
-    if ((rc = download(ctx, ty, &hy)) != EXIT_OK) goto done;
-    if (tdx && (rc = download(ctx, tdx, &hdx)) != EXIT_OK) goto done;
-    if (tdw && (rc = download(ctx, tdw, &hdw)) != EXIT_OK) goto done;
-    if (tdb && (rc = download(ctx, tdb, &hdb)) != EXIT_OK) goto done;
-
-    if (o.output && (rc = write_npy(o.output, &hy)) != EXIT_OK) goto done;
-    if (o.grad_input && (rc = write_npy(o.grad_input, &hdx)) != EXIT_OK) goto done;
-    if (o.grad_params) {
-        const char *names[2] = {"weight", "bias"};
-        const float *data[2] = {hdw.data, hdb.data};
-        int ndims[2] = {hdw.ndim, hdb.ndim};
-        size_t shapes[2][NDCL_MAX_DIMS];
-        memcpy(shapes[0], hdw.shape, sizeof shapes[0]);
-        memcpy(shapes[1], hdb.shape, sizeof shapes[1]);
-        int n = !tdw ? 0 : tdb ? 2 : 1;
-        s = ndcl_safetensors_write_floats(o.grad_params, n, names, data, ndims,
-                                          (const size_t(*)[NDCL_MAX_DIMS])shapes);
-        if (s != NDCL_SUCCESS) {
-            file_msg(o.grad_params, ndcl_context_last_error(NULL));
-            rc = exit_code(s);
-            goto done;
+    /* With --sync, rank 0 writes: the slices of y and dx gathered in rank
+     * order, and dweight and dbias summed over the ranks (each rank's are
+     * its own slice's share). */
+    if (sy->on) {
+        size_t ny = host_count(&hy), nx = host_count(&hdx);
+        size_t nw = host_count(&hdw), nb = host_count(&hdb);
+        bool root = me == 0;
+        if (root) {
+            all_y = malloc(ny * (size_t)K * sizeof *all_y);
+            all_dx = malloc((nx ? nx : 1) * (size_t)K * sizeof *all_dx);
+            sum_dw = malloc((nw ? nw : 1) * sizeof *sum_dw);
+            sum_db = malloc((nb ? nb : 1) * sizeof *sum_db);
+            if (!all_y || !all_dx || !sum_dw || !sum_db) {
+                msg("out of host memory gathering the results");
+                rc = EXIT_FAILED;
+            }
+        }
+        if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+        bool ok = run_sync_gather(sy, hy.data, ny, all_y);
+        if (tdx) ok = run_sync_gather(sy, hdx.data, nx, all_dx) && ok;
+        if (tdw) ok = run_sync_sum(sy, hdw.data, nw, sum_dw) && ok;
+        if (tdb) ok = run_sync_sum(sy, hdb.data, nb, sum_db) && ok;
+        if (!ok) {
+            msg("--sync: gathering the results failed");
+            rc = EXIT_FAILED;
+        }
+        if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+        if (root) {
+            hy.shape[0] *= (size_t)K;
+            hdx.shape[0] *= (size_t)K;
+            free(hy.data);
+            free(hdx.data);
+            free(hdw.data);
+            free(hdb.data);
+            hy.data = all_y;
+            hdx.data = all_dx;
+            hdw.data = sum_dw;
+            hdb.data = sum_db;
+            all_y = all_dx = sum_dw = sum_db = NULL;
         }
     }
-    if (o.save_state) {
-        s = ndcl_layer_save(layer, o.save_state);
-        if (s != NDCL_SUCCESS) {
-            file_msg(o.save_state, ndcl_context_last_error(ctx));
-            rc = exit_code(s);
-            goto done;
-        }
-    }
-    /* Nothing numerical is enqueued after the check above; this last wait
-     * only makes sure every read and write has completed. */
-    s = ndcl_finish(ctx);
-    if (s != NDCL_SUCCESS) {
-        msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
-        rc = EXIT_FAILED;
-    }
+    if (me == 0)
+        rc = write_all(o, ctx, layer, tdw != NULL, tdb != NULL, &hy, &hdx, &hdw, &hdb);
+    rc = agree(sy, rc);
 
 done:
     ndcl_tensor_destroy(tx);
@@ -526,5 +653,25 @@ done:
     free(hdx.data);
     free(hdw.data);
     free(hdb.data);
+    free(all_y);
+    free(all_dx);
+    free(sum_dw);
+    free(sum_db);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    run_sync sy = {0};
+    if (o.sync) {
+        if (!run_sync_init(&argc, &argv, &sy))
+            return run_sync_built() ? EXIT_FAILED : EXIT_USAGE;
+        msg_rank = sy.rank;
+    }
+    rc = run(&o, &sy);
+    run_sync_finalize(&sy);
     return rc;
 }

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 command -v oclgrind >/dev/null || { echo "oclgrind-check.sh: oclgrind is not installed" >&2; exit 1; }
-for bin in test_primitives test_layers test_backward; do
+for bin in test_primitives test_layers test_backward test_sync; do
     if [ ! -x "$build/tests/$bin" ]; then
         echo "oclgrind-check.sh: $build/tests/$bin is missing (was $build configured with -Dtests=false?)" >&2
         exit 1
@@ -59,5 +59,8 @@ run "--data-races --uninitialized" test_primitives patches covariance isqrt fold
 run "--data-races" test_conv small_paths backward_outputs_alone
 run "--data-races" test_layers conv_basic conv_groups linear_layers channel_layers
 run "--data-races" test_backward fd_conv_g1 fd_conv_g2 fd_linear_layers fd_channel_layers
+# The group protocol's kernels (shares of a sample, leftover moments) on one
+# thread: Oclgrind's runtime is not safe for contexts on two threads at once.
+run "--data-races" test_sync group_of_one
 if [ $status -ne 0 ]; then echo "oclgrind-check.sh: FAILED (see the reports above)" >&2; fi
 exit $status

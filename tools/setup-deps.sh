@@ -6,9 +6,10 @@ set -euo pipefail
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
                libcjson-dev check meson ninja-build pkg-config gcc python3)
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
-# Oclgrind, valgrind, PyTorch for the
-# golden data and exporter tests.
-NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind)
+# Oclgrind, valgrind, PyTorch for the golden data and exporter tests, and
+# Open MPI for the MPI binding and its mpirun suite (mpi).
+NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
+                    libopenmpi-dev openmpi-bin)
 
 ndcl_install() {
     local missing=()

@@ -3,6 +3,10 @@
  * sample; leftover channels are normalised by one scalar mean and
  * variance. The original's quirks are kept (DESIGN.md 2.3). The forward
  * keeps what channel_backward.c needs. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "layers/channel.h"
 
 ndcl_channel_desc ndcl_channel_desc_default(int block)
@@ -19,12 +23,31 @@ ndcl_channel_desc ndcl_channel_desc_default(int block)
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
 
+/* The original copies the batch statistics into the running buffers
+ * while num_batches_tracked is 0, in either mode. */
+static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
+{
+    return mode == NDCL_TRAIN || l->counter == 0;
+}
+
+/* Forward: Σ of the sample, its uncentred products (training) and the
+ * leftover values' sum; backward: dD, dmean and the leftover sums (sent
+ * as zeros without leftover channels, whose presence depends on x). */
+static void sync_counts(const ndcl_layer *l, size_t *fwd, size_t *bw)
+{
+    const size_t B = (size_t)l->block;
+    *fwd = 1 + B + B * (B + 1) / 2 + 1;
+    *bw = 1 + B * B + B + 2;
+}
+
 static const ndcl_layer_ops ops = {
     .kind = NDCL_LAYER_CHANNEL,
     .name = "channel",
     .has_counter = true,
     .forward = forward,
     .backward = ndcl_channel_layer_backward,
+    .batch_stats = batch_stats,
+    .sync_counts = sync_counts,
 };
 
 ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
@@ -78,13 +101,17 @@ void ndcl_ch_geom_init(const ndcl_layer *l, int ndim, const size_t *shape, ndcl_
  * variance: of the batch (written to extra[0], extra[1]) or the running
  * buffers. */
 static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_mem y,
-                            bool batch_stats)
+                            bool batch_stats, bool group)
 {
     ndcl_context *ctx = l->ctx;
     cl_mem mean = ndcl_layer_param(l, "running_mean2")->mem;
     cl_mem var = ndcl_layer_param(l, "running_var")->mem;
     int mo = 0, vo = 0;
-    if (batch_stats) {
+    if (batch_stats && group) {
+        /* The group's, already in extra (group_stats). */
+        mean = var = l->extra.mem;
+        vo = 1;
+    } else if (batch_stats) {
         size_t wg;
         NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_stats", 256, sizeof(float), &wg));
         ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),
@@ -103,58 +130,179 @@ static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_m
     return ndcl_launch(ctx, "ndcl_ch_left_apply", 1, &n, NULL, args, 11);
 }
 
-static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
-                           ndcl_tensor **y)
+/* The checks, the output and the workspaces of a forward on x, and the
+ * gather of its first c channels into the B rows of l->X. */
+static ndcl_status prepare(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y, ndcl_ch_geom *g)
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_channel_desc *d = &l->channel;
-    l->saved.valid = false; /* whatever happens, the last forward is this one */
     NDCL_CHECK_ARG(ctx, x->ndim == 4 || x->ndim == 2,
                    "x must be [N, C, H, W] or [N, C] (has %d dims)", x->ndim);
     NDCL_CHECK_ARG(ctx, x->shape[1] >= (size_t)d->block,
                    "x has %zu channels, fewer than block=%d", x->shape[1], d->block);
     NDCL_CHECK_ARG(ctx, x->count <= INT32_MAX, "x has %zu elements (at most %d)", x->count,
                    INT32_MAX);
-    ndcl_ch_geom g;
-    ndcl_ch_geom_init(l, x->ndim, x->shape, &g);
+    ndcl_ch_geom_init(l, x->ndim, x->shape, g);
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, x->shape));
+    size_t B = (size_t)g->B;
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, B * g->L));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, g->Ls * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, B * g->L));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->extra, 2));
+    if (mode == NDCL_TRAIN) {
+        NDCL_TRY(
+            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
+        /* The leftover channels' backward reads x (a copy: the caller may
+         * change or destroy x before it). */
+        if (g->c < g->C) {
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
+            NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+        }
+    }
+    size_t gl[2] = {g->L, B};
+    ndcl_arg ga[] = {NDCL_ARG(g->N), NDCL_ARG(g->C),   NDCL_ARG(g->HW),   NDCL_ARG(g->B),
+                     NDCL_ARG(g->c), NDCL_ARG(x->mem), NDCL_ARG(l->X.mem)};
+    return ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, ga, 7);
+}
+
+/* A leftover moment of x (ndcl_ch_left_moment) into extra[0], read to *out. */
+static ndcl_status left_moment(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, float shift,
+                               int square, double *out)
+{
+    ndcl_context *ctx = l->ctx;
+    size_t wg;
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_moment", 256, sizeof(float), &wg));
+    ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),
+                       NDCL_ARG(g->HW),        NDCL_ARG(g->c),
+                       NDCL_ARG(g->step),      NDCL_ARG(shift),
+                       NDCL_ARG(square),       NDCL_ARG(x),
+                       NDCL_ARG(l->extra.mem), NDCL_LOCAL(wg * sizeof(float))};
+    NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_left_moment", 1, &wg, &wg, args, 10));
+    return ndcl_sync_get(l, l->extra.mem, 0, 1, out);
+}
+
+/* This rank's share of the group's sample (ndcl_ch_sample_share) into
+ * l->col; l->sync.rows = its samples. The table maps each chunk of x1's
+ * columns (channel k of every row: N*HW columns) to where it continues
+ * the global batch's sequence. */
+static ndcl_status share_sample(ndcl_layer *l, const ndcl_ch_geom *g)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_sync *s = &l->sync;
+    const size_t per = (size_t)(g->c / g->B), Lc = (size_t)g->N * (size_t)g->HW;
+    const size_t step = (size_t)g->step, HW = (size_t)g->HW;
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &s->idx, 2 * per + 1));
+    int *tab = malloc((2 * per + 1) * sizeof *tab);
+    if (!tab) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "sample table of %zu", per);
+    size_t rows = 0;
+    for (size_t k = 0; k < per; k++) {
+        /* Chunk k starts at global column (k * total + first) * HW. */
+        const size_t at = (k * s->total + s->first) * HW;
+        const size_t lo = (at + step - 1) / step, hi = (at + Lc + step - 1) / step;
+        tab[k] = (int)rows;
+        tab[per + 1 + k] = (int)(lo * step - at);
+        rows += hi - lo;
+    }
+    tab[per] = (int)rows;
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, s->idx.mem, CL_TRUE, 0,
+                                      (2 * per + 1) * sizeof *tab, tab, 0, NULL, NULL);
+    free(tab);
+    if (err != CL_SUCCESS)
+        return ndcl_fail_cl(ctx, "clEnqueueWriteBuffer(sample table)", err);
+    s->rows = rows;
+    const size_t B = (size_t)g->B;
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, rows * B));
+    if (!rows) return NDCL_SUCCESS;
+    const int L = (int)g->L, pi = (int)per;
+    size_t gs[2] = {B, rows};
+    ndcl_arg sa[] = {NDCL_ARG(g->B),      NDCL_ARG(L),          NDCL_ARG(pi),
+                     NDCL_ARG(g->step),   NDCL_ARG(s->idx.mem), NDCL_ARG(l->X.mem),
+                     NDCL_ARG(l->col.mem)};
+    return ndcl_launch(ctx, "ndcl_ch_sample_share", 2, gs, NULL, sa, 7);
+}
+
+/* The group's statistics (local: this rank's status so far): the mean of
+ * the sample into l->mean, its uncentred covariance into l->cov
+ * (training), the leftover channels' mean and unbiased variance into
+ * extra[0], extra[1]. One collective, and a second for the variance when
+ * there are leftover channels. */
+static ndcl_status group_stats(ndcl_layer *l, ndcl_status local, const ndcl_ch_geom *g,
+                               bool train, cl_mem x)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_sync *s = &l->sync;
+    const size_t B = (size_t)g->B, tri = train ? B * (B + 1) / 2 : 0;
+    const bool left = g->c < g->C;
+    const size_t Lr = (size_t)(g->C - g->c) * (size_t)g->HW, step = (size_t)g->step;
+    const size_t total_L = (size_t)(g->c / g->B) * s->total * (size_t)g->HW;
+    const size_t total_rows = (total_L + step - 1) / step;
+    const size_t kept = s->total * ((Lr + step - 1) / step);
+    const size_t n1 = 1 + B + tri + (left ? 1 : 0);
+    double *buf = s->buf;
+    ndcl_status st = local;
+    if (st == NDCL_SUCCESS) st = share_sample(l, g);
+    if (st == NDCL_SUCCESS) {
+        memset(buf, 0, n1 * sizeof *buf);
+        if (s->rows) {
+            st = ndcl_col_sum(ctx, l->col.mem, s->rows, B, l->mean.mem);
+            if (st == NDCL_SUCCESS) st = ndcl_sync_get(l, l->mean.mem, 0, B, buf + 1);
+            /* Uncentred: the original takes the sample before centring. */
+            if (st == NDCL_SUCCESS && train)
+                st = ndcl_cov(ctx, l->col.mem, s->rows, 1, B, 1.0f, 0.0f, l->cov.mem);
+            if (st == NDCL_SUCCESS && train)
+                st = ndcl_sync_get_tri(l, l->cov.mem, 1, B, buf + 1 + B);
+        }
+        if (st == NDCL_SUCCESS && left) st = left_moment(l, g, x, 0.0f, 0, buf + n1 - 1);
+    }
+    NDCL_TRY(ndcl_sync_sum(l, st, n1));
+    const double inv = 1.0 / (double)total_rows;
+    NDCL_TRY(ndcl_sync_put(l, buf + 1, B, inv, l->mean.mem, 0));
+    if (train)
+        NDCL_TRY(ndcl_sync_put_tri(l, buf + 1 + B, 1, B, inv, l->channel.eps, l->cov.mem));
+    s->total_rows = total_rows;
+    s->kept = kept;
+    if (!left) return NDCL_SUCCESS;
+    /* The variance about the group's mean, as the one-rank kernel's second
+     * pass. */
+    double stats[2] = {(double)(float)(buf[n1 - 1] / (double)kept), 0.0};
+    st = left_moment(l, g, x, (float)stats[0], 1, buf + 1);
+    NDCL_TRY(ndcl_sync_sum(l, st, 2));
+    stats[1] = kept > 1 ? buf[1] / (double)(kept - 1) : NAN;
+    return ndcl_sync_put(l, stats, 2, 1.0, l->extra.mem, 0);
+}
+
+static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                           ndcl_tensor **y)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_channel_desc *d = &l->channel;
+    l->saved.valid = false; /* whatever happens, the last forward is this one */
+    bool group = ndcl_sync_forward_active(l, mode);
+    ndcl_ch_geom g;
+    ndcl_status s = prepare(l, mode, x, y, &g);
+    /* In a group every rank reports before the first collective. */
+    if (group) s = ndcl_sync_header(l, s, x);
+    NDCL_TRY(s);
 
     size_t B = (size_t)g.B;
     bool train = mode == NDCL_TRAIN;
-    /* The original copies the batch statistics into the running buffers
-     * while num_batches_tracked is 0, in either mode. */
     bool first = l->counter == 0;
     bool batch_stats = train || first;
     ndcl_param *rm1 = ndcl_layer_param(l, "running_mean1");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
     ndcl_param *rm2 = ndcl_layer_param(l, "running_mean2");
     ndcl_param *rv = ndcl_layer_param(l, "running_var");
-
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, B * g.L));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, g.Ls * B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, B * g.L));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->extra, 2));
     bool left = g.c < g.C;
-    if (train) {
-        NDCL_TRY(
-            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
-        /* The leftover channels' backward reads x (a copy: the caller may
-         * change or destroy x before it). */
-        if (left) {
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
-            NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
-        }
-    }
-
     size_t gl[2] = {g.L, B};
-    ndcl_arg ga[] = {NDCL_ARG(g.N), NDCL_ARG(g.C),    NDCL_ARG(g.HW),    NDCL_ARG(g.B),
-                     NDCL_ARG(g.c), NDCL_ARG(x->mem), NDCL_ARG(l->X.mem)};
-    NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, ga, 7));
     cl_mem mean = rm1->mem, D = rd->mem;
-    if (batch_stats) {
+    if (group) {
+        NDCL_TRY(group_stats(l, NDCL_SUCCESS, &g, train, x->mem));
+        mean = l->mean.mem;
+    } else if (batch_stats) {
         int L = (int)g.L;
         size_t gs[2] = {B, g.Ls};
         ndcl_arg sa[] = {NDCL_ARG(g.B), NDCL_ARG(L), NDCL_ARG(g.step), NDCL_ARG(l->X.mem),
@@ -165,8 +313,9 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     }
     if (train) {
         /* Uncentred: the original takes the sample before centring. */
-        NDCL_TRY(
-            ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps, l->cov.mem));
+        if (!group)
+            NDCL_TRY(ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps,
+                              l->cov.mem));
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         D = l->deconv.mem;
@@ -186,7 +335,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_arg sc[] = {NDCL_ARG(g.N), NDCL_ARG(g.C),        NDCL_ARG(g.HW),     NDCL_ARG(g.B),
                      NDCL_ARG(g.c), NDCL_ARG(l->tmp.mem), NDCL_ARG((*y)->mem)};
     NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_scatter", 2, gl, NULL, sc, 7));
-    if (left) NDCL_TRY(leftover(l, &g, x->mem, (*y)->mem, batch_stats));
+    if (left) NDCL_TRY(leftover(l, &g, x->mem, (*y)->mem, batch_stats, group));
 
     /* Running updates last: a failure above leaves the layer unchanged. */
     if (batch_stats) {

@@ -10,28 +10,38 @@
 enum { DX1, DD, DCOV, DMEAN, DXS, SUMS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "channel backward needs more workspaces");
 
-ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
-                                        ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
+/* The leftover channels' sums Σ dy and Σ dy·(x - m) into sums. */
+static ndcl_status left_sums(ndcl_layer *l, const ndcl_ch_geom *g, const ndcl_tensor *dy,
+                             cl_mem sums)
 {
-    (void)dW; /* no parameters: layer.c passes NULL */
-    (void)db;
     ndcl_context *ctx = l->ctx;
-    const ndcl_channel_desc *d = &l->channel;
-    const ndcl_saved *r = &l->saved;
-    if (!dx) return NDCL_SUCCESS; /* no parameters: nothing else to compute */
-    ndcl_ch_geom g;
-    ndcl_ch_geom_init(l, r->xdim, r->xshape, &g);
-    const bool stats = r->stats, left = g.c < g.C;
-    const size_t B = (size_t)g.B, L = g.L;
+    size_t wg;
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_bw_sums", 256, sizeof(float), &wg));
+    const ndcl_arg args[] = {
+        NDCL_ARG(g->N),    NDCL_ARG(g->C),         NDCL_ARG(g->HW),
+        NDCL_ARG(g->c),    NDCL_ARG(l->extra.mem), NDCL_ARG(l->xsave.mem),
+        NDCL_ARG(dy->mem), NDCL_ARG(sums),         NDCL_LOCAL(wg * sizeof(float))};
+    return ndcl_launch(ctx, "ndcl_ch_left_bw_sums", 1, &wg, &wg, args, 9);
+}
+
+/* Everything up to the gradients of the statistics: dx1c = Dᵀ·dout in
+ * m[DX1], and with stats dD, dmean and the leftover sums (in a group,
+ * this rank's shares of them). */
+static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, bool stats, bool group,
+                              const ndcl_ch_geom *g, cl_mem *m)
+{
+    ndcl_context *ctx = l->ctx;
+    const bool left = g->c < g->C;
+    const size_t B = (size_t)g->B, L = g->L;
+    const size_t rows = group ? l->sync.rows : g->Ls;
     const size_t need[N_BUF] = {
         [DX1] = B * L,
         [DD] = stats ? B * B : 0,
         [DCOV] = stats ? B * B : 0,
         [DMEAN] = stats ? B : 0,
-        [DXS] = stats ? g.Ls * B : 0,
+        [DXS] = stats ? rows * B : 0,
         [SUMS] = stats && left ? 2 : 0,
     };
-    cl_mem m[N_BUF] = {NULL};
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
             NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
@@ -43,8 +53,8 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     cl_mem dout = l->tmp.mem;
     const size_t gl[2] = {L, B};
     {
-        const ndcl_arg args[] = {NDCL_ARG(g.N), NDCL_ARG(g.C), NDCL_ARG(g.HW),
-                                 NDCL_ARG(g.B), NDCL_ARG(g.c), NDCL_ARG(dy->mem),
+        const ndcl_arg args[] = {NDCL_ARG(g->N), NDCL_ARG(g->C), NDCL_ARG(g->HW),
+                                 NDCL_ARG(g->B), NDCL_ARG(g->c), NDCL_ARG(dy->mem),
                                  NDCL_ARG(dout)};
         NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, args, 7));
     }
@@ -52,25 +62,76 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
      * the forward used it). */
     NDCL_TRY(ndcl_blas_gemm(ctx, true, false, B, L, B, 1.0f, l->deconv.mem, 0, B, dout, 0,
                             L, 0.0f, m[DX1], 0, L));
+    if (!stats) return NDCL_SUCCESS;
+    /* dD = dout·x1cᵀ (x1c kept centred in l->X); x1c = x1 - μ1 gives
+     * dμ1 = -Σ_cols dx1c. */
+    NDCL_TRY(ndcl_blas_gemm(ctx, false, true, B, B, L, 1.0f, dout, 0, L, l->X.mem, 0, L,
+                            0.0f, m[DD], 0, B));
+    NDCL_TRY(ndcl_strided_sum(ctx, m[DX1], 0, B, L, L, 1, -1.0f, m[DMEAN]));
+    if (left) NDCL_TRY(left_sums(l, g, dy, m[SUMS]));
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
+                                        ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
+{
+    (void)dW; /* no parameters: layer.c passes NULL */
+    (void)db;
+    ndcl_context *ctx = l->ctx;
+    const ndcl_channel_desc *d = &l->channel;
+    const ndcl_saved *r = &l->saved;
+    const bool group = l->sync.bw_active;
+    /* No parameters: without dx nothing else to compute, except in a group,
+     * where this rank's share of the statistics' gradients reaches the
+     * others' x. */
+    if (!dx && !group) return NDCL_SUCCESS;
+    ndcl_ch_geom g;
+    ndcl_ch_geom_init(l, r->xdim, r->xshape, &g);
+    const bool stats = r->stats, left = g.c < g.C;
+    const size_t B = (size_t)g.B, L = g.L;
+    cl_mem m[N_BUF] = {NULL};
+    ndcl_status s = local_part(l, dy, stats, group, &g, m);
+    if (group) {
+        /* The leftover sums travel whether or not there are leftover
+         * channels (the count is the configuration's). */
+        const ndcl_sync_seg seg[3] = {{m[DD], B * B}, {m[DMEAN], B}, {m[SUMS], 2}};
+        s = ndcl_sync_buffers(l, s, seg, 3);
+    }
+    NDCL_TRY(s);
+    if (!dx) return NDCL_SUCCESS;
+
     if (stats) {
-        /* dD = dout·x1cᵀ (x1c kept centred in l->X); x1c = x1 - μ1 gives
-         * dμ1 = -Σ_cols dx1c. */
-        NDCL_TRY(ndcl_blas_gemm(ctx, false, true, B, B, L, 1.0f, dout, 0, L, l->X.mem, 0, L,
-                                0.0f, m[DD], 0, B));
-        NDCL_TRY(ndcl_strided_sum(ctx, m[DX1], 0, B, L, L, 1, -1.0f, m[DMEAN]));
         /* D = isqrt(x_sᵀx_s/Ls + eps I), μ1 = mean of x_s (uncentred
          * covariance): both reach the sampled columns of x1. */
         NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, B, d->n_iter, l->ns_saved.mem,
                                         l->deconv.mem, m[DD], m[DCOV]));
-        NDCL_TRY(ndcl_cov_backward(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, false,
-                                   m[DCOV], m[DMEAN], m[DXS]));
         const int Li = (int)L;
-        const size_t gs[2] = {B, g.Ls};
-        const ndcl_arg args[] = {NDCL_ARG(g.B), NDCL_ARG(Li), NDCL_ARG(g.step),
-                                 NDCL_ARG(m[DXS]), NDCL_ARG(m[DX1])};
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_sample_adj", 2, gs, NULL, args, 5));
+        if (group && l->sync.rows) {
+            const size_t rows = l->sync.rows, total = l->sync.total_rows;
+            NDCL_TRY(ndcl_cov_backward_share(ctx, l->col.mem, rows, 1, B,
+                                             (float)(1.0 / (double)total), total, NULL,
+                                             m[DCOV], m[DMEAN], m[DXS]));
+            const int per = g.c / g.B;
+            const size_t gs[2] = {B, rows};
+            const ndcl_arg args[] = {NDCL_ARG(g.B),
+                                     NDCL_ARG(Li),
+                                     NDCL_ARG(per),
+                                     NDCL_ARG(g.step),
+                                     NDCL_ARG(l->sync.idx.mem),
+                                     NDCL_ARG(m[DXS]),
+                                     NDCL_ARG(m[DX1])};
+            NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_sample_share_adj", 2, gs, NULL, args, 7));
+        } else if (!group) {
+            NDCL_TRY(ndcl_cov_backward(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls,
+                                       false, m[DCOV], m[DMEAN], m[DXS]));
+            const size_t gs[2] = {B, g.Ls};
+            const ndcl_arg args[] = {NDCL_ARG(g.B), NDCL_ARG(Li), NDCL_ARG(g.step),
+                                     NDCL_ARG(m[DXS]), NDCL_ARG(m[DX1])};
+            NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_sample_adj", 2, gs, NULL, args, 5));
+        }
     }
     {
+        const size_t gl[2] = {L, B};
         const ndcl_arg args[] = {NDCL_ARG(g.N),    NDCL_ARG(g.C), NDCL_ARG(g.HW),
                                  NDCL_ARG(g.B),    NDCL_ARG(g.c), NDCL_ARG(m[DX1]),
                                  NDCL_ARG(dx->mem)};
@@ -78,24 +139,21 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     }
     if (!left) return NDCL_SUCCESS;
 
-    /* Leftover channels: (x - m)/sqrt(v + eps) with m, v in extra. */
+    /* Leftover channels: (x - m)/sqrt(v + eps) with m, v in extra; in
+     * training every kept value also reaches m and v (the group's count of
+     * them in a group). */
     cl_mem x = stats ? l->xsave.mem : dy->mem;    /* x is read in training only */
     cl_mem sums = stats ? m[SUMS] : l->extra.mem; /* likewise */
-    if (stats) {
-        size_t wg;
-        NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_bw_sums", 256, sizeof(float), &wg));
-        const ndcl_arg args[] = {
-            NDCL_ARG(g.N),     NDCL_ARG(g.C),          NDCL_ARG(g.HW),
-            NDCL_ARG(g.c),     NDCL_ARG(l->extra.mem), NDCL_ARG(x),
-            NDCL_ARG(dy->mem), NDCL_ARG(sums),         NDCL_LOCAL(wg * sizeof(float))};
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_left_bw_sums", 1, &wg, &wg, args, 9));
-    }
     const size_t n = (size_t)g.N * (size_t)(g.C - g.c) * (size_t)g.HW;
+    const int Lr = (g.C - g.c) * g.HW;
+    const float kept =
+        group ? (float)l->sync.kept : (float)(g.N * ((Lr + g.step - 1) / g.step));
     const int train = stats;
     const float eps = d->eps;
-    const ndcl_arg args[] = {NDCL_ARG(g.N),   NDCL_ARG(g.C),          NDCL_ARG(g.HW),
-                             NDCL_ARG(g.c),   NDCL_ARG(g.step),       NDCL_ARG(eps),
-                             NDCL_ARG(train), NDCL_ARG(l->extra.mem), NDCL_ARG(sums),
-                             NDCL_ARG(x),     NDCL_ARG(dy->mem),      NDCL_ARG(dx->mem)};
-    return ndcl_launch(ctx, "ndcl_ch_left_bw", 1, &n, NULL, args, 12);
+    const ndcl_arg args[] = {NDCL_ARG(g.N),    NDCL_ARG(g.C),    NDCL_ARG(g.HW),
+                             NDCL_ARG(g.c),    NDCL_ARG(g.step), NDCL_ARG(kept),
+                             NDCL_ARG(eps),    NDCL_ARG(train),  NDCL_ARG(l->extra.mem),
+                             NDCL_ARG(sums),   NDCL_ARG(x),      NDCL_ARG(dy->mem),
+                             NDCL_ARG(dx->mem)};
+    return ndcl_launch(ctx, "ndcl_ch_left_bw", 1, &n, NULL, args, 13);
 }

@@ -46,12 +46,33 @@ ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_ite
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
 
+/* A training step uses the batch's statistics unless the layer is frozen. */
+static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
+{
+    return mode == NDCL_TRAIN && !(l->conv.freeze && l->counter > l->conv.freeze_iter);
+}
+
+/* The patch matrix's columns: nf, or C*kh*kw for a grouped convolution. */
+static size_t stat_cols(const ndcl_layer *l)
+{
+    return l->groups * l->nf;
+}
+
+static void sync_counts(const ndcl_layer *l, size_t *fwd, size_t *bw)
+{
+    const size_t G = l->groups, nf = l->nf, cols = stat_cols(l);
+    *fwd = 1 + G * nf * (nf + 1) / 2 + cols;
+    *bw = 1 + G * nf * nf + cols;
+}
+
 static const ndcl_layer_ops ops = {
     .kind = NDCL_LAYER_CONV2D,
     .name = "conv2d",
     .has_counter = true,
     .forward = forward,
     .backward = ndcl_conv_layer_backward,
+    .batch_stats = batch_stats,
+    .sync_counts = sync_counts,
 };
 
 ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
@@ -154,7 +175,10 @@ ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom
                             .dil = cg->dil,
                             .stride = (size_t)l->conv.sampling_stride * cg->stride,
                             .groups = l->groups,
-                            .block = (size_t)l->block};
+                            .block = (size_t)l->block,
+                            /* In a group, the 1x1 sample continues the global
+                             * batch's sequence of pixels. */
+                            .offset = l->sync.on ? l->sync.first * cg->h * cg->w : 0};
     return ndcl_patch_geom_init(l->ctx, pg);
 }
 
@@ -194,30 +218,78 @@ static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
                      l->b_fold.mem);
 }
 
+/* The checks and workspaces of a forward on x, before any statistic, and
+ * the input kept for the backward (which recomputes the patches from it). */
+static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y,
+                           ndcl_conv_geom *cg, ndcl_conv_plan *plan)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_conv2d_desc *d = &l->conv;
+    NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
+                   "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
+                   x->ndim, x->ndim > 1 ? x->shape[1] : 0);
+    NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, cg));
+    size_t yshape[4] = {cg->n, cg->cout, cg->oh, cg->ow};
+    NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
+    /* The backward's plan, so that both passes cut the batch alike and
+     * share the chunk workspaces. */
+    NDCL_TRY(ndcl_conv_plan_make(ctx, cg, true, plan));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan->col));
+    if (!plan->per_image) NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan->tmp));
+    return ndcl_layer_keep_input(l, x);
+}
+
+/* The sampled patches of x into l->X, and the workspaces of the batch
+ * statistics; pg receives this input's patch geometry. */
+static ndcl_status patches(ndcl_layer *l, const ndcl_tensor *x, const ndcl_conv_geom *cg,
+                           ndcl_patch_geom *pg)
+{
+    ndcl_context *ctx = l->ctx;
+    size_t G = l->groups, nf = l->nf;
+    NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, pg->rows * pg->cols));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg->cols));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, G * nf * nf));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, G * nf * nf));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                 ndcl_isqrt_saved_size(G, nf, l->conv.n_iter)));
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+    /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+    NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
+    return ndcl_im2col_sampled(ctx, pg, x->mem, l->X.mem);
+}
+
+/* The group's rows of the patch matrix: this geometry for the global
+ * batch. */
+static ndcl_status group_rows(const ndcl_layer *l, const ndcl_conv_geom *cg, size_t *rows)
+{
+    ndcl_conv_geom g = *cg;
+    g.n = l->sync.total;
+    ndcl_patch_geom pg;
+    NDCL_TRY(ndcl_conv_layer_patch_geom(l, &g, &pg));
+    /* That geometry's offset is this rank's; the count is the global one. */
+    pg.offset = 0;
+    NDCL_TRY(ndcl_patch_geom_init(l->ctx, &pg));
+    *rows = pg.rows;
+    return NDCL_SUCCESS;
+}
+
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_conv2d_desc *d = &l->conv;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
-    NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
-                   "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
-                   x->ndim, x->ndim > 1 ? x->shape[1] : 0);
-    ndcl_conv_geom cg;
-    NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, &cg));
-    size_t yshape[4] = {cg.n, cg.cout, cg.oh, cg.ow};
-    NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
-    /* The backward's plan, so that both passes cut the batch alike and
-     * share the chunk workspaces. */
-    ndcl_conv_plan plan;
-    NDCL_TRY(ndcl_conv_plan_make(ctx, &cg, true, &plan));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan.col));
-    if (!plan.per_image) NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan.tmp));
-    /* The backward recomputes the patches from x. */
-    NDCL_TRY(ndcl_layer_keep_input(l, x));
-
     bool train = mode == NDCL_TRAIN;
     bool frozen = d->freeze && l->counter > d->freeze_iter;
+    bool group = ndcl_sync_forward_active(l, mode);
+    ndcl_conv_geom cg;
+    ndcl_conv_plan plan;
+    ndcl_status s = prepare(l, x, y, &cg, &plan);
+    /* In a group every rank reports before the first collective. */
+    if (group) s = ndcl_sync_header(l, s, x);
+    NDCL_TRY(s);
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
 
@@ -225,24 +297,21 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         /* First: the batch statistics replace the fold's in l->mean and
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
-        ndcl_patch_geom pg;
-        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
+        ndcl_patch_geom pg = {0};
         size_t G = l->groups, nf = l->nf;
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, pg.rows * pg.cols));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg.cols));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, G * nf * nf));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, G * nf * nf));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
-                                     ndcl_isqrt_saved_size(G, nf, d->n_iter)));
-        ndcl_param *w = ndcl_layer_param(l, "weight");
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
-        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
-        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
-        NDCL_TRY(ndcl_im2col_sampled(ctx, &pg, x->mem, l->X.mem));
-        NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
-        NDCL_TRY(ndcl_center(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
-        NDCL_TRY(ndcl_cov(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, d->eps,
-                          l->cov.mem));
+        if (group) {
+            size_t rows = 0;
+            s = group_rows(l, &cg, &rows);
+            if (s == NDCL_SUCCESS) s = patches(l, x, &cg, &pg);
+            NDCL_TRY(ndcl_sync_centred_stats(l, s, l->X.mem, pg.rows, G, nf, rows, d->eps,
+                                             l->mean.mem, l->cov.mem));
+        } else {
+            NDCL_TRY(patches(l, x, &cg, &pg));
+            NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
+            NDCL_TRY(ndcl_center(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
+            NDCL_TRY(ndcl_cov(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, d->eps,
+                              l->cov.mem));
+        }
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));

@@ -9,33 +9,25 @@
 enum { DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "conv backward needs more workspaces");
 
-ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
-                                     ndcl_tensor *dW, ndcl_tensor *db)
+/* Everything up to the gradients of the statistics (dD, dmean in m[DD],
+ * m[DMEAN] when stats): the convolution's adjoint and the fold's. */
+static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                              ndcl_tensor *dW, ndcl_tensor *db, bool stats,
+                              const ndcl_conv_geom *cg, ndcl_patch_geom *pg, cl_mem *m)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_conv2d_desc *d = &l->conv;
-    const ndcl_saved *r = &l->saved;
-    ndcl_conv_geom cg;
-    NDCL_TRY(ndcl_conv_layer_geom(l, r->xshape, &cg));
-    /* The statistics' path only reaches x: without dx it is skipped. */
-    const bool stats = r->stats && dx;
     const bool need_dwp = dW || stats; /* dW'r feeds dW and dD */
     const size_t G = l->groups, nf = l->nf;
     ndcl_param *w = ndcl_layer_param(l, "weight");
-
-    ndcl_patch_geom pg = {0};
-    if (stats) {
-        NDCL_TRY(ndcl_conv_layer_patch_geom(l, &cg, &pg));
-    }
+    if (stats) NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
     const size_t need[N_BUF] = {
         [DWP] = need_dwp ? w->count : 0,
-        [DBP] = cg.cout,
+        [DBP] = cg->cout,
         [DD] = stats ? G * nf * nf : 0,
         [DCOV] = stats ? G * nf * nf : 0,
-        [DMEAN] = stats ? pg.cols : 0,
-        [DXS] = stats ? pg.rows * pg.cols : 0,
+        [DMEAN] = stats ? pg->cols : 0,
+        [DXS] = stats && dx ? pg->rows * pg->cols : 0,
     };
-    cl_mem m[N_BUF] = {NULL};
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
             NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
@@ -45,10 +37,10 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
     /* The convolution y = conv(x, W') + b', chunk by chunk as the forward
      * cut it, the patches recomputed from the kept input. */
     ndcl_conv_plan plan;
-    NDCL_TRY(ndcl_conv_plan_make(ctx, &cg, true, &plan));
+    NDCL_TRY(ndcl_conv_plan_make(ctx, cg, true, &plan));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan.col));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan.tmp));
-    NDCL_TRY(ndcl_conv_backward(ctx, &cg, &plan, ndcl_layer_kept_input(l), l->w_fold.mem,
+    NDCL_TRY(ndcl_conv_backward(ctx, cg, &plan, ndcl_layer_kept_input(l), l->w_fold.mem,
                                 dy->mem, dx ? dx->mem : NULL, m[DWP], m[DBP], l->col.mem,
                                 l->tmp.mem));
 
@@ -60,13 +52,46 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
                                     l->deconv.mem, l->mean.mem, m[DWP], m[DBP],
                                     dW ? dW->mem : NULL, m[DD], m[DMEAN]));
     }
-    if (db) NDCL_TRY(ndcl_buffer_copy(ctx, m[DBP], 0, db->mem, 0, cg.cout));
-    if (!stats) return NDCL_SUCCESS;
+    if (db) NDCL_TRY(ndcl_buffer_copy(ctx, m[DBP], 0, db->mem, 0, cg->cout));
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                                     ndcl_tensor *dW, ndcl_tensor *db)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_saved *r = &l->saved;
+    const bool group = l->sync.bw_active;
+    const size_t G = l->groups, nf = l->nf;
+    ndcl_conv_geom cg;
+    ndcl_patch_geom pg = {0};
+    cl_mem m[N_BUF] = {NULL};
+    /* The statistics' path only reaches x: without dx it is skipped, but
+     * in a group this rank's share of dD and dmean reaches the others' x. */
+    const bool stats = r->stats && (dx || group);
+    ndcl_status s = ndcl_conv_layer_geom(l, r->xshape, &cg);
+    if (s == NDCL_SUCCESS) s = local_part(l, dy, dx, dW, db, stats, &cg, &pg, m);
+    if (group) {
+        const ndcl_sync_seg seg[2] = {{m[DD], G * nf * nf}, {m[DMEAN], G * nf}};
+        s = ndcl_sync_buffers(l, s, seg, 2);
+    }
+    NDCL_TRY(s);
+    if (!stats || !dx) return NDCL_SUCCESS;
 
     /* D = isqrt(Cov), Cov = XcᵀXc/M + eps I, Xc = X - μ, X = patches(x). */
     NDCL_TRY(ndcl_isqrt_ns_backward(ctx, G, nf, d->n_iter, l->ns_saved.mem, l->deconv.mem,
                                     m[DD], m[DCOV]));
-    NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, true,
-                               m[DCOV], m[DMEAN], m[DXS]));
+    if (group) {
+        /* This rank's rows of the group's patch matrix (a 1x1 sample may
+         * miss a small slice). */
+        if (!pg.rows) return NDCL_SUCCESS;
+        NDCL_TRY(ndcl_cov_backward_share(
+            ctx, l->X.mem, pg.rows, G, nf, (float)(1.0 / (double)l->sync.total_rows),
+            l->sync.total_rows, l->sync.xcm.mem, m[DCOV], m[DMEAN], m[DXS]));
+    } else {
+        NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows,
+                                   true, m[DCOV], m[DMEAN], m[DXS]));
+    }
     return ndcl_im2col_sampled_backward(ctx, &pg, m[DXS], dx->mem);
 }

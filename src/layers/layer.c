@@ -36,6 +36,7 @@ void ndcl_layer_destroy(ndcl_layer *l)
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         ndcl_scratch_release(s[i]);
     ndcl_layer_release_saved(l);
+    ndcl_sync_release(&l->sync);
     if (l->bad) clReleaseMemObject(l->bad);
     free(l);
 }
@@ -274,10 +275,9 @@ ndcl_status ndcl_output(ndcl_context *ctx, ndcl_tensor **y, int ndim, const size
     return ndcl_tensor_create(ctx, ndim, shape, y);
 }
 
-ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
-                               ndcl_tensor **y)
+static ndcl_status forward_args(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                                ndcl_tensor **y)
 {
-    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     ndcl_context *ctx = l->ctx;
     NDCL_CHECK_ARG(ctx, mode == NDCL_TRAIN || mode == NDCL_EVAL,
                    "mode=%d (must be NDCL_TRAIN or NDCL_EVAL)", (int)mode);
@@ -286,9 +286,29 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
     NDCL_CHECK_ARG(ctx, *y != x,
                    "*y must not be x (the output cannot overwrite the input)");
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
+                               ndcl_tensor **y)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    /* In a group, a step on batch statistics makes collectives, and its
+     * training backward one more: a rank whose arguments are bad still
+     * takes part in the first, with its failure flag (sync.h). */
+    const bool group = ndcl_sync_forward_active(l, mode);
+    if (l->sync.on) l->sync.bw_due = group && mode == NDCL_TRAIN;
+    ndcl_status s = forward_args(l, mode, x, y);
+    if (s != NDCL_SUCCESS) {
+        if (group) {
+            l->saved.valid = false;
+            ndcl_sync_header(l, s, NULL);
+        }
+        return s;
+    }
     /* A tensor created here is handed out only on success. */
     ndcl_tensor *out = *y;
-    ndcl_status s = l->ops->forward(l, mode, x, &out);
+    s = l->ops->forward(l, mode, x, &out);
     if (s != NDCL_SUCCESS) {
         if (out != *y) ndcl_tensor_destroy(out);
         return s;
@@ -372,12 +392,31 @@ static ndcl_status bw_output(ndcl_context *ctx, ndcl_tensor **out, const char *a
     return NDCL_SUCCESS;
 }
 
+static ndcl_status backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **dx,
+                            ndcl_tensor **dweight, ndcl_tensor **dbias);
+
 ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **dx,
                                 ndcl_tensor **dweight, ndcl_tensor **dbias)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
+    /* After a grouped training step the backward makes one collective,
+     * whatever happens on this rank (sync.h): the kind makes it once the
+     * arguments are checked, else the failure is sent here. */
+    const bool due = l->sync.on && l->sync.bw_due;
+    l->sync.bw_due = false;
+    l->sync.bw_active = due;
+    ndcl_status s = backward(l, dy, dx, dweight, dbias);
+    if (due && !l->sync.bw_active) return s; /* the kind made the collective */
+    l->sync.bw_active = false;
+    if (due) ndcl_sync_fail(l, s, l->sync.bw_count);
+    return s;
+}
+
+static ndcl_status backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **dx,
+                            ndcl_tensor **dweight, ndcl_tensor **dbias)
+{
     ndcl_context *ctx = l->ctx;
-    ndcl_clear_error(ctx);
     const ndcl_saved *r = &l->saved;
     if (!r->valid)
         return ndcl_fail(
@@ -407,7 +446,10 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
         s = bw_output(ctx, dweight, "*dweight", w->ndim, w->shape, dy, &tw, &mw);
     if (s == NDCL_SUCCESS && b)
         s = bw_output(ctx, dbias, "*dbias", b->ndim, b->shape, dy, &tb, &mb);
-    if (s == NDCL_SUCCESS) s = l->ops->backward(l, dy, tx, tw, tb);
+    if (s == NDCL_SUCCESS) {
+        s = l->ops->backward(l, dy, tx, tw, tb);
+        l->sync.bw_active = false; /* it made the collective, if one was due */
+    }
     if (s != NDCL_SUCCESS) {
         if (mx) ndcl_tensor_destroy(tx);
         if (mw) ndcl_tensor_destroy(tw);

@@ -6,6 +6,7 @@
 #define NDCL_LAYER_H
 
 #include "blas/blas.h"
+#include "layers/sync.h"
 #include "primitives/prims.h"
 #include "runtime/runtime.h"
 
@@ -51,6 +52,13 @@ typedef struct ndcl_layer_ops {
      * modified, so a failed call can be repeated. */
     ndcl_status (*backward)(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
                             ndcl_tensor *dW, ndcl_tensor *db);
+    /* Whether a forward in this mode uses the batch's statistics (and so,
+     * in a group, makes collectives: sync.h). */
+    bool (*batch_stats)(const ndcl_layer *l, ndcl_mode mode);
+    /* In a group: the values of the largest forward collective after the
+     * header and of the backward's one, from the configuration alone (a
+     * rank that failed early must still send the right count). */
+    void (*sync_counts)(const ndcl_layer *l, size_t *fwd, size_t *bw);
 } ndcl_layer_ops;
 
 struct ndcl_layer {
@@ -88,6 +96,9 @@ struct ndcl_layer {
     /* Options (ndcl_layer_set_option). */
     bool borrow_input;
     size_t conv_chunk; /* images per chunk of the convolution; 0: automatic */
+
+    /* The group the layer's statistics are synchronised across (sync.h). */
+    ndcl_sync sync;
 };
 
 /* The parameter called name, or NULL. */

@@ -19,12 +19,27 @@ ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
 
+static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
+{
+    (void)l;
+    return mode == NDCL_TRAIN;
+}
+
+static void sync_counts(const ndcl_layer *l, size_t *fwd, size_t *bw)
+{
+    const size_t B = (size_t)l->block;
+    *fwd = 1 + B * (B + 1) / 2 + B;
+    *bw = 1 + B * B + B;
+}
+
 static const ndcl_layer_ops ops = {
     .kind = NDCL_LAYER_LINEAR,
     .name = "linear",
     .has_counter = false,
     .forward = forward,
     .backward = ndcl_linear_layer_backward,
+    .batch_stats = batch_stats,
+    .sync_counts = sync_counts,
 };
 
 ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
@@ -107,6 +122,45 @@ static ndcl_status apply(ndcl_layer *l, cl_mem x, size_t rows, cl_mem y)
     return ndcl_launch(ctx, "ndcl_add_row_bias", 2, global, NULL, args, 4);
 }
 
+/* The checks, the output and the copy of x the backward needs. */
+static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_linear_desc *d = &l->linear;
+    size_t F = (size_t)d->in_features, B = (size_t)l->block;
+    NDCL_CHECK_ARG(ctx, x->ndim >= 2 && x->shape[x->ndim - 1] == F,
+                   "x must be [..., %d] (last dim is %zu)", d->in_features,
+                   x->shape[x->ndim - 1]);
+    size_t yshape[NDCL_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+        yshape[i] = x->shape[i];
+    yshape[x->ndim - 1] = (size_t)d->out_features;
+    NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
+    /* The backward needs x itself (dW' = dyᵀ·x); a copy, since the caller
+     * may change or destroy x before it. */
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
+    return ndcl_scratch_ensure(ctx, &l->deconv, B * B);
+}
+
+/* x viewed as M rows of B copied to l->X, and the workspaces of the
+ * statistics. */
+static ndcl_status features(ndcl_layer *l, const ndcl_tensor *x)
+{
+    ndcl_context *ctx = l->ctx;
+    size_t B = (size_t)l->block;
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
+                                 ndcl_isqrt_saved_size(1, B, l->linear.n_iter)));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
+    /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
+    NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
+    return ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count);
+}
+
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
@@ -114,41 +168,32 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     const ndcl_linear_desc *d = &l->linear;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
     size_t F = (size_t)d->in_features, B = (size_t)l->block;
-    NDCL_CHECK_ARG(ctx, x->ndim >= 2 && x->shape[x->ndim - 1] == F,
-                   "x must be [..., %d] (last dim is %zu)", d->in_features,
-                   x->shape[x->ndim - 1]);
+    bool group = ndcl_sync_forward_active(l, mode);
+    ndcl_status s = prepare(l, x, y);
+    /* In a group every rank reports before the first collective. */
+    if (group) s = ndcl_sync_header(l, s, x);
+    NDCL_TRY(s);
     size_t rows = x->count / F;
-    size_t yshape[NDCL_MAX_DIMS];
-    for (int i = 0; i < x->ndim; i++)
-        yshape[i] = x->shape[i];
-    yshape[x->ndim - 1] = (size_t)d->out_features;
-    NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
-    ndcl_param *w = ndcl_layer_param(l, "weight");
-    /* The backward needs x itself (dW' = dyᵀ·x); a copy, since the caller
-     * may change or destroy x before it. */
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
-    NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
 
     if (mode == NDCL_TRAIN) {
         /* First: the batch statistics replace the fold's in l->mean and
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
         size_t M = x->count / B; /* rows of B features */
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
-        NDCL_TRY(
-            ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
-        NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
-        /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
-        NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
-        NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count));
-        NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, M, B, l->mean.mem));
-        NDCL_TRY(ndcl_center(ctx, l->X.mem, M, B, l->mean.mem));
-        NDCL_TRY(ndcl_cov(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, d->eps, l->cov.mem));
+        if (group) {
+            /* The global batch's rows: its samples times this one's rows each. */
+            size_t total_rows = l->sync.total * (x->count / x->shape[0]) / B;
+            s = features(l, x); /* before l->X.mem is read: it may grow */
+            NDCL_TRY(ndcl_sync_centred_stats(l, s, l->X.mem, M, 1, B, total_rows, d->eps,
+                                             l->mean.mem, l->cov.mem));
+        } else {
+            NDCL_TRY(features(l, x));
+            NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, M, B, l->mean.mem));
+            NDCL_TRY(ndcl_center(ctx, l->X.mem, M, B, l->mean.mem));
+            NDCL_TRY(ndcl_cov(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, d->eps, l->cov.mem));
+        }
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));

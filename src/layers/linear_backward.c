@@ -9,24 +9,22 @@
 enum { DBP, DWP, DD, DCOV, DMEAN, DXS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "linear backward needs more workspaces");
 
-ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
-                                       ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
+/* Everything up to the gradients of the statistics (dD, dmean in m[DD],
+ * m[DMEAN] when stats): y = x·W'ᵀ + b' and the fold's adjoint. */
+static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
+                              ndcl_tensor *dW, ndcl_tensor *db, bool stats, size_t count,
+                              cl_mem *m)
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_linear_desc *d = &l->linear;
-    const ndcl_saved *r = &l->saved;
     const size_t F = (size_t)d->in_features, Fo = (size_t)d->out_features;
     const size_t B = (size_t)l->block;
-    size_t count = 1;
-    for (int i = 0; i < r->xdim; i++)
-        count *= r->xshape[i];
-    const size_t rows = count / F, M = count / B;
+    const size_t rows = count / F;
     if (count > INT32_MAX)
         return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
                          "linear backward of %zu values: more than 2^31-1 (the kernels "
                          "index with int)",
                          count);
-    const bool stats = r->stats && dx;
     const bool need_dwp = dW || stats;
     ndcl_param *w = ndcl_layer_param(l, "weight");
     const size_t need[N_BUF] = {
@@ -35,9 +33,8 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
         [DD] = stats ? B * B : 0,
         [DCOV] = stats ? B * B : 0,
         [DMEAN] = stats ? B : 0,
-        [DXS] = stats ? count : 0,
+        [DXS] = stats && dx ? count : 0,
     };
-    cl_mem m[N_BUF] = {NULL};
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
             NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
@@ -61,13 +58,43 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
                                     dW ? dW->mem : NULL, m[DD], m[DMEAN]));
     }
     if (db) NDCL_TRY(ndcl_buffer_copy(ctx, m[DBP], 0, db->mem, 0, Fo));
-    if (!stats) return NDCL_SUCCESS;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
+                                       ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
+{
+    ndcl_context *ctx = l->ctx;
+    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_saved *r = &l->saved;
+    const size_t B = (size_t)l->block;
+    const bool group = l->sync.bw_active;
+    size_t count = 1;
+    for (int i = 0; i < r->xdim; i++)
+        count *= r->xshape[i];
+    const size_t M = count / B;
+    /* In a group this rank's share of dD and dmean reaches the others' x,
+     * so it is computed even without dx. */
+    const bool stats = r->stats && (dx || group);
+    cl_mem m[N_BUF] = {NULL};
+    ndcl_status s = local_part(l, dy, dx, dW, db, stats, count, m);
+    if (group) {
+        const ndcl_sync_seg seg[2] = {{m[DD], B * B}, {m[DMEAN], B}};
+        s = ndcl_sync_buffers(l, s, seg, 2);
+    }
+    NDCL_TRY(s);
+    if (!stats || !dx) return NDCL_SUCCESS;
 
     /* The statistics of X = x viewed as M rows of B (centred in l->X). */
     NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, B, d->n_iter, l->ns_saved.mem, l->deconv.mem,
                                     m[DD], m[DCOV]));
-    NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, true, m[DCOV],
-                               m[DMEAN], m[DXS]));
+    if (group)
+        NDCL_TRY(ndcl_cov_backward_share(
+            ctx, l->X.mem, M, 1, B, (float)(1.0 / (double)l->sync.total_rows),
+            l->sync.total_rows, l->sync.xcm.mem, m[DCOV], m[DMEAN], m[DXS]));
+    else
+        NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, true, m[DCOV],
+                                   m[DMEAN], m[DXS]));
     const int n = (int)count;
     const float one = 1.0f;
     const ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(one), NDCL_ARG(m[DXS]), NDCL_ARG(one),

@@ -37,9 +37,13 @@ ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t row
 
 /* ------------------------------------------------------------ covariance */
 
+/* mean_rows: the rows the mean was taken over (rows alone; the group's
+ * in a share); xc_mean: NULL alone, else the group's column means of the
+ * centred X, which give the centring's gradient. */
 static ndcl_status cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
-                                size_t n, float scale, bool centered, cl_mem dcov,
-                                cl_mem dmean, cl_mem dX, cl_mem S, cl_mem v)
+                                size_t n, float scale, bool centered, size_t mean_rows,
+                                cl_mem xc_mean, cl_mem dcov, cl_mem dmean, cl_mem dX,
+                                cl_mem S, cl_mem v)
 {
     const size_t cols = groups * n, nn = n * n;
     /* S = (dcov + dcovᵀ)·scale: Cov = XᵀX·scale reaches X through both factors. */
@@ -63,13 +67,17 @@ static ndcl_status cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t
     if (!centered && !dmean) return NDCL_SUCCESS;
     /* dX -= v with v = colmean(dXc) (the centring's gradient, when
      * centred) - dmean/rows (the mean's own gradient, spread over rows). */
-    if (centered)
+    if (centered && xc_mean)
+        /* The group's column means of dXc = Xc·S: (its column means of Xc)·S. */
+        NDCL_TRY(ndcl_blas_gemm_batched(ctx, false, false, 1, n, n, 1.0f, xc_mean, 0, n, n,
+                                        S, 0, n, nn, 0.0f, v, 0, n, n, groups));
+    else if (centered)
         NDCL_TRY(ndcl_col_mean(ctx, dX, rows, cols, v));
     else
         NDCL_TRY(ndcl_buffer_fill(ctx, v, cols, 0.0f));
     if (dmean) {
         const int c = (int)cols;
-        const float alpha = -1.0f / (float)rows, beta = 1.0f;
+        const float alpha = -1.0f / (float)mean_rows, beta = 1.0f;
         const ndcl_arg args[] = {NDCL_ARG(c), NDCL_ARG(alpha), NDCL_ARG(dmean),
                                  NDCL_ARG(beta), NDCL_ARG(v)};
         NDCL_TRY(prims_launch3(ctx, "ndcl_axpby", cols, 1, 1, args, 5));
@@ -77,9 +85,10 @@ static ndcl_status cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t
     return ndcl_center(ctx, dX, rows, cols, v);
 }
 
-ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
-                              size_t n, float scale, bool centered, cl_mem dcov,
-                              cl_mem dmean, cl_mem dX)
+static ndcl_status cov_backward_call(ndcl_context *ctx, cl_mem X, size_t rows,
+                                     size_t groups, size_t n, float scale, bool centered,
+                                     size_t mean_rows, cl_mem xc_mean, cl_mem dcov,
+                                     cl_mem dmean, cl_mem dX)
 {
     size_t cols, nn, total, count;
     if (rows == 0 || groups == 0 || n == 0 || !ndcl_mul_ok(groups, n, &cols) ||
@@ -94,10 +103,31 @@ ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t g
     ndcl_status s = prims_buffer(ctx, total, &S);
     if (s == NDCL_SUCCESS) s = prims_buffer(ctx, cols, &v);
     if (s == NDCL_SUCCESS)
-        s = cov_backward(ctx, X, rows, groups, n, scale, centered, dcov, dmean, dX, S, v);
+        s = cov_backward(ctx, X, rows, groups, n, scale, centered, mean_rows, xc_mean, dcov,
+                         dmean, dX, S, v);
     prims_release(S);
     prims_release(v);
     return s;
+}
+
+ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                              size_t n, float scale, bool centered, cl_mem dcov,
+                              cl_mem dmean, cl_mem dX)
+{
+    return cov_backward_call(ctx, X, rows, groups, n, scale, centered, rows, NULL, dcov,
+                             dmean, dX);
+}
+
+ndcl_status ndcl_cov_backward_share(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                                    size_t n, float scale, size_t total_rows,
+                                    cl_mem xc_mean, cl_mem dcov, cl_mem dmean, cl_mem dX)
+{
+    if (total_rows < rows || total_rows == 0)
+        return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG,
+                         "covariance backward of %zu rows of a group's %zu", rows,
+                         total_rows);
+    return cov_backward_call(ctx, X, rows, groups, n, scale, xc_mean != NULL, total_rows,
+                             xc_mean, dcov, dmean, dX);
 }
 
 /* ------------------------------------------------------------ fold */
@@ -214,11 +244,12 @@ ndcl_status ndcl_im2col_sampled_backward(ndcl_context *ctx, const ndcl_patch_geo
     const int c = (int)g->c, h = (int)g->h, w = (int)g->w;
     const int kh = (int)g->kh, kw = (int)g->kw, pad = (int)g->pad, dil = (int)g->dil;
     const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
-    const int step = (int)(g->stride * g->stride);
+    const int step = (int)(g->stride * g->stride), start = (int)g->start;
     const ndcl_arg args[] = {NDCL_ARG(n),   NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(c),
                              NDCL_ARG(h),   NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
                              NDCL_ARG(pad), NDCL_ARG(dil),  NDCL_ARG(stride), NDCL_ARG(oh),
-                             NDCL_ARG(ow),  NDCL_ARG(step), NDCL_ARG(dX),     NDCL_ARG(dx)};
+                             NDCL_ARG(ow),  NDCL_ARG(step), NDCL_ARG(start),  NDCL_ARG(dX),
+                             NDCL_ARG(dx)};
     /* ndcl_patch_geom_init checked that the sizes fit int. */
     return prims_launch3(ctx, "ndcl_im2col_sampled_adj", g->w, g->h, g->n * g->c, args,
                          (int)(sizeof args / sizeof args[0]));

@@ -26,6 +26,16 @@ ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t g
                               size_t n, float scale, bool centered, cl_mem dcov,
                               cl_mem dmean, cl_mem dX);
 
+/* ndcl_cov_backward for a rank's share of a group's data matrix (layers/
+ * sync.c): X holds this rank's rows (rows of the group's total_rows),
+ * centred on the group's mean when xc_mean is not NULL, which then holds
+ * the group's column means of that centred X (so that the centring's
+ * gradient is the group's, not this share's); scale is the covariance's
+ * (1 / total_rows) and dmean spreads over total_rows. */
+ndcl_status ndcl_cov_backward_share(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups,
+                                    size_t n, float scale, size_t total_rows,
+                                    cl_mem xc_mean, cl_mem dcov, cl_mem dmean, cl_mem dX);
+
 /* The adjoint of ndcl_fold (W' = W·D in the block basis, b' = b - Σ_r W'·μ),
  * given dWp (the gradient of W', W's shape) and db (of b', outputs):
  *  dW (W's shape) <- (dW'r - db ⊗ μ)·Dᵀ scattered back (NULL: not wanted);

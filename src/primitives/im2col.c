@@ -32,9 +32,13 @@ ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g)
         g->ow = (pw - span_w) / g->stride + 1;
         g->positions = g->n * g->oh * g->ow;
     } else {
+        /* The multiples of step in [offset, offset + pixels). */
         const size_t step = g->stride * g->stride, pixels = g->n * g->h * g->w;
+        const size_t lo = (g->offset + step - 1) / step;
+        const size_t hi = (g->offset + pixels + step - 1) / step;
         g->oh = g->ow = 0;
-        g->positions = (pixels + step - 1) / step;
+        g->positions = hi - lo;
+        g->start = lo * step - g->offset;
     }
     g->nf = kk * g->block;
     if (g->groups == 1) {
@@ -64,7 +68,8 @@ ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_
     const int c = (int)g->c, h = (int)g->h, w = (int)g->w;
     const int kh = (int)g->kh, kw = (int)g->kw, pad = (int)g->pad, dil = (int)g->dil;
     const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
-    const int step = (int)(g->stride * g->stride);
+    const int step = (int)(g->stride * g->stride), start = (int)g->start;
+    if (positions == 0) return NDCL_SUCCESS; /* a slice the sample misses */
     /* Each column's channel and tap offsets (3 ints per column). */
     cl_mem tap = NULL;
     NDCL_TRY(prims_buffer(ctx, 3 * g->cols * (size_t)blocks, &tap));
@@ -75,8 +80,8 @@ ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_
     const ndcl_arg args[] = {
         NDCL_ARG(positions), NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(c),
         NDCL_ARG(h),         NDCL_ARG(w),    NDCL_ARG(pad),    NDCL_ARG(stride),
-        NDCL_ARG(oh),        NDCL_ARG(ow),   NDCL_ARG(step),   NDCL_ARG(tap),
-        NDCL_ARG(x),         NDCL_ARG(X)};
+        NDCL_ARG(oh),        NDCL_ARG(ow),   NDCL_ARG(step),   NDCL_ARG(start),
+        NDCL_ARG(tap),       NDCL_ARG(x),    NDCL_ARG(X)};
     if (s == NDCL_SUCCESS)
         s = prims_launch_wide(ctx, "ndcl_im2col_sampled", 4096, g->cols, (size_t)blocks,
                               g->positions, args, (int)(sizeof args / sizeof args[0]));

@@ -19,9 +19,13 @@ typedef struct ndcl_patch_geom {
     size_t pad, dil;      /* padding and dilation of the layer */
     size_t stride;        /* sampling stride S = sampling_stride * stride */
     size_t groups, block; /* G and the effective block B */
+    size_t offset;        /* 1x1: the index of x's first pixel in the (n, h, w)
+                             order of the global batch x is a slice of (0 alone) */
     /* Derived by ndcl_patch_geom_init: */
     size_t oh, ow;    /* sampled positions per image (kernel > 1x1) */
     size_t positions; /* sampled rows before the block split */
+    size_t start;     /* 1x1: x's first sampled pixel (the global order's
+                         multiples of S² that fall in x) */
     size_t nf;        /* features per block: kh*kw*B */
     size_t rows;      /* rows of X: positions * C/B (G = 1), positions (G > 1) */
     size_t cols;      /* columns of X: nf (G = 1), C*kh*kw (G > 1) */
@@ -29,7 +33,8 @@ typedef struct ndcl_patch_geom {
 
 /* Fills the derived fields; NDCL_ERR_INVALID_ARG when the kernel does not
  * fit the padded input. 1x1 kernels keep every S²-th pixel of the
- * (n, h, w) order, starting at 0, and ignore padding. */
+ * (n, h, w) order, counted from the global batch's first pixel (offset),
+ * and ignore padding; larger kernels sample each image on its own grid. */
 ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g);
 
 /* X (rows x cols) <- the sampled, block-regrouped patches of x. */
@@ -41,6 +46,10 @@ ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_
 /* mean (cols) <- column means of X (rows x cols). */
 ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
                           cl_mem mean);
+
+/* sum (cols) <- column sums of X (rows x cols): a rank's share of the
+ * statistics of a group (layers/sync.c). */
+ndcl_status ndcl_col_sum(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem sum);
 
 /* X (rows x cols) -= mean, row-wise, in place. */
 ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem mean);

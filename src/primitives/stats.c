@@ -1,10 +1,11 @@
-/* stats.c - column means, centring and (per-group) covariances of a patch
+/* stats.c - column sums and means, centring and (per-group) covariances of a patch
  * or feature matrix: reduction kernels plus a CLBlast SYRK/GEMM. */
 #include "primitives/prims.h"
 #include "primitives/prims_util.h"
 
-ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
-                          cl_mem mean)
+/* Column sums of X divided by divisor (rows for the means, 1 for sums). */
+static ndcl_status col_reduce(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
+                              bool mean_wanted, cl_mem mean)
 {
     static const char *const name = "ndcl_col_sum";
     if (rows == 0 || cols == 0)
@@ -45,7 +46,7 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
     ndcl_status s;
     {
         const int r = (int)rows, c = (int)cols, pc = (int)per_chunk;
-        const float div = chunks > 1 ? 1.0f : (float)rows;
+        const float div = chunks > 1 || !mean_wanted ? 1.0f : (float)rows;
         cl_mem out = chunks > 1 ? partial : mean;
         const ndcl_arg args[] = {NDCL_ARG(r),
                                  NDCL_ARG(c),
@@ -59,7 +60,7 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
     }
     if (s == NDCL_SUCCESS && chunks > 1) {
         const int r = (int)chunks, c = (int)cols, pc = (int)chunks;
-        const float div = (float)rows;
+        const float div = mean_wanted ? (float)rows : 1.0f;
         const ndcl_arg args[] = {NDCL_ARG(r),
                                  NDCL_ARG(c),
                                  NDCL_ARG(pc),
@@ -72,6 +73,17 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
     }
     prims_release(partial);
     return s;
+}
+
+ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
+                          cl_mem mean)
+{
+    return col_reduce(ctx, X, rows, cols, true, mean);
+}
+
+ndcl_status ndcl_col_sum(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem sum)
+{
+    return col_reduce(ctx, X, rows, cols, false, sum);
 }
 
 ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem mean)

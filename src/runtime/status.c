@@ -25,6 +25,7 @@ const char *ndcl_status_string(ndcl_status status)
     case NDCL_ERR_FORMAT: return "malformed file";
     case NDCL_ERR_UNSUPPORTED: return "not supported";
     case NDCL_ERR_STATE: return "not allowed in this state";
+    case NDCL_ERR_GROUP: return "another rank of the group failed";
     }
     return "unknown status";
 }
