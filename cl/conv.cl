@@ -41,6 +41,89 @@ __kernel void ndcl_im2col_chunk(const int C, const int H, const int W, const int
     }
 }
 
+/* Stride 1, the common case, VW outputs of a row per item with explicit
+ * vectors (ox = VW*id0): a tap's input row is then a contiguous run that
+ * one vload reads; PoCL's implicit vectoriser turns the select of an
+ * address into gathers instead. Rows and columns that reach the padding
+ * take a lane-by-lane path. Items (ox/VW, oy, k), each over the chunk's
+ * images as ndcl_im2col_chunk. */
+#define NDCL_IM2COL_VEC(name, VW, vtype, vload, vstore)                                    \
+    __kernel void name(const int C, const int H, const int W, const int KH, const int KW,  \
+                       const int stride, const int pad, const int dil, const int OH,       \
+                       const int OW, const int n0, const int nc, const int ks,             \
+                       const int ns, __global const float *x, __global float *col)         \
+    {                                                                                      \
+        const int ox = get_global_id(0) * VW, oy = get_global_id(1), k = get_global_id(2); \
+        if (ox >= OW || oy >= OH || k >= C * KH * KW) return;                              \
+        const int c = k / (KH * KW), r = k - c * (KH * KW), i = r / KW, j = r - i * KW;    \
+        const int iy = oy - pad + i * dil, ix = ox - pad + j * dil;                        \
+        const int lanes = min(VW, OW - ox);                                                \
+        const bool rin = iy >= 0 && iy < H;                                                \
+        const bool full = rin && ix >= 0 && ix + VW <= W && lanes == VW;                   \
+        const size_t image = (size_t)C * H * W;                                            \
+        __global const float *src = x + ((size_t)n0 * C + c) * H * W + (rin ? iy : 0) * W; \
+        __global float *dst = col + (size_t)k * ks + oy * OW + ox;                         \
+        for (int n = 0; n < nc; n++) {                                                     \
+            __global const float *row = src + n * image;                                   \
+            __global float *out = dst + (size_t)n * ns;                                    \
+            if (full) {                                                                    \
+                vstore(vload(0, row + ix), 0, out);                                        \
+                continue;                                                                  \
+            }                                                                              \
+            for (int l = 0; l < lanes; l++) {                                              \
+                const bool in = rin && ix + l >= 0 && ix + l < W;                          \
+                out[l] = in ? row[clamp(ix + l, 0, W - 1)] : 0.0f;                         \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+NDCL_IM2COL_VEC(ndcl_im2col_chunk_v8, 8, float8, vload8, vstore8)
+NDCL_IM2COL_VEC(ndcl_im2col_chunk_v4, 4, float4, vload4, vstore4)
+
+/* col2im at stride 1 with VW outputs of a row per item (xx = VW*id0): each
+ * tap adds a contiguous run of its patch row, one vload; taps that reach
+ * the border go lane by lane. Items (xx/VW, yy, n*C + c). */
+#define NDCL_COL2IM_VEC(name, VW, vtype, vload, vstore)                                    \
+    __kernel void name(const int C, const int H, const int W, const int KH, const int KW,  \
+                       const int stride, const int pad, const int dil, const int OH,       \
+                       const int OW, const int n0, const int nc, const int ks,             \
+                       const int ns, __global const float *dcol, __global float *dx)       \
+    {                                                                                      \
+        const int xx = get_global_id(0) * VW, yy = get_global_id(1), z = get_global_id(2); \
+        if (xx >= W || yy >= H || z >= nc * C) return;                                     \
+        const int n = z / C, c = z - n * C, lanes = min(VW, W - xx);                       \
+        __global const float *dn = dcol + (size_t)n * ns + (size_t)(c * KH * KW) * ks;     \
+        vtype s = (vtype)(0.0f);                                                           \
+        for (int i = 0; i < KH; i++) {                                                     \
+            const int oy = yy + pad - i * dil;                                             \
+            if (oy < 0 || oy >= OH) continue;                                              \
+            for (int j = 0; j < KW; j++) {                                                 \
+                const int ox = xx + pad - j * dil;                                         \
+                __global const float *row = dn + (size_t)(i * KW + j) * ks + oy * OW;      \
+                if (ox >= 0 && ox + VW <= OW) {                                            \
+                    s += vload(0, row + ox);                                               \
+                } else {                                                                   \
+                    float t[VW];                                                           \
+                    for (int l = 0; l < VW; l++)                                           \
+                        t[l] = ox + l >= 0 && ox + l < OW ? row[clamp(ox + l, 0, OW - 1)] \
+                                                          : 0.0f;                          \
+                    s += vload(0, t);                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        __global float *out = dx + ((size_t)(n0 + n) * C + c) * H * W + yy * W + xx;       \
+        if (lanes == VW) {                                                                 \
+            vstore(s, 0, out);                                                             \
+        } else {                                                                           \
+            float t[VW];                                                                   \
+            vstore(s, 0, t);                                                               \
+            for (int l = 0; l < lanes; l++) out[l] = t[l];                                 \
+        }                                                                                  \
+    }
+
+NDCL_COL2IM_VEC(ndcl_col2im_chunk_v8, 8, float8, vload8, vstore8)
+NDCL_COL2IM_VEC(ndcl_col2im_chunk_v4, 4, float4, vload4, vstore4)
+
 /* The output position a tap of input row (or column) t reaches: q with
  * q*stride == t + pad - i*dil, or ok = 0. Division by a vector is
  * scalarised on CPUs, so the quotient comes from a float product and two

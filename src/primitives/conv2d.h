@@ -34,7 +34,8 @@ typedef struct ndcl_conv_plan {
 
 /* The plan for g on ctx's device: chunks whose workspaces fit half the
  * device's global memory cache on a CPU device (so that the patches are
- * read back from cache), 128 MiB elsewhere, and each buffer the device's
+ * read back from cache), 128 MiB elsewhere, but wide enough for the
+ * products (1024 columns at least), and each buffer the device's
  * largest allocation (NDCL_ERR_OUT_OF_MEMORY when one image does not fit),
  * evened out over the batch; g->chunk > 0 forces the chunk (clamped to N
  * and to the allocation). backward selects the workspaces of the backward
