@@ -1,7 +1,7 @@
 /* backward.cl - the element-wise and reduction steps of the backward pass
- * (DESIGN.md 2.4); the products are CLBlast GEMMs. Every kernel is a
- * gather (one item writes one element), so no atomics are needed and the
- * results are deterministic. */
+ * (the chain rule through the forward's steps in reverse); the products are
+ * CLBlast GEMMs. Every kernel is a gather (one item writes one element), so
+ * no atomics are needed and the results are deterministic. */
 
 /* out[out_off + b] = sum over i < nn of a[a_off + b*nn + i] * c[c_off + b*nn + i]:
  * the Frobenius inner product of matrix b of two batches, one work-group

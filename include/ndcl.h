@@ -1,15 +1,36 @@
 /* ndcl.h - the public API of libndcl: network deconvolution on any OpenCL
- * device. C99, no OpenCL types (interop lives in ndcl_cl.h).
+ * device. C99, no OpenCL types (interop lives in ndcl_cl.h). The README's
+ * "Arithmetic" section states in full what the layers compute.
  *
  * Conventions, true of every function below unless its comment says else:
  *  - fallible calls return ndcl_status; outputs are the last parameters;
  *  - on failure nothing an argument points to is changed, and the detail
  *    (failing call and its OpenCL code, bad argument and its value, build
  *    log) is kept in ndcl_context_last_error(ctx);
- *  - work is enqueued in order on the context's queue and may still run
- *    when the call returns, except calls that read to the host;
- *  - one context is used by one thread at a time; separate contexts are
- *    independent and may be used from different threads at once;
+ *  - ordering: every call enqueues its work in order on the context's one
+ *    in-order queue, after everything enqueued there before it (the
+ *    caller's own commands on a shared queue included), and returns
+ *    without waiting for it;
+ *  - blocking: only calls that move data between the device and host
+ *    memory wait, and since the queue is in order they wait for everything
+ *    enqueued before them: ndcl_tensor_write, ndcl_tensor_read,
+ *    ndcl_layer_set_param, ndcl_layer_get_param, ndcl_layer_save and
+ *    ndcl_layer_save_memory, ndcl_layer_load and ndcl_layer_load_memory,
+ *    ndcl_layer_numerical_status, ndcl_finish, and ndcl_context_destroy;
+ *    and ndcl_layer_forward and ndcl_layer_backward of a layer attached to
+ *    a group (ndcl_layer_set_group), whose statistics go through the host
+ *    to the allreduce. Besides, the first call on a context that needs a
+ *    kernel compiles the context's program (or loads it from the cache) on
+ *    the host; ndcl_context_build does it up front;
+ *  - lifetime: every tensor and layer holds a reference to its context, as
+ *    OpenCL objects hold their cl_context, so contexts, tensors and layers
+ *    may be destroyed in any order (see ndcl_context_destroy);
+ *  - threads: one context, with its tensors and layers, is used by one
+ *    thread at a time (creating or destroying a tensor or layer is a call
+ *    on its context: it changes the context's reference count, which is
+ *    not atomic); separate contexts are independent and may be used from
+ *    different threads at once (ndcl_cl.h says what other threads may do
+ *    on a queue shared with ndcl);
  *  - destroy functions accept NULL.
  */
 #ifndef NDCL_H
@@ -44,7 +65,7 @@ typedef enum ndcl_status {
     NDCL_ERR_BUILD = -1004,         /* a kernel failed to compile (log in the
                                        last-error message) */
     NDCL_ERR_OPENCL = -1005,        /* any other OpenCL call failed */
-    NDCL_ERR_BLAS = -1006,          /* CLBlast reported an error */
+    NDCL_ERR_BLAS = -1006,          /* the BLAS engine refused a product */
     NDCL_ERR_NUMERICAL = -1007,     /* NaN or Inf in statistics */
     NDCL_ERR_IO = -1008,            /* a file could not be read or written */
     NDCL_ERR_FORMAT = -1009,        /* a file's content is malformed */
@@ -131,24 +152,40 @@ NDCL_API ndcl_context_options ndcl_context_options_default(void);
 NDCL_API ndcl_status ndcl_context_create(const ndcl_context_options *options,
                                          ndcl_context **out);
 
-/* Waits for the context's queue, then releases everything the context
- * created. Tensors and layers of the context must be destroyed first.
- * Destroy contexts before the process exits (not from an atexit handler):
- * a CPU runtime such as PoCL may still be compiling an enqueued kernel in a
- * worker thread, and exit() tears down its compiler's state under it. */
+/* Waits for everything enqueued on the context's queue (clFinish: the
+ * caller's own commands on a shared queue too), then drops the caller's
+ * reference to the context. Each tensor and layer holds one more, so the
+ * context is released (kernels, program, its queue and OpenCL context, or
+ * the caller's, which are released again) when the last of them is
+ * destroyed, in whatever order that happens. Until then, calls on those
+ * tensors and layers keep working, on the context they were made on, and
+ * ndcl_tensor_context / ndcl_layer_context still return it for calls that
+ * take a context (ndcl_finish, creating more objects); the pointer the
+ * caller held must not be destroyed a second time. Call it once per
+ * created context, and before the process exits (not from an atexit
+ * handler): a CPU runtime such as PoCL may still be compiling an enqueued
+ * kernel in a worker thread, and exit() tears down its compiler's state
+ * under it. */
 NDCL_API void ndcl_context_destroy(ndcl_context *ctx);
 
-/* The detail of the last failure on ctx, or of the calling thread's last
- * failure in a call without a context (create, device list) when ctx is
- * NULL. Empty string when there is none. Valid until the next call on ctx. */
+/* The detail of the failure of the last call on ctx (a call on one of its
+ * tensors or layers, or one taking ctx), or "" when that call succeeded:
+ * every call that returns ndcl_status and reaches the context clears it
+ * when it starts. With ctx NULL: the calling thread's last failure in a
+ * call without a context (create, device list, file helpers, a NULL
+ * handle), cleared likewise by those calls. The string is valid until the
+ * next call on ctx. */
 NDCL_API const char *ndcl_context_last_error(const ndcl_context *ctx);
 
 /* The context's device. */
 NDCL_API ndcl_status ndcl_context_device(const ndcl_context *ctx, ndcl_device_info *out);
 
-/* Waits until everything enqueued on the context has finished, then
- * reports a pending numerical flag raised by a training forward
- * (NDCL_ERR_NUMERICAL), if any, and clears it. */
+/* Waits until everything enqueued on the context's queue has finished,
+ * then reports the context's numerical flag: NDCL_ERR_NUMERICAL when any
+ * training forward of any of its layers (or ndcl_isqrt) met a non-finite
+ * statistic since the last ndcl_finish; the flag is then cleared. Each
+ * layer also keeps its own flag of its last training step:
+ * ndcl_layer_numerical_status reads it without touching this one. */
 NDCL_API ndcl_status ndcl_finish(ndcl_context *ctx);
 
 /* How the context's kernels were obtained. */
@@ -164,6 +201,18 @@ typedef struct ndcl_build_info {
  * build log in the last-error message. */
 NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out);
 
+/* The engine of the context's matrix products (GEMM, batched GEMM, SYRK),
+ * as a static string, never NULL ("" for a NULL ctx):
+ *  "openblas"  the host's OpenBLAS through CBLAS on mapped buffers, in the
+ *              order of the context's queue: on a CPU device whose memory
+ *              is the host's (CL_DEVICE_HOST_UNIFIED_MEMORY, e.g. PoCL), in
+ *              builds with the host_blas meson feature (found by default);
+ *  "clblast"   CLBlast's OpenCL kernels: every other device, and every
+ *              device when the environment variable NDCL_CPU_BLAS is "0".
+ * The engine is chosen when the context first needs it (its first product
+ * or this call; NDCL_CPU_BLAS is read then) and kept for its lifetime. */
+NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
+
 /* --------------------------------------------------------------- tensors */
 
 /* A float32 device tensor of up to NDCL_MAX_DIMS dimensions, C order. */
@@ -171,11 +220,13 @@ typedef struct ndcl_tensor ndcl_tensor;
 #define NDCL_MAX_DIMS 4
 
 /* Allocates an uninitialised tensor. Every dimension must be >= 1 and the
- * element count must not overflow. */
+ * element count must not overflow. The tensor holds a reference to ctx. */
 NDCL_API ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
                                         ndcl_tensor **out);
 
-/* Releases the tensor (and its buffer unless it was wrapped). */
+/* Releases the tensor (its buffer, or its reference to a wrapped one) and
+ * its reference to the context, releasing the context too when this was
+ * the last reference (see ndcl_context_destroy). */
 NDCL_API void ndcl_tensor_destroy(ndcl_tensor *t);
 
 /* Copies count floats from host memory; count must equal the element
@@ -199,8 +250,8 @@ NDCL_API ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t 
 /* --------------------------------------------------------------- matrices */
 
 /* C = alpha * op(A) * op(B) + beta * C for 2-D tensors in row-major order
- * (op = transpose when the flag is nonzero); a device SGEMM through
- * CLBlast. Shapes are checked. */
+ * (op = transpose when the flag is nonzero), by the context's BLAS engine
+ * (ndcl_context_blas_engine). Shapes are checked. */
 NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
                                const ndcl_tensor *a, const ndcl_tensor *b, float beta,
                                ndcl_tensor *c);
@@ -211,8 +262,16 @@ NDCL_API ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, floa
  * tensor is created (the caller destroys it); otherwise *out must already
  * have the result's shape and is overwritten. */
 
-/* Patch sampling of a deconvolved convolution (im2col with the sampling
- * stride and the block regrouping, DESIGN.md 2.1 steps 1-2). */
+/* Patch sampling of a deconvolved convolution: im2col of x with stride
+ * S = stride (the layer's sampling_stride times its convolution stride),
+ * the layer's padding and dilation: one row per sampled position (n, oy,
+ * ox), column c*kh*kw + i*kw + j = x[n, c, oy*S - padding + i*dilation,
+ * ox*S - padding + j*dilation] (0 outside); a 1x1 kernel takes every S²-th
+ * pixel in (n, h, w) order instead (row = its C values), padding ignored.
+ * For groups = 1 each row of C*kh*kw values is then split into C/B rows of
+ * nf = kh*kw*B (B the clamped block) by interleaving: row r of a position
+ * takes its columns f*(C/B) + r, f = 0 .. nf-1, as the original's
+ * view(-1, nf, C/B).transpose(1, 2) does. */
 typedef struct ndcl_patch_desc {
     int kernel_h, kernel_w;
     int padding, dilation;
@@ -250,15 +309,42 @@ NDCL_API ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X, float 
  * to its outputs, dmean [n] (NULL: zero) and dD [n, n], *dX [M, n]
  * receives the gradient with respect to X, through the mean, the
  * covariance and every Newton-Schulz iteration, as automatic
- * differentiation of ndcl_whiten's arithmetic computes it (DESIGN.md 2.4;
- * nothing is assumed symmetric). The forward is recomputed from X, eps and
+ * differentiation of ndcl_whiten's arithmetic computes it: the chain rule
+ * applied to each of its steps in reverse, with nothing assumed symmetric
+ * (the iterates are not exactly symmetric in float32, so neither are
+ * their gradients). The forward is recomputed from X, eps and
  * n_iter, which must be those of the ndcl_whiten call. *dX follows the
  * output convention and must not be X, dmean or dD. */
 NDCL_API ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X,
                                           float eps, int n_iter, const ndcl_tensor *dmean,
                                           const ndcl_tensor *dD, ndcl_tensor **dX);
 
-/* ---------------------------------------------------------------- layers */
+/* ---------------------------------------------------------------- layers
+ *
+ * What a forward computes, in short (the README's "Arithmetic" section has
+ * every step). B is the effective block (ndcl_layer_block): the block
+ * given, or C when it exceeds the C input channels (features), or
+ * gcd(block, C) when it does not divide C; for a grouped conv2d, C/groups.
+ * Whitening a data matrix X [M, n] means its column mean mu [n] and
+ * D = (Xcᵀ·Xc / M + eps·I)^-1/2 [n, n], Xc = X - mu, by n_iter
+ * Newton-Schulz iterations (ndcl_whiten).
+ *  conv2d: training (not frozen) whitens the sampled patch matrix of x
+ *    (ndcl_patches; n = nf = kh*kw*B, or each group's nf columns when
+ *    groups > 1); evaluation and frozen steps take mu = running_mean,
+ *    D = running_deconv. The weight, viewed as rows of nf (the patch
+ *    matrix's interleaving), becomes W'_row = W_row·D and the bias
+ *    b'[o] = b[o] - sum of W'_row·mu over output o's rows (b = 0 without a
+ *    bias); y = the plain convolution of x with W', b'. A step is frozen
+ *    when freeze is set and the counter exceeds freeze_iter; each training
+ *    step adds 1 to the counter, modulo 10*freeze_iter.
+ *  linear: x viewed as rows of B features is whitened (n = B); W' and b'
+ *    as for conv2d with the weight viewed as rows of B; y = x·W'ᵀ + b'.
+ *  channel: the first c = (C/B)*B channels, as B rows, are whitened with
+ *    an uncentred covariance (every sampling_stride²-th value) and
+ *    y = D·(x - mu); the C - c leftover channels are normalised by one
+ *    mean and unbiased variance: y = (x - mean2) / sqrt(var + eps).
+ *  Training steps update running = (1 - momentum)·running + momentum·stat
+ *  for each statistic (a channel layer's first step copies them first). */
 
 typedef struct ndcl_layer ndcl_layer;
 
@@ -320,7 +406,8 @@ NDCL_API ndcl_channel_desc ndcl_channel_desc_default(int block);
  * and bias zero (set them with ndcl_layer_set_param), running means zero,
  * running_deconv identity, running_var one, counters zero. The block is
  * clamped as the original clamps it (see ndcl_layer_block). Every field is
- * validated: NDCL_ERR_INVALID_ARG names the first bad one. */
+ * validated: NDCL_ERR_INVALID_ARG names the first bad one. The layer holds
+ * a reference to ctx. */
 NDCL_API ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *desc,
                                         ndcl_layer **out);
 NDCL_API ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *desc,
@@ -329,7 +416,7 @@ NDCL_API ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_d
                                          ndcl_layer **out);
 
 /* Releases the layer and everything it keeps (including saved forward
- * state). */
+ * state), and its reference to the context (see ndcl_context_destroy). */
 NDCL_API void ndcl_layer_destroy(ndcl_layer *layer);
 
 /* The layer's kind, effective block size and context (0/NULL for NULL). */
@@ -344,15 +431,21 @@ NDCL_API ndcl_status ndcl_layer_linear_desc(const ndcl_layer *layer, ndcl_linear
 NDCL_API ndcl_status ndcl_layer_channel_desc(const ndcl_layer *layer,
                                              ndcl_channel_desc *out);
 
-/* Parameters and buffers by their PyTorch state_dict names:
- *  conv2d, linear: "weight", "bias" (when the layer has one),
- *                  "running_mean", "running_deconv";
- *  channel: "running_mean1", "running_deconv", "running_mean2",
- *           "running_var".
- * ndcl_layer_param_shape gives the shape (DESIGN.md 2.5); set and get copy
- * count floats (the element count exactly) from or to host memory. Setting
- * any of them invalidates the cached evaluation weights. An unknown name
- * is NDCL_ERR_INVALID_ARG. */
+/* Parameters and buffers by their PyTorch state_dict names and shapes
+ * (nf = kh*kw*B, G = groups):
+ *  conv2d: "weight" [Cout, C/G, kh, kw], "bias" [Cout] (when the layer has
+ *          one), "running_mean" [nf] (G = 1) or [C*kh*kw] (G > 1),
+ *          "running_deconv" [nf, nf] (G = 1) or [G, nf, nf];
+ *  linear: "weight" [Fout, F], "bias" [Fout], "running_mean" [B],
+ *          "running_deconv" [B, B];
+ *  channel: "running_mean1" [B, 1], "running_deconv" [B, B],
+ *           "running_mean2" [1, 1], "running_var" [1, 1].
+ * ndcl_layer_param_shape gives the shape; set and get copy count floats
+ * (the element count exactly) from or to host memory and block: they wait
+ * for everything enqueued on the queue before them (so a get sees every
+ * forward enqueued before it, and a set may overwrite a buffer only once
+ * the work reading it is done). Setting any of them invalidates the cached
+ * evaluation weights. An unknown name is NDCL_ERR_INVALID_ARG. */
 NDCL_API ndcl_status ndcl_layer_param_shape(const ndcl_layer *layer, const char *name,
                                             int *ndim, size_t shape[NDCL_MAX_DIMS]);
 NDCL_API ndcl_status ndcl_layer_set_param(ndcl_layer *layer, const char *name,
@@ -371,9 +464,10 @@ NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
  * shape. *y follows the output convention of the primitives. In NDCL_TRAIN
  * mode the batch statistics are used and the running buffers and counters
  * are updated; a non-finite statistic leaves the running buffers as they
- * were and is reported as NDCL_ERR_NUMERICAL by the next ndcl_finish (no
- * host round trip here). In NDCL_EVAL mode the folded weights are computed
- * once and reused until a parameter changes. */
+ * were and raises two flags on the device, reported later without a host
+ * round trip here: the layer's own (ndcl_layer_numerical_status) and the
+ * context's (the next ndcl_finish). In NDCL_EVAL mode the folded weights
+ * are computed once and reused until a parameter changes. */
 NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
                                         const ndcl_tensor *x, ndcl_tensor **y);
 
@@ -382,9 +476,14 @@ NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
  *  - after an NDCL_TRAIN forward that used batch statistics: the exact
  *    derivative of the forward as automatic differentiation computes it,
  *    through the fold, the mean, the covariance and every Newton-Schulz
- *    iteration (DESIGN.md 2.4);
+ *    iteration (the chain rule through each step in reverse, nothing
+ *    assumed symmetric), so that it matches PyTorch's autograd of the
+ *    original modules;
  *  - after an NDCL_EVAL or frozen forward: the plain convolution / linear
- *    backward with W', b' fixed, mapped back through the fold.
+ *    backward with W', b' fixed, mapped back through the fold with mu and
+ *    D fixed: per row of nf, dW_row = (dW'_row - db'[o]·muᵀ)·Dᵀ, and
+ *    db = db'; a channel layer's dx = Dᵀ·dy on the whitened channels and
+ *    dy / sqrt(var + eps) on the leftover ones.
  * dx receives dL/dx (x's shape); dweight and dbias receive dL/dweight and
  * dL/dbias (the parameters' shapes) for conv2d and linear layers; any of
  * the three may be NULL when not wanted (channel layers have no
@@ -444,6 +543,18 @@ NDCL_API ndcl_status ndcl_layer_get_option(const ndcl_layer *layer,
  * not counted either. */
 NDCL_API ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *layer, size_t *bytes);
 
+/* Whether the layer's last forward that computed batch statistics (a
+ * training step that was not frozen, or a channel layer's step while
+ * num_batches_tracked is 0) met a non-finite one: NDCL_ERR_NUMERICAL if it
+ * did (its running buffers then kept their values), NDCL_SUCCESS if it did
+ * not or there was none. Reads the layer's flag from the device, so it
+ * blocks until the work enqueued before it is done: it fits an application
+ * that synchronises with clFinish or its own blocking reads and never
+ * calls ndcl_finish. The flag is reset by the layer's next such step, not
+ * by this call, and is apart from the context's flag: this call neither
+ * reads nor clears that one, and ndcl_finish does not clear this one. */
+NDCL_API ndcl_status ndcl_layer_numerical_status(const ndcl_layer *layer);
+
 /* ------------------------------------------------------------ groups
  *
  * Data-parallel training: K ranks (processes, devices, machines) each hold
@@ -470,7 +581,7 @@ NDCL_API ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *layer, size_t 
  * features per block, G groups; cols = G*nf, conv2d and linear; B the
  * channel block; each count after the header includes the failure flag):
  *  conv2d, linear forward   6*size, 1 + cols, 1 + G*nf*(nf+1)/2 + cols
- *  conv2d, linear backward  1 + G*nf*nf + cols (dD and dmean, DESIGN.md 2.4)
+ *  conv2d, linear backward  1 + G*nf*nf + cols (the gradients of D and mu)
  *  channel forward          6*size, 1 + B + B*(B+1)/2 (training only) + 1
  *                           (leftover channels only), then 2 (leftover only)
  *  channel backward         1 + B*B + B + 2
@@ -547,7 +658,8 @@ NDCL_API ndcl_status ndcl_layer_set_group(ndcl_layer *layer, const ndcl_group *g
  * counter: "counter" (conv2d, optional, default 0) or
  * "num_batches_tracked" (channel, required), an integer of shape [] or
  * [1]. Tensors may be F32, F64, F16, I64 or I32 (converted); a shape may
- * differ from the layer's only by dimensions of size 1 (DESIGN.md 2.5).
+ * differ from the layer's only by dimensions of size 1 (e.g. a channel
+ * layer's running_mean2 stored as [] or [1]).
  * "bias" is required exactly when the descriptor has bias; any tensor the
  * layer does not have is rejected.
  *

@@ -8,7 +8,8 @@
 #include "harness.h"
 #include "ref.h"
 
-/* Gradients are compared relative to their scale (DESIGN.md 2.4). */
+/* Gradients are compared relative to their scale: max |got - want| /
+ * max |want|. */
 #define TOL 1e-3
 #define FD_STEP 1e-4
 

@@ -240,15 +240,69 @@ START_TEST(bad_shapes)
 }
 END_TEST
 
+/* The gemm suite brings the host BLAS's own rate along (builds with the
+ * host BLAS engine) and its row names the ratio; rows name the engine. */
+START_TEST(gemm_beside_host_blas)
+{
+    run_result r = tool_run("NDCL_BENCH", "env -u NDCL_CPU_BLAS",
+                            "--suite gemm --gemm 64,48,32 --runs 2 --warmup 0 --json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    cJSON *root = cJSON_Parse(r.out);
+    ck_assert_msg(root != NULL, "--json output does not parse: %.300s", r.out);
+#ifdef NDCL_HOST_BLAS
+    ck_assert_int_eq(cJSON_GetArraySize(root), 2);
+    const char *engine = "openblas";
+#else
+    ck_assert_int_eq(cJSON_GetArraySize(root), 1);
+    const char *engine = "clblast";
+#endif
+    const cJSON *row;
+    int i = 0;
+    cJSON_ArrayForEach(row, root)
+    {
+        const char *suite = cJSON_GetObjectItemCaseSensitive(row, "suite")->valuestring;
+        const char *note = cJSON_GetObjectItemCaseSensitive(row, "note")->valuestring;
+        const cJSON *blas = cJSON_GetObjectItemCaseSensitive(row, "blas");
+        ck_assert(cJSON_IsString(blas));
+        ck_assert_str_eq(blas->valuestring, engine);
+        ck_assert_str_eq(suite, i == 0 ? "gemm" : "gemm-host");
+        positive(row, "gflops");
+#ifdef NDCL_HOST_BLAS
+        if (i == 0) ck_assert_msg(strstr(note, "x host BLAS"), "gemm note: %s", note);
+#else
+        ck_assert_ptr_null(strstr(note, "host BLAS"));
+#endif
+        i++;
+    }
+    cJSON_Delete(root);
+    run_free(&r);
+
+    /* The header names the engine; NDCL_CPU_BLAS=0 makes it CLBlast, whose
+     * gemm rows come alone. */
+    r = tool_run("NDCL_BENCH", "NDCL_CPU_BLAS=0",
+                 "--suite gemm --gemm 64,48,32 --runs 1 --warmup 0");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "# BLAS engine: clblast"), "header: %.400s", r.out);
+    ck_assert_msg(!strstr(r.out, "gemm-host"), "output: %.600s", r.out);
+    run_free(&r);
+#ifndef NDCL_HOST_BLAS
+    r = run_tool("--suite gemm-host");
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "host BLAS"));
+    run_free(&r);
+#endif
+}
+END_TEST
+
 START_TEST(help_and_usage)
 {
     run_result r = run_tool("--help");
     ck_assert_int_eq(r.status, 0);
     static const char *const words[] = {
-        "--shape",     "--preset",        "cifar-resnet18", "small",  "--suite",
-        "layer-train", "--json",          "--csv",          "--runs", "--warmup",
-        "--device",    "CLOCK_MONOTONIC", "vs_conv", "conv-backward", "layer-step",
-        "workspace_bytes", "copy",        "col2im"};
+        "--shape",     "--preset",        "cifar-resnet18", "small",     "--suite",
+        "layer-train", "--json",          "--csv",          "--runs",    "--warmup",
+        "--device",    "CLOCK_MONOTONIC", "vs_conv",        "gemm-host", "NDCL_CPU_BLAS",
+        "conv-backward", "layer-step",    "workspace_bytes", "copy",     "col2im"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);
@@ -278,6 +332,7 @@ int main(void)
     tcase_set_timeout(runs, 580);
     tcase_add_test(runs, json_layers);
     tcase_add_test(runs, csv_im2col);
+    tcase_add_test(runs, gemm_beside_host_blas);
     tcase_add_test(runs, backward_runs);
     tcase_add_test(runs, backward_failure_fails);
     tcase_add_test(runs, step_rows);

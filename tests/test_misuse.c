@@ -4,6 +4,7 @@
  * in the message, and leave the layer's parameters and counter as they
  * were; also device exhaustion (tensors, layers, workspaces). */
 #include <stdint.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "ndcl_cl.h"
@@ -565,6 +566,107 @@ START_TEST(layer_misuse_all_kinds)
 }
 END_TEST
 
+/* ------------------------------------------------------- the last error */
+
+/* A failure leaves its message on ctx ... */
+#define STALE(ctx)                                                                         \
+    do {                                                                                   \
+        ndcl_tensor *st_t_ = NULL;                                                         \
+        ck_assert_int_eq(ndcl_tensor_create((ctx), 0, (size_t[]){1}, &st_t_),              \
+                         NDCL_ERR_INVALID_ARG);                                            \
+        ck_assert_str_ne(ndcl_context_last_error(ctx), "");                                \
+    } while (0)
+/* ... until the next fallible call that reaches ctx succeeds. */
+#define CLEARS(ctx, expr)                                                                  \
+    do {                                                                                   \
+        STALE(ctx);                                                                        \
+        TEST_OK((ctx), (expr));                                                            \
+        ck_assert_msg(ndcl_context_last_error(ctx)[0] == '\0', "%s left \"%s\"", #expr,    \
+                      ndcl_context_last_error(ctx));                                       \
+    } while (0)
+
+START_TEST(last_error_cleared_by_success)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_device_info info;
+    CLEARS(ctx, ndcl_context_device(ctx, &info));
+    CLEARS(ctx, ndcl_context_build(ctx, NULL));
+    CLEARS(ctx, ndcl_finish(ctx));
+
+    float v[16];
+    test_fill_uniform(v, 16, 5, -1, 1);
+    ndcl_tensor *a = NULL, *b = NULL, *c = NULL, *w = NULL, *mean = NULL, *cov = NULL,
+                *D = NULL, *dX = NULL, *P = NULL;
+    CLEARS(ctx, ndcl_tensor_create(ctx, 2, (size_t[]){4, 4}, &a));
+    CLEARS(ctx, ndcl_tensor_write(a, v, 16));
+    CLEARS(ctx, ndcl_tensor_read(a, v, 16));
+    CLEARS(ctx, ndcl_tensor_reshape(a, 2, (size_t[]){4, 4}));
+    CLEARS(ctx, ndcl_tensor_wrap(ctx, ndcl_tensor_cl_mem(a), 2, (size_t[]){4, 4}, &w));
+    b = test_tensor_from(ctx, 2, (size_t[]){4, 4}, v);
+    c = test_tensor_from(ctx, 2, (size_t[]){4, 4}, v);
+    CLEARS(ctx, ndcl_gemm(ctx, 0, 1, 1.0f, a, b, 0.0f, c));
+    CLEARS(ctx, ndcl_covariance(ctx, a, 1, 1e-2f, 1, &mean, &cov));
+    CLEARS(ctx, ndcl_isqrt(ctx, cov, 3, &D));
+    CLEARS(ctx, ndcl_whiten(ctx, a, 1e-2f, 3, &mean, &D));
+    CLEARS(ctx, ndcl_whiten_backward(ctx, a, 1e-2f, 3, NULL, D, &dX));
+    ndcl_tensor *x4 = test_tensor_from(ctx, 4, (size_t[]){1, 1, 4, 4}, v);
+    ndcl_patch_desc pd = {3, 3, 1, 1, 1, 1, 1};
+    CLEARS(ctx, ndcl_patches(ctx, x4, &pd, &P));
+
+    ndcl_layer *conv = NULL, *lin = NULL, *ch = NULL, *loaded = NULL;
+    ndcl_conv2d_desc cd = ndcl_conv2d_desc_default(1, 2, 3);
+    cd.padding = 1;
+    ndcl_linear_desc ld = ndcl_linear_desc_default(4, 3);
+    ndcl_channel_desc chd = ndcl_channel_desc_default(1);
+    CLEARS(ctx, ndcl_conv2d_create(ctx, &cd, &conv));
+    CLEARS(ctx, ndcl_linear_create(ctx, &ld, &lin));
+    CLEARS(ctx, ndcl_channel_create(ctx, &chd, &ch));
+    CLEARS(ctx, ndcl_layer_conv2d_desc(conv, &cd));
+    CLEARS(ctx, ndcl_layer_linear_desc(lin, &ld));
+    CLEARS(ctx, ndcl_layer_channel_desc(ch, &chd));
+    int nd;
+    size_t sh[NDCL_MAX_DIMS];
+    int64_t counter;
+    CLEARS(ctx, ndcl_layer_param_shape(conv, "weight", &nd, sh));
+    CLEARS(ctx, ndcl_layer_set_param(lin, "weight", v, 12));
+    CLEARS(ctx, ndcl_layer_get_param(lin, "weight", v, 12));
+    CLEARS(ctx, ndcl_layer_get_counter(conv, &counter));
+    CLEARS(ctx, ndcl_layer_set_counter(conv, 0));
+    ndcl_tensor *y = NULL, *dx = NULL;
+    CLEARS(ctx, ndcl_layer_forward(conv, NDCL_TRAIN, x4, &y));
+    CLEARS(ctx, ndcl_layer_backward(conv, y, &dx, NULL, NULL));
+    CLEARS(ctx, ndcl_layer_numerical_status(conv));
+    CLEARS(ctx, ndcl_layer_set_group(conv, NULL));
+    void *file = NULL;
+    size_t size = 0;
+    CLEARS(ctx, ndcl_layer_save_memory(lin, &file, &size));
+    CLEARS(ctx, ndcl_layer_load_memory(ctx, file, size, &loaded));
+    ndcl_layer_destroy(loaded);
+    loaded = NULL;
+    char path[] = "/tmp/ndcl-last-error-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    CLEARS(ctx, ndcl_layer_save(lin, path));
+    CLEARS(ctx, ndcl_layer_load(ctx, path, &loaded));
+    remove(path);
+    ndcl_free(file);
+
+    /* Calls without a context clear the calling thread's message alike. */
+    BAD(NULL, ndcl_context_device(NULL, &info), "ctx");
+    size_t count = 0;
+    TEST_OK(NULL, ndcl_devices_list(NULL, 0, &count));
+    ck_assert_str_eq(ndcl_context_last_error(NULL), "");
+
+    ndcl_layer *ls[] = {conv, lin, ch, loaded};
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        ndcl_layer_destroy(ls[i]);
+    ndcl_tensor *ts[] = {a, b, c, w, mean, cov, D, dX, P, x4, y, dx};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        ndcl_tensor_destroy(ts[i]);
+}
+END_TEST
+
 /* ----------------------------------------------------------- exhaustion */
 
 START_TEST(exhaustion)
@@ -652,6 +754,7 @@ int main(void)
     tcase_add_test(tc, context_and_tensor_misuse);
     tcase_add_test(tc, create_rejects_bad_descriptors);
     tcase_add_test(tc, layer_misuse_all_kinds);
+    tcase_add_test(tc, last_error_cleared_by_success);
     tcase_add_test(tc, exhaustion);
     suite_add_tcase(s, tc);
     return test_run(s);

@@ -1,10 +1,12 @@
 /* test_numerics.c - the layers on degenerate data: a constant input (a
  * singular covariance that eps must keep invertible), NaN and Inf inputs
- * (reported by ndcl_finish, running statistics untouched) and magnitudes
- * of 1e18 and 1e-18 (no NaN or Inf in the output or the running buffers). */
+ * (reported by ndcl_finish and by each layer's own flag, running statistics
+ * untouched) and magnitudes of 1e18 and 1e-18 (no NaN or Inf in the output
+ * or the running buffers). */
 #include <stdint.h>
 
 #include "harness.h"
+#include "ndcl_cl.h"
 
 static const char *const running[] = {"running_mean", "running_deconv", "running_mean1",
                                       "running_mean2", "running_var"};
@@ -162,6 +164,66 @@ START_TEST(nan_and_inf_are_reported_and_not_kept)
 }
 END_TEST
 
+/* One forward of k's layer on x with no ndcl_finish: the application
+ * synchronises with clFinish on the queue, as one that never calls
+ * ndcl_finish would. */
+static void step_cl_finish(kase *k, ndcl_mode mode, const float *x)
+{
+    ndcl_context *ctx = ndcl_layer_context(k->l);
+    ndcl_tensor *tx = test_tensor_from(ctx, k->ndim, k->shape, x), *ty = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(k->l, mode, tx, &ty));
+    ck_assert_int_eq(clFinish(ndcl_context_cl_queue(ctx)), CL_SUCCESS);
+    ndcl_tensor_destroy(tx);
+    ndcl_tensor_destroy(ty);
+}
+
+START_TEST(layer_flag_without_finish)
+{
+    ndcl_context *ctx = test_ctx();
+    kase k[3];
+    int n = make_cases(ctx, k);
+    float *x[3];
+    for (int i = 0; i < n; i++) {
+        size_t c = count_of(&k[i]);
+        x[i] = malloc(c * sizeof *x[i]);
+        test_fill_uniform(x[i], c, 11 + (unsigned)i, -1, 1);
+        /* None trained yet: nothing to report. */
+        TEST_OK(ctx, ndcl_layer_numerical_status(k[i].l));
+        step_cl_finish(&k[i], NDCL_TRAIN, x[i]);
+        TEST_OK(ctx, ndcl_layer_numerical_status(k[i].l));
+    }
+    TEST_OK(ctx, ndcl_finish(ctx));
+    for (int i = 0; i < n; i++) {
+        size_t c = count_of(&k[i]);
+        x[i][c / 2] = NAN; /* a position every kind samples */
+        step_cl_finish(&k[i], NDCL_TRAIN, x[i]);
+        ck_assert_int_eq(ndcl_layer_numerical_status(k[i].l), NDCL_ERR_NUMERICAL);
+        ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), k[i].name));
+        /* Only this layer's step met the NaN. */
+        for (int j = i + 1; j < n; j++)
+            TEST_OK(ctx, ndcl_layer_numerical_status(k[j].l));
+        /* An evaluation step computes no statistics: the flag stays. */
+        x[i][c / 2] = 0.5f;
+        step_cl_finish(&k[i], NDCL_EVAL, x[i]);
+        ck_assert_int_eq(ndcl_layer_numerical_status(k[i].l), NDCL_ERR_NUMERICAL);
+    }
+    /* The layer queries left the context's flag to ndcl_finish, once ... */
+    ck_assert_int_eq(ndcl_finish(ctx), NDCL_ERR_NUMERICAL);
+    TEST_OK(ctx, ndcl_finish(ctx));
+    for (int i = 0; i < n; i++) {
+        /* ... and ndcl_finish left the layers' own flags. */
+        ck_assert_int_eq(ndcl_layer_numerical_status(k[i].l), NDCL_ERR_NUMERICAL);
+        /* The next clean training step resets the layer's flag. */
+        step_cl_finish(&k[i], NDCL_TRAIN, x[i]);
+        TEST_OK(ctx, ndcl_layer_numerical_status(k[i].l));
+        free(x[i]);
+        ndcl_layer_destroy(k[i].l);
+    }
+    TEST_OK(ctx, ndcl_finish(ctx));
+    ck_assert_int_eq(ndcl_layer_numerical_status(NULL), NDCL_ERR_INVALID_ARG);
+}
+END_TEST
+
 START_TEST(extreme_magnitudes)
 {
     ndcl_context *ctx = test_ctx();
@@ -213,6 +275,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, constant_input_stays_finite);
     tcase_add_test(tc, nan_and_inf_are_reported_and_not_kept);
+    tcase_add_test(tc, layer_flag_without_finish);
     tcase_add_test(tc, extreme_magnitudes);
     suite_add_tcase(s, tc);
     return test_run(s);

@@ -526,7 +526,7 @@ END_TEST
 
 /* ------------------------------------------------------------ fold */
 
-/* DESIGN.md 2.1 step 7 and 2.2, written out directly:
+/* The fold of conv2d and linear layers, written out directly:
  *  conv G = 1: row (o, g) holds W[o, f·(C/B) + g], W' = W·D,
  *              b' = b - Σ_g (W'·μ)[o, g];
  *  conv G > 1: W as (G, Cout/G, nf), W'_g = W_g·D_g, b' = b - W'_g·μ_g;

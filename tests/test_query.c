@@ -38,11 +38,11 @@ static void expect_keys(const cJSON *obj, const char *const *keys, size_t n,
 static void check_listing_json(const char *json, char *spec, size_t size)
 {
     static const char *const plat_str[] = {"name", "vendor", "version"};
-    static const char *const dev_str[] = {"name", "type", "vendor", "driver_version",
-                                          "opencl_c_version"};
-    static const char *const dev_num[] = {"index",           "compute_units",
-                                          "max_clock_mhz",   "global_mem_bytes",
-                                          "local_mem_bytes", "max_work_group_size"};
+    static const char *const dev_str[] = {
+        "name", "type", "vendor", "driver_version", "opencl_c_version", "blas"};
+    static const char *const dev_num[] = {
+        "index",           "compute_units",   "max_clock_mhz",      "global_mem_bytes",
+        "local_mem_bytes", "max_alloc_bytes", "max_work_group_size"};
     static const char *const dev_bool[] = {"fp16", "fp64", "default"};
     cJSON *root = cJSON_Parse(json);
     ck_assert_msg(root != NULL, "--json output does not parse: %.200s", json);
@@ -66,6 +66,10 @@ static void check_listing_json(const char *json, char *spec, size_t size)
             expect_keys(d, dev_num, sizeof dev_num / sizeof *dev_num, cJSON_IsNumber);
             expect_keys(d, dev_bool, sizeof dev_bool / sizeof *dev_bool, cJSON_IsBool);
             if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "default"))) defaults++;
+            double ma = cJSON_GetObjectItemCaseSensitive(d, "max_alloc_bytes")->valuedouble;
+            ck_assert(
+                ma > 0 &&
+                ma <= cJSON_GetObjectItemCaseSensitive(d, "global_mem_bytes")->valuedouble);
             if (is_pocl(p) && !spec[0])
                 snprintf(spec, size, "%d:%d",
                          cJSON_GetObjectItemCaseSensitive(p, "index")->valueint,
@@ -83,6 +87,55 @@ START_TEST(json_listing)
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     char spec[32];
     check_listing_json(r.out, spec, sizeof spec);
+    /* Self-test results only with --self-test. */
+    ck_assert_ptr_null(strstr(r.out, "\"self_test\""));
+    run_free(&r);
+}
+END_TEST
+
+/* The engine of each device's products: the host's OpenBLAS on PoCL in a
+ * build with it, CLBlast with NDCL_CPU_BLAS=0 (JSON and text alike). */
+static const char *pocl_engine(const char *json)
+{
+    static char name[32];
+    name[0] = '\0';
+    cJSON *root = cJSON_Parse(json);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *p, *d;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "platforms"))
+    {
+        if (!is_pocl(p)) continue;
+        cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(p, "devices"))
+        {
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(d, "blas");
+            ck_assert(cJSON_IsString(b));
+            snprintf(name, sizeof name, "%s", b->valuestring);
+        }
+    }
+    cJSON_Delete(root);
+    return name;
+}
+
+START_TEST(blas_engine_listed)
+{
+#ifdef NDCL_HOST_BLAS
+    const char *expect = "openblas";
+#else
+    const char *expect = "clblast";
+#endif
+    run_result r = run_tool("env -u NDCL_CPU_BLAS", "--json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(pocl_engine(r.out), expect);
+    run_free(&r);
+    r = run_tool("NDCL_CPU_BLAS=0", "--json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(pocl_engine(r.out), "clblast");
+    run_free(&r);
+    r = run_tool("env -u NDCL_CPU_BLAS", "");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    char text[32];
+    snprintf(text, sizeof text, "BLAS %s", expect);
+    ck_assert_msg(strstr(r.out, text), "no \"%s\" in: %s", text, r.out);
     run_free(&r);
 }
 END_TEST
@@ -235,6 +288,7 @@ int main(void)
     TCase *tc = tcase_create("listing");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, json_listing);
+    tcase_add_test(tc, blas_engine_listed);
     tcase_add_test(tc, text_listings);
     tcase_add_test(tc, help_and_usage);
     tcase_add_test(tc, bad_device);

@@ -365,6 +365,8 @@ START_TEST(help)
     };
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
+    /* The exporter that writes layer files, by its installed name. */
+    ck_assert_ptr_nonnull(strstr(r.out, "ndcl-export-pytorch"));
     ck_assert_str_eq(r.err, "");
     run_free(&r);
 

@@ -2,7 +2,8 @@
 """deconv_torch.py - ndcl's own clean PyTorch implementation of the three
 network deconvolution modules of Ye et al. (ICLR 2020): FastDeconv,
 Delinear and ChannelDeconv, with the original code's constructor arguments,
-defaults, state_dict names and shapes and arithmetic (DESIGN.md section 2),
+defaults, state_dict names and shapes and arithmetic (the README's
+"Arithmetic" section),
 quirks included. It is the reference the golden data (tools/golden.py) is
 generated with. Run with the system Python: /usr/bin/python3 (torch).
 
@@ -85,7 +86,7 @@ def _clamp_block(channels, block):
 
 
 class FastDeconv(conv._ConvNd):
-    """Deconvolved 2-D convolution (DESIGN.md 2.1). Attributes as the
+    """Deconvolved 2-D convolution (steps 1-8 below). Attributes as the
     original: block (clamped), num_features (nf), sampling_stride (the
     given sampling_stride times stride), counter, freeze, freeze_iter,
     track_running_stats."""
@@ -204,7 +205,7 @@ class FastDeconv(conv._ConvNd):
 
 
 class Delinear(nn.Module):
-    """Deconvolved linear layer (DESIGN.md 2.2): rows of B contiguous
+    """Deconvolved linear layer: whitens rows of B contiguous
     features."""
     __constants__ = ['bias', 'in_features', 'out_features']
 
@@ -265,7 +266,7 @@ class Delinear(nn.Module):
 
 
 class ChannelDeconv(nn.Module):
-    """Channel deconvolution (DESIGN.md 2.3): whitens B groups of channels
+    """Channel deconvolution: whitens B groups of channels
     (uncentred covariance), normalises the leftover channels."""
 
     def __init__(self, block, eps=1e-2, n_iter=5, momentum=0.1, sampling_stride=3):

@@ -3,9 +3,15 @@
 model (FastDeconv, Delinear, ChannelDeconv: the original repository's
 classes or tools/deconv_torch.py's, matched by class name) to ndcl layer
 files: OUTDIR/<module name>.safetensors, one per layer (format: see
-tools/layerfile.py and DESIGN.md 2.5).
+tools/layerfile.py; tensors by their state_dict names and shapes, as the
+README's "Arithmetic" section lists them).
 
   /usr/bin/python3 tools/export_pytorch.py MODEL OUTDIR [options]
+  ndcl-export-pytorch MODEL OUTDIR [options]          (installed copy)
+
+Installed, this file lives in <prefix>/share/ndcl beside layerfile.py and
+deconv_torch.py (so that models of deconv_torch's classes unpickle), and
+<prefix>/bin/ndcl-export-pytorch is a symbolic link to it.
 
 MODEL is a file written by torch.save of either
   - a whole nn.Module: every deconvolution submodule is written with its
@@ -27,7 +33,9 @@ import os
 import sys
 from collections import OrderedDict
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# realpath: run through the installed bin/ndcl-export-pytorch link, the
+# modules beside it are those of share/ndcl.
+HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
 
 import layerfile  # noqa: E402
@@ -247,7 +255,7 @@ def export_state_dict(sd, outdir, args):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(
-        prog="export_pytorch.py",
+        prog=os.path.basename(sys.argv[0]) or "export_pytorch.py",
         description="Exports the FastDeconv / Delinear / ChannelDeconv layers of a model saved "
                     "with torch.save (a whole nn.Module or a state_dict) to ndcl layer files "
                     "OUTDIR/<module name>.safetensors.",

@@ -2,7 +2,7 @@
 """golden.py - generates the golden data of tests/data/<case>/ from ndcl's
 PyTorch reference (tools/deconv_torch.py), float32, deterministic (fixed
 seeds, one thread), and checks it against an independent float64 numpy
-implementation written from the text of DESIGN.md section 2.
+implementation written from the text of the README's "Arithmetic" section.
 
 Usage (from anywhere; run with the system Python that has torch):
   /usr/bin/python3 tools/golden.py            write tests/data/<case>/
@@ -192,7 +192,8 @@ def generate_case(out_dir, case):
 # -------------------------------------------- independent float64 reference
 
 def isqrt_ns(A, n_iter):
-    """DESIGN.md 2.1 step 5."""
+    """Coupled Newton-Schulz: Y0 = A/|A|_F, Z0 = I, T = (3I - ZY)/2,
+    Y = YT, Z = TZ; D = Z/sqrt(|A|_F)."""
     n = A.shape[0]
     a = np.sqrt((A * A).sum())
     Y = A / a
@@ -387,7 +388,8 @@ def rel_err(a, b):
 
 
 def expected_layout(md):
-    """name -> (shape, numpy dtype) of a layer file, from DESIGN.md 2.5."""
+    """name -> (shape, numpy dtype) of a layer file: the state_dict shapes
+    (README, "Arithmetic", parameter shapes) and the counters."""
     f32, i64 = np.dtype("float32"), np.dtype("int64")
     kind = md["kind"]
     out = {}

@@ -3,7 +3,7 @@
 plain Python (numpy only; no safetensors package needed).
 
 A layer file holds one deconvolution layer: its state_dict tensors under
-their state_dict names (DESIGN.md 2.5), the conv freeze counter as an int64
+their state_dict names and shapes, the conv freeze counter as an int64
 scalar `counter`, and the constructor arguments as strings in
 `__metadata__` (kind = "conv2d" | "linear" | "channel", booleans
 "true"/"false", floats as Python's repr()).
@@ -268,7 +268,9 @@ def parse_bool(s):
 
 
 def effective_block(channels, block, groups=1):
-    """The block the original modules use (DESIGN.md 2.1)."""
+    """The block the original modules use: channels when block is larger,
+    gcd(block, channels) when it does not divide them, channels/groups
+    when grouped."""
     if block > channels:
         block = channels
     elif channels % block != 0:

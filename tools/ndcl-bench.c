@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench.h"
+#include "host_gemm.h"
 #include "ndcl.h"
 #include "ndcl_cl.h"
 
@@ -39,6 +40,7 @@ static const char *prog = "ndcl-bench";
 
 typedef enum suite_id {
     S_GEMM,
+    S_GEMM_HOST,
     S_COPY,
     S_IM2COL,
     S_CIM2COL,
@@ -60,10 +62,16 @@ typedef enum suite_id {
 } suite_id;
 
 static const char *const suite_names[S_COUNT + 1] = {
-    "gemm",        "copy",       "im2col",         "conv-im2col", "col2im",
-    "layout",      "bias-grad",  "cov",            "isqrt",       "fold",
-    "conv",        "conv-backward", "layer-train", "layer-eval",  "layer-backward",
-    "linear",      "channel",    "layer-step"};
+    "gemm",        "gemm-host",  "copy",           "im2col",      "conv-im2col",
+    "col2im",      "layout",     "bias-grad",      "cov",         "isqrt",
+    "fold",        "conv",       "conv-backward",  "layer-train", "layer-eval",
+    "layer-backward", "linear",  "channel",        "layer-step"};
+
+/* The suites a --gemm problem runs. */
+static bool is_gemm_row(suite_id s)
+{
+    return s == S_GEMM || s == S_GEMM_HOST;
+}
 
 /* Rows that carry vs_conv: the conv layer's passes and the plain conv's
  * backward, each over its plain-convolution counterpart. */
@@ -102,9 +110,16 @@ static void usage(FILE *f)
         "network deconvolution next to the plain convolution it ends with.\n"
         "\n"
         "Suites (--suite a,b,...; default: all):\n"
-        "  gemm            SGEMM through the context's BLAS engine at the convolution's\n"
-        "                  whole-batch GEMM sizes (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G\n"
-        "                  products), or at --gemm M,N,K: the device's practical ceiling\n"
+        "  gemm            SGEMM by the context's BLAS engine at the convolution's\n"
+        "                  GEMM sizes (M=Cout/G, N=N*Ho*Wo, K=(C/G)*k*k, G\n"
+        "                  products), or at --gemm M,N,K: the device's practical\n"
+        "                  ceiling; brings gemm-host along when the engine is the\n"
+        "                  host BLAS (openblas)\n"
+        "  gemm-host       the same products by the host BLAS's own cblas_sgemm on\n"
+        "                  host memory (builds with the host BLAS engine): the gemm\n"
+        "                  row's note gives ndcl's rate over it; beside another\n"
+        "                  engine only on request, with 0.2 s after each call for\n"
+        "                  OpenBLAS's workers to stop spinning\n"
         "  copy            a plain copy kernel of x's size: the device's memory\n"
         "                  bandwidth, next to which the kernels' GB/s are read\n"
         "  im2col          the sampled, block-regrouped patch matrix\n"
@@ -168,7 +183,7 @@ static void usage(FILE *f)
             "layer-backward both listed, a derived row layer-step gives the training\n"
             "step, the sum of their medians (and minima, cold times), with vs_conv over\n"
             "the plain conv's step, conv + conv-backward.\n"
-            "Useful flops (DESIGN.md 6), nf = k*k*B:\n"
+            "Useful flops (a multiply-add is 2), nf = k*k*B:\n"
             "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
             "  conv-backward  twice the conv's (dx and dW)\n"
             "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
@@ -184,16 +199,18 @@ static void usage(FILE *f)
             "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
             "\n"
             "Output: an aligned table (header lines start with #); --json: an array of\n"
-            "rows {suite, shape, device, runs, cold_ms, min_ms, median_ms, gflops, gbs,\n"
-            "workspace_bytes, note, and vs_conv on layer rows}, null where meaningless;\n"
-            "--csv: the same columns. Progress goes to stderr (--quiet: none).\n"
+            "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
+            "median_ms, gflops, gbs, workspace_bytes, note, and vs_conv on layer rows},\n"
+            "null where meaningless; --csv: the same columns but blas. Progress goes to\n"
+            "stderr (--quiet: none).\n"
             "\n"
             "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
             "  -h, --help      this text\n"
             "  -V, --version   the ndcl version\n"
             "\n"
-            "Environment: NDCL_DEVICE (default device), NDCL_CACHE_DIR and NDCL_CACHE\n"
-            "(kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
+            "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
+            "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
+            "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
             "\n"
             "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
 }
@@ -444,6 +461,8 @@ typedef struct bench {
     ndcl_patch_geom pg;
     ndcl_fold_geom fg;
 
+    host_gemm *host; /* gemm-host's operands */
+
     /* Inputs and workspaces, destroyed with the benchmark. */
     ndcl_tensor *x, *X, *mean, *cov, *D, *W, *bias, *Wout, *bout, *y, *col, *tmp, *a, *b,
         *c, *dy, *dx, *dw, *db;
@@ -505,7 +524,8 @@ static ndcl_status tensor1(ndcl_context *ctx, size_t d0, float scale, unsigned s
     return tensor(ctx, 1, (size_t[]){d0}, scale, seed, out);
 }
 
-/* The layer's effective block (DESIGN.md 2.1). */
+/* The layer's effective block: C when larger, gcd(block, C) when it does
+ * not divide C, C/groups when grouped. */
 static size_t eff_block(const shape *s)
 {
     size_t B = s->block, C = s->c;
@@ -712,6 +732,22 @@ static bool bench_setup(bench *b)
 {
     ndcl_context *ctx = b->ctx;
     const shape *s = b->sh;
+    if (b->suite == S_GEMM_HOST) {
+        /* The gemm suite's products, on host memory. */
+        size_t G = 1, M = s->gm, N = s->gn, K = s->gk;
+        if (!s->gemm_only) {
+            if (!geometry(b)) return false;
+            G = s->groups;
+            M = b->cg.cout / G;
+            N = b->cg.n * b->cg.P;
+            K = b->cg.K / G;
+        }
+        b->host = host_gemm_create(G, M, N, K);
+        if (!b->host) return failed(b, "host operands", NDCL_ERR_OUT_OF_MEMORY);
+        b->flops = 2.0 * (double)G * (double)M * (double)N * (double)K;
+        snprintf(b->note, sizeof b->note, "cblas_sgemm on host memory");
+        return true;
+    }
     if (s->gemm_only) {
         size_t M = s->gm, N = s->gn, K = s->gk;
         TRY(b, tensor(ctx, 2, (size_t[]){M, K}, 1.0f, 1, &b->a));
@@ -876,6 +912,8 @@ static bool bench_setup(bench *b)
 
 static void bench_teardown(bench *b)
 {
+    host_gemm_destroy(b->host);
+    b->host = NULL;
     ndcl_layer_destroy(b->layer);
     ndcl_tensor *ts[] = {b->x,    b->X,    b->mean, b->cov, b->D,   b->W, b->bias,
                          b->Wout, b->bout, b->y,    b->col, b->tmp, b->a, b->b,
@@ -901,6 +939,10 @@ static ndcl_status bench_call(bench *b)
     ndcl_context *ctx = b->ctx;
     const ndcl_patch_geom *p = &b->pg;
     size_t G = b->sh->groups;
+    if (b->suite == S_GEMM_HOST) {
+        host_gemm_run(b->host);
+        return NDCL_SUCCESS;
+    }
     if (b->sh->gemm_only) return ndcl_gemm(ctx, 0, 0, 1.0f, b->a, b->b, 0.0f, b->c);
     switch (b->suite) {
     case S_GEMM: {
@@ -1036,7 +1078,7 @@ static void json_num(cJSON *o, const char *key, double v)
         cJSON_AddNullToObject(o, key);
 }
 
-static bool print_json(const row_list *rows, const char *device)
+static bool print_json(const row_list *rows, const char *device, const char *blas)
 {
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return false;
@@ -1050,6 +1092,7 @@ static bool print_json(const row_list *rows, const char *device)
         cJSON_AddStringToObject(o, "suite", suite_names[r->suite]);
         cJSON_AddStringToObject(o, "shape", r->shape);
         cJSON_AddStringToObject(o, "device", device);
+        cJSON_AddStringToObject(o, "blas", blas);
         cJSON_AddNumberToObject(o, "runs", r->runs);
         json_num(o, "cold_ms", r->cold_ms);
         json_num(o, "min_ms", r->min_ms);
@@ -1171,6 +1214,17 @@ typedef struct options {
 } options;
 
 static int step_no, step_total;
+static bool host_engine; /* the context's products run in the host BLAS */
+
+/* Times one call; after the host BLAS's own product beside a device
+ * engine, waits until OpenBLAS's workers have stopped spinning. */
+static bool bench_time_one(bench *b, double *ms)
+{
+    bool ok = bench_time(b, ms);
+    if (ok && b->suite == S_GEMM_HOST && !host_engine)
+        nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+    return ok;
+}
 
 /* Measures every wanted suite on one shape and appends the rows. Returns
  * false with error_msg set on any failure. */
@@ -1180,7 +1234,7 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
     int nb = 0;
     bool want[S_COUNT] = {false}, shown[S_COUNT] = {false};
     for (int k = 0; k < S_COUNT; k++)
-        if (o->want[k] && (!s->gemm_only || k == S_GEMM)) want[k] = shown[k] = true;
+        if (o->want[k] && (!s->gemm_only || is_gemm_row((suite_id)k))) want[k] = shown[k] = true;
     /* The rows' references are measured even when not listed. */
     const bool step = want[S_LTRAIN] && want[S_LBACK];
     if (want[S_LTRAIN] || want[S_LEVAL] || want[S_LBACK] || want[S_CBACK]) want[S_CONV] = true;
@@ -1210,12 +1264,12 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
         progress("[%d/%d] %s: warmup %d/%d", step_no, step_total, s->text, w + 1,
                  o->warmup);
         for (int i = 0; i < nb && ok; i++)
-            ok = bench_time(&benches[i], NULL);
+            ok = bench_time_one(&benches[i], NULL);
     }
     for (int r = 0; r < o->runs && ok; r++) {
         progress("[%d/%d] %s: run %d/%d", step_no, step_total, s->text, r + 1, o->runs);
         for (int i = 0; i < nb && ok; i++)
-            ok = bench_time(&benches[i], &benches[i].times[r]);
+            ok = bench_time_one(&benches[i], &benches[i].times[r]);
     }
 
     if (ok) {
@@ -1270,6 +1324,13 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
                      all[S_CONV].median_ms + all[S_CBACK].median_ms);
             all[S_LSTEP] = st;
             have[S_LSTEP] = true;
+        }
+        /* ndcl's products over the host BLAS's own, in the gemm row. */
+        if (have[S_GEMM] && have[S_GEMM_HOST] && all[S_GEMM].median_ms > 0) {
+            row *g = &all[S_GEMM];
+            size_t len = strlen(g->note);
+            snprintf(g->note + len, sizeof g->note - len, "; %.2fx host BLAS",
+                     all[S_GEMM_HOST].median_ms / g->median_ms);
         }
         for (int k = 0; k <= S_COUNT; k++) {
             if (!have[k]) continue;
@@ -1359,7 +1420,7 @@ int main(int argc, char **argv)
     options o = {.runs = 10, .warmup = 2};
     for (int k = 0; k < S_COUNT; k++)
         o.want[k] = true;
-    bool json = false, csv = false;
+    bool json = false, csv = false, suites_given = false;
     const char *spec = NULL;
     shape_list shapes = {0};
     int rc = EXIT_USAGE;
@@ -1415,6 +1476,7 @@ int main(int argc, char **argv)
         } else if (is_opt(a, "--suite")) {
             v = opt_value(argc, argv, &i, "--suite");
             if (!parse_suites(v, o.want)) goto out;
+            suites_given = true;
         } else if (is_opt(a, "--runs")) {
             v = opt_value(argc, argv, &i, "--runs");
             if (!parse_count(v, 1, &o.runs)) {
@@ -1446,6 +1508,17 @@ int main(int argc, char **argv)
         goto out;
     }
     if (shapes.n == 0 && !add_preset(&shapes, "small")) goto oom;
+    /* The host BLAS's own rate goes with every gemm row it can. */
+    if (!host_gemm_available()) {
+        if (suites_given && o.want[S_GEMM_HOST]) {
+            fprintf(stderr,
+                    "%s: gemm-host needs a build with the host BLAS engine "
+                    "(meson -Dhost_blas=enabled)\n",
+                    prog);
+            goto out;
+        }
+        o.want[S_GEMM_HOST] = false;
+    }
 
     rc = EXIT_FAILED;
     progress_tty = isatty(2);
@@ -1462,11 +1535,18 @@ int main(int argc, char **argv)
         ndcl_context_destroy(ctx);
         goto out;
     }
+    /* The host BLAS's own rate goes with the gemm rows of the host engine.
+     * Beside another engine only on request, and then with a pause after
+     * each of its calls: OpenBLAS's idle workers spin for about 0.1 s after
+     * a product and would slow the device's kernels timed next. */
+    host_engine = !strcmp(ndcl_context_blas_engine(ctx), "openblas");
+    if (host_engine && o.want[S_GEMM]) o.want[S_GEMM_HOST] = true;
 
     step_total = 0;
     for (size_t i = 0; i < shapes.n; i++)
         for (int k = 0; k < S_COUNT; k++)
-            if (o.want[k] && (!shapes.v[i].gemm_only || k == S_GEMM)) step_total++;
+            if (o.want[k] && (!shapes.v[i].gemm_only || is_gemm_row((suite_id)k)))
+                step_total++;
 
     row_list rows = {0};
     bool ok = true;
@@ -1481,13 +1561,17 @@ int main(int argc, char **argv)
         ndcl_build_info bi;
         bool have_build = ndcl_context_build(ctx, &bi) == NDCL_SUCCESS;
         if (json) {
-            ok = print_json(&rows, dev.name);
+            ok = print_json(&rows, dev.name, ndcl_context_blas_engine(ctx));
         } else if (csv) {
             print_csv(&rows, dev.name);
         } else {
             printf("# ndcl-bench %s on %s (%s, driver %s), %u compute units\n",
                    ndcl_version_string(), dev.name, dev.platform_name, dev.driver_version,
                    dev.compute_units);
+            char host[256];
+            host_gemm_describe(host, sizeof host);
+            printf("# BLAS engine: %s%s%s\n", ndcl_context_blas_engine(ctx),
+                   host[0] ? "; host BLAS: " : "", host);
             printf("# timer: CLOCK_MONOTONIC wall clock around enqueue + ndcl_finish "
                    "(clFinish); %d warmup, %d timed runs, interleaved per shape\n",
                    o.warmup, o.runs);

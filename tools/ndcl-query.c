@@ -27,11 +27,15 @@ static void usage(FILE *f)
             "\n"
             "  (no option)      one line per device: P:D, name, (type, vendor, driver),\n"
             "                   compute units, clock, global/local memory, max\n"
-            "                   work-group size, fp16/fp64; \"[default]\" marks the\n"
-            "                   device ndcl_context_create(NULL) would choose\n"
+            "                   work-group size, fp16/fp64, the engine of its matrix\n"
+            "                   products (BLAS openblas: the host's OpenBLAS, on CPU\n"
+            "                   devices with host-unified memory; BLAS clblast:\n"
+            "                   CLBlast); \"[default]\" marks the device\n"
+            "                   ndcl_context_create(NULL) would choose\n"
             "  -l, --list       device names only, grouped by platform (as clinfo -l)\n"
-            "  --json           the listing as JSON (with --self-test: the results too,\n"
-            "                   under each device's \"self_test\")\n"
+            "  --json           the listing as JSON, every field of the device info\n"
+            "                   (max_alloc_bytes included); with --self-test also the\n"
+            "                   results, under each device's \"self_test\"\n"
             "  --self-test      on each listed device: create a context, build the\n"
             "                   kernels (time, and whether the binary cache served\n"
             "                   them), then run every check on small random problems\n"
@@ -51,6 +55,8 @@ static void usage(FILE *f)
             "  NDCL_CACHE_DIR   where compiled kernel binaries are cached (default\n"
             "                   $XDG_CACHE_HOME/ndcl or ~/.cache/ndcl)\n"
             "  NDCL_CACHE       0 disables the kernel binary cache\n"
+            "  NDCL_CPU_BLAS    0: CLBlast for the matrix products on every device,\n"
+            "                   also where the host's OpenBLAS would serve\n"
             "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
             "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
             "\n"
@@ -267,7 +273,7 @@ done:
 }
 
 /* patches: a 3x3 kernel with interleaved blocks, a 1x1 kernel and a grouped
- * dilated one, the three paths DESIGN.md 2.1 steps 1-2 distinguish. */
+ * dilated one, the three paths of the patch matrix (see ndcl_patches). */
 static int check_patches(check_run *r, const void *arg)
 {
     (void)arg;
@@ -712,17 +718,32 @@ static const check checks[] = {
 
 /* ------------------------------------------------------------ output */
 
+/* The engine of a context's matrix products on d (NDCL_CPU_BLAS
+ * honoured), from a context made and destroyed for the question; "unknown"
+ * when none can be made. The names are static strings of the library. */
+static const char *blas_engine(const ndcl_device_info *d)
+{
+    ndcl_context_options o = ndcl_context_options_default();
+    o.platform_index = d->platform_index;
+    o.device_index = d->device_index;
+    ndcl_context *ctx = NULL;
+    if (ndcl_context_create(&o, &ctx) != NDCL_SUCCESS) return "unknown";
+    const char *name = ndcl_context_blas_engine(ctx);
+    ndcl_context_destroy(ctx);
+    return name;
+}
+
 static void print_device(const ndcl_device_info *d)
 {
     char gmem[32], lmem[32];
     fmt_bytes(d->global_mem_bytes, gmem, sizeof gmem);
     fmt_bytes(d->local_mem_bytes, lmem, sizeof lmem);
     printf("%d:%d  %s  (%s, %s, %s)  %u CU, %u MHz, %s global, %s local, "
-           "max work-group %zu, fp16 %s, fp64 %s%s\n",
+           "max work-group %zu, fp16 %s, fp64 %s, BLAS %s%s\n",
            d->platform_index, d->device_index, d->name, type_name(d->type, false),
            d->vendor, d->driver_version, d->compute_units, d->max_clock_mhz, gmem, lmem,
            d->max_work_group_size, d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no",
-           d->is_default ? "  [default]" : "");
+           blas_engine(d), d->is_default ? "  [default]" : "");
 }
 
 /* As clinfo -l: platform headers, device names beneath. */
@@ -753,10 +774,12 @@ static cJSON *device_json(const ndcl_device_info *d)
     /* doubles hold byte counts exactly up to 2^53. */
     cJSON_AddNumberToObject(o, "global_mem_bytes", (double)d->global_mem_bytes);
     cJSON_AddNumberToObject(o, "local_mem_bytes", (double)d->local_mem_bytes);
+    cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)d->max_alloc_bytes);
     cJSON_AddNumberToObject(o, "max_work_group_size", (double)d->max_work_group_size);
     cJSON_AddBoolToObject(o, "fp16", d->fp16);
     cJSON_AddBoolToObject(o, "fp64", d->fp64);
     cJSON_AddBoolToObject(o, "default", d->is_default);
+    cJSON_AddStringToObject(o, "blas", blas_engine(d));
     return o;
 }
 

@@ -1,7 +1,8 @@
-/* ref.h - a plain double-precision host implementation of DESIGN.md
- * section 2 (the original PyTorch arithmetic), written for clarity, not
- * speed. The Check suites and ndcl-query's self-test compare the device
- * against it. All arrays are row-major doubles; sizes as in DESIGN.md. */
+/* ref.h - a plain double-precision host implementation of the original
+ * PyTorch arithmetic (the README's "Arithmetic" section), written for
+ * clarity, not speed. The Check suites and ndcl-query's self-test compare
+ * the device against it. All arrays are row-major doubles; sizes as in
+ * that section (B the effective block, nf = kh*kw*B). */
 #ifndef NDCL_REF_H
 #define NDCL_REF_H
 
@@ -14,7 +15,7 @@
 int ref_block_conv(int in_channels, int block, int groups);
 int ref_block_linear(int in_features, int block);
 
-/* The sampled, block-regrouped patch matrix of DESIGN.md 2.1 steps 1-2.
+/* The sampled, block-regrouped patch matrix (conv2d steps 1-2).
  * S is the effective sampling stride (sampling_stride * stride), B the
  * effective block. Returns a malloc'd rows x cols matrix; rows and cols are
  * as ndcl_patches documents them. */
@@ -28,7 +29,8 @@ void ref_mean_cov(const double *X, size_t rows, size_t groups, size_t n, double 
                   int centered, double *mean, double *cov);
 
 /* Coupled Newton-Schulz inverse square root of each of batch n x n
- * matrices (DESIGN.md 2.1 step 5). */
+ * matrices: Y0 = A/a, Z0 = I (a the Frobenius norm), n_iter times
+ * T = (3I - Z·Y)/2, Y = Y·T, Z = T·Z; D = Z/sqrt(a). */
 void ref_isqrt(const double *A, size_t batch, size_t n, int n_iter, double *D);
 
 /* Plain conv2d (cross-correlation) with bias b (may be NULL). y must hold
@@ -46,7 +48,8 @@ void ref_conv2d_backward(const double *x, size_t N, size_t C, size_t H, size_t W
                          double *dw, double *db);
 
 /* A whole layer with its parameters and buffers, as the original module
- * holds them (state_dict shapes of DESIGN.md 2.5, flattened). Parameters
+ * holds them (state_dict shapes as ndcl_layer_param_shape gives them,
+ * flattened). Parameters
  * the kind does not have are NULL. */
 typedef struct ref_layer {
     ndcl_layer_kind kind;

@@ -260,7 +260,8 @@ static int64_t py_mod(int64_t a, int64_t b)
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
 
-/* FastDeconv.forward (DESIGN.md 2.1). */
+/* FastDeconv.forward: patches, whitening, running updates, fold,
+ * convolution (README, "Arithmetic", conv2d). */
 static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
                          const size_t *xs, double *y)
 {
@@ -341,7 +342,7 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
 
 /* -------------------------------------------------------------- linear */
 
-/* Delinear.forward (DESIGN.md 2.2). The input is any shape whose last
+/* Delinear.forward (README, "Arithmetic", linear). The input is any shape whose last
  * dimension is in_features: F.linear maps the last dimension, and
  * input.view(-1, B) cuts every row into F/B contiguous blocks. */
 static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
@@ -403,7 +404,7 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
 
 /* ------------------------------------------------------------- channel */
 
-/* ChannelDeconv.forward (DESIGN.md 2.3), line by line. */
+/* ChannelDeconv.forward (README, "Arithmetic", channel), line by line. */
 static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
                             const size_t *xs, double *y)
 {

@@ -3,13 +3,20 @@
 # only those that are missing (idempotent). Sourced by demo.sh and test.sh.
 set -euo pipefail
 
+# libopenblas-pthread-dev: the host BLAS engine's OpenBLAS (CBLAS header,
+# pkg-config openblas), the pthread flavour (libopenblas0-pthread): its
+# threads are safe to call from several threads at once and sleep when idle.
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
-               libcjson-dev check meson ninja-build pkg-config gcc python3)
+               libopenblas-pthread-dev libcjson-dev check meson ninja-build pkg-config gcc
+               python3)
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
-# Oclgrind, valgrind, PyTorch for the golden data and exporter tests, and
-# Open MPI for the MPI binding and its mpirun suite (mpi).
+# Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
+# tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
+# (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
+# for its peak-memory column; Open MPI for the MPI binding and its mpirun
+# suite (mpi).
 NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
-                    libopenmpi-dev openmpi-bin)
+                    libopenblas0-pthread time libopenmpi-dev openmpi-bin)
 
 ndcl_install() {
     local missing=()

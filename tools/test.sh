@@ -18,10 +18,12 @@ export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 # Whatever configured build/ before (demo.sh turns the tests off, a
 # hand-made setup, an older checkout), the suite is built and run: tests
 # on, -Werror under CI. A build directory meson cannot reconfigure is made
-# anew.
-opts=(-Dtests=true -Dwerror=$werror)
+# anew. The host BLAS engine is required here (setup-deps.sh installs
+# OpenBLAS), so that a missing OpenBLAS fails the build instead of quietly
+# testing CLBlast alone.
+opts=(-Dtests=true -Dwerror=$werror -Dhost_blas=enabled)
 if [ -f build/build.ninja ] && meson configure build "${opts[@]}" >/dev/null; then
-    echo "test.sh: reusing build/ (tests=true werror=$werror)"
+    echo "test.sh: reusing build/ (tests=true werror=$werror host_blas=enabled)"
 else
     [ -e build ] && echo "test.sh: build/ cannot be reconfigured; setting it up anew"
     rm -rf build

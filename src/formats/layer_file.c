@@ -284,7 +284,8 @@ static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
     if (used < cap) snprintf(buf + used, cap - used, "]");
 }
 
-/* Equal once dimensions of size 1 are dropped from both (DESIGN.md 2.5). */
+/* Equal once dimensions of size 1 are dropped from both: files from PyTorch
+ * may hold [] for [1, 1] and the like. */
 static bool same_squeezed(const size_t *a, int na, const size_t *b, int nb)
 {
     int i = 0, j = 0;

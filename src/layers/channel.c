@@ -1,8 +1,9 @@
 /* channel.c - channel deconvolution (ChannelDeconv): the first c = ⌊C/B⌋·B
  * channels as B rows are whitened with an uncentred covariance of a strided
  * sample; leftover channels are normalised by one scalar mean and
- * variance. The original's quirks are kept (DESIGN.md 2.3). The forward
- * keeps what channel_backward.c needs. */
+ * variance. The original's quirks are kept (the covariance of the sample is
+ * not centred, the first batch is copied into the running buffers, the
+ * variance is unbiased). The forward keeps what channel_backward.c needs. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
                                 ndcl_layer **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));

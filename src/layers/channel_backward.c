@@ -1,8 +1,8 @@
-/* channel_backward.c - the backward pass of channel deconvolution (DESIGN.md
- * 2.3, 2.4): out = D·(x1 - μ1) back to x directly, through μ1 and the
- * uncentred covariance of the sample (training), and the leftover
- * channels' normalisation through their mean and variance (training) or
- * with them fixed (evaluation). */
+/* channel_backward.c - the backward pass of channel deconvolution:
+ * out = D·(x1 - μ1) back to x directly, through μ1 and the uncentred
+ * covariance of the sample (training), and the leftover channels'
+ * normalisation through their mean and variance (training) or with them
+ * fixed (evaluation). */
 #include "primitives/backward.h"
 #include "layers/channel.h"
 

@@ -79,6 +79,7 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
                                ndcl_layer **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     const int lim = 1 << 20;
@@ -182,7 +183,8 @@ ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom
     return ndcl_patch_geom_init(l->ctx, pg);
 }
 
-/* The fold geometry of DESIGN.md 2.1 step 7 for this layer. */
+/* The fold geometry of this layer: each output's weights as C/B rows of nf
+ * interleaved as the patch matrix (G = 1), or one row of nf (G > 1). */
 ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
     const ndcl_conv2d_desc *d = &l->conv;

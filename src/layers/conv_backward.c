@@ -1,7 +1,7 @@
-/* conv_backward.c - the backward pass of the deconvolved convolution
- * (DESIGN.md 2.4): the plain convolution's adjoint, the fold's, and after
- * a training step on batch statistics the path back to x through the
- * Newton-Schulz loop, the covariance, the mean and the sampled patches. */
+/* conv_backward.c - the backward pass of the deconvolved convolution: the
+ * plain convolution's adjoint, the fold's, and after a training step on
+ * batch statistics the path back to x through the Newton-Schulz loop, the
+ * covariance, the mean and the sampled patches. */
 #include "primitives/backward.h"
 #include "layers/conv.h"
 

@@ -22,6 +22,7 @@ ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_
         free(l);
         return ndcl_fail_cl(ctx, "clCreateBuffer(layer flag)", err);
     }
+    ndcl_context_retain(ctx);
     *out = l;
     return NDCL_SUCCESS;
 }
@@ -38,6 +39,7 @@ void ndcl_layer_destroy(ndcl_layer *l)
     ndcl_layer_release_saved(l);
     ndcl_sync_release(&l->sync);
     if (l->bad) clReleaseMemObject(l->bad);
+    ndcl_context_release(l->ctx);
     free(l);
 }
 
@@ -102,6 +104,7 @@ ndcl_context *ndcl_layer_context(const ndcl_layer *l)
     ndcl_status fn(const ndcl_layer *l, type *out)                                         \
     {                                                                                      \
         if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");             \
+        ndcl_clear_error(l->ctx);                                                          \
         NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");                                \
         NDCL_CHECK_ARG(l->ctx, l->ops->kind == k, "layer is not a " #field " layer");      \
         *out = l->field;                                                                   \
@@ -115,6 +118,7 @@ GET_DESC(ndcl_layer_channel_desc, ndcl_channel_desc, channel, NDCL_LAYER_CHANNEL
 static ndcl_status find_param(const ndcl_layer *l, const char *name, ndcl_param **out)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
     NDCL_CHECK_ARG(l->ctx, name != NULL, "name is NULL");
     *out = ndcl_layer_param(l, name);
     if (*out) return NDCL_SUCCESS;
@@ -170,6 +174,7 @@ ndcl_status ndcl_layer_get_param(const ndcl_layer *l, const char *name, float *d
 ndcl_status ndcl_layer_get_counter(const ndcl_layer *l, int64_t *out)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
     NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
     NDCL_CHECK_ARG(l->ctx, l->ops->has_counter, "a %s layer has no counter", l->ops->name);
     *out = l->counter;
@@ -179,6 +184,7 @@ ndcl_status ndcl_layer_get_counter(const ndcl_layer *l, int64_t *out)
 ndcl_status ndcl_layer_set_counter(ndcl_layer *l, int64_t value)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
     NDCL_CHECK_ARG(l->ctx, l->ops->has_counter, "a %s layer has no counter", l->ops->name);
     NDCL_CHECK_ARG(l->ctx, value >= 0, "counter=%lld (must be >= 0)", (long long)value);
     l->counter = value;
@@ -279,6 +285,7 @@ static ndcl_status forward_args(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor
                                 ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, mode == NDCL_TRAIN || mode == NDCL_EVAL,
                    "mode=%d (must be NDCL_TRAIN or NDCL_EVAL)", (int)mode);
     NDCL_CHECK_ARG(ctx, x != NULL, "x is NULL");
@@ -461,5 +468,24 @@ static ndcl_status backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor **
     if (dx) *dx = tx;
     if (dweight) *dweight = tw;
     if (dbias) *dbias = tb;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_numerical_status(const ndcl_layer *l)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    /* The layer's own flag, reset by each training step that computes
+     * statistics: reading it leaves the context's flag to ndcl_finish. */
+    cl_int bad = 0;
+    cl_int err = clEnqueueReadBuffer(ctx->queue, l->bad, CL_TRUE, 0, sizeof bad, &bad, 0,
+                                     NULL, NULL);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueReadBuffer(layer flag)", err);
+    if (bad != 0)
+        return ndcl_fail(ctx, NDCL_ERR_NUMERICAL,
+                         "the %s layer's last training step met a non-finite statistic; "
+                         "its running statistics kept their previous values",
+                         l->ops->name);
     return NDCL_SUCCESS;
 }

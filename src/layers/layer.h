@@ -23,7 +23,7 @@ typedef struct ndcl_param {
 #define NDCL_BW_SCRATCH 10 /* workspaces of one backward pass */
 
 /* The record of the last forward that ndcl_layer_backward needs besides
- * the buffers it kept (DESIGN.md 2.4). */
+ * the buffers it kept. */
 typedef struct ndcl_saved {
     bool valid; /* a forward succeeded and no backward or release followed */
     bool stats; /* it used batch statistics: the gradient flows through them */

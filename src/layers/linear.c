@@ -46,6 +46,7 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
                                ndcl_layer **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, d != NULL, "desc is NULL");
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     const int lim = 1 << 24;
@@ -82,7 +83,7 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
     return NDCL_SUCCESS;
 }
 
-/* W viewed as rows of B contiguous features (DESIGN.md 2.2). */
+/* W viewed as rows of B contiguous features, as x is for the statistics. */
 ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
 {
     size_t F = (size_t)l->linear.in_features, B = (size_t)l->block;

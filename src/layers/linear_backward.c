@@ -1,7 +1,7 @@
-/* linear_backward.c - the backward pass of the deconvolved linear layer
- * (DESIGN.md 2.2, 2.4): y = x·W'ᵀ + b' through GEMMs, the fold's adjoint,
- * and after a training step the path back to x through the Newton-Schulz
- * loop, the covariance and the mean of x viewed as rows of B. */
+/* linear_backward.c - the backward pass of the deconvolved linear layer:
+ * y = x·W'ᵀ + b' through GEMMs, the fold's adjoint, and after a training
+ * step the path back to x through the Newton-Schulz loop, the covariance
+ * and the mean of x viewed as rows of B. */
 #include "primitives/backward.h"
 #include "layers/linear.h"
 

@@ -22,6 +22,7 @@ ndcl_status ndcl_layer_set_group(ndcl_layer *l, const ndcl_group *group)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
     ndcl_sync next = {0};
     if (group) {
         NDCL_CHECK_ARG(ctx, group->size >= 1, "group size=%d (must be >= 1)", group->size);

@@ -1,6 +1,6 @@
 /* backward.c - adjoints of the covariance (with its mean), of the weight fold
- * and of the sampled patch matrix (DESIGN.md 2.4), and the public whitening
- * adjoint ndcl_whiten_backward built from them. */
+ * and of the sampled patch matrix (README, "Arithmetic": backward), and the
+ * public whitening adjoint ndcl_whiten_backward built from them. */
 #include <math.h>
 
 #include "primitives/backward.h"

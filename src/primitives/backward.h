@@ -1,4 +1,5 @@
-/* backward.h - the adjoints of the deconvolution primitives (DESIGN.md 2.4),
+/* backward.h - the adjoints of the deconvolution primitives (the chain rule
+ * through each step in reverse, as automatic differentiation computes it),
  * on raw device buffers as prims.h has the forwards; shared by the three
  * layers' backward passes and the public ndcl_whiten_backward. */
 #ifndef NDCL_BACKWARD_H

@@ -1,6 +1,7 @@
-/* fold.c - folds a whitening matrix into a layer's weights (DESIGN.md 2.1
- * step 7, 2.2): W' = W·D in the block basis and the bias correction
- * b' = b - Σ_r (W'·μ)[o, r]. */
+/* fold.c - folds a whitening matrix into a layer's weights: W' = W·D with
+ * each output's weights viewed as rows of nf (the block basis of the patch
+ * matrix) and the bias correction b' = b - Σ_r (W'·μ)[o, r] (README,
+ * "Arithmetic": conv2d step 5, linear). */
 #include "primitives/prims.h"
 #include "primitives/prims_util.h"
 

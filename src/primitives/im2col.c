@@ -1,5 +1,7 @@
 /* im2col.c - geometry and launch of the sampled, block-regrouped patch
- * matrix of a deconvolved convolution (DESIGN.md 2.1 steps 1-2). */
+ * matrix of a deconvolved convolution: im2col at the sampling stride, then
+ * each row split into C/B interleaved rows of nf = kh*kw*B (README,
+ * "Arithmetic": conv2d steps 1-2). */
 #include "primitives/prims.h"
 #include "primitives/prims_util.h"
 

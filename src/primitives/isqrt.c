@@ -1,6 +1,7 @@
 /* isqrt.c - coupled Newton-Schulz inverse square root of a batch of
- * matrices (DESIGN.md 2.1 step 5): CLBlast batched GEMMs for the products,
- * kernels for the rest, the norms kept on the device. */
+ * matrices (Y0 = A/‖A‖, Z0 = I, T = ½(3I - Z·Y), Y <- Y·T, Z <- T·Z,
+ * D = Z/√‖A‖): batched GEMMs for the products, kernels for the rest, the
+ * norms kept on the device. */
 #include "primitives/prims.h"
 #include "primitives/prims_util.h"
 

@@ -1,7 +1,6 @@
 /* isqrt_backward.c - the adjoint of the unrolled coupled Newton-Schulz loop
- * (DESIGN.md 2.1 step 5, 2.4): reverse iterations of batched GEMMs over the
- * iterates and factors ndcl_isqrt_ns saved, then the Frobenius norm's
- * path. */
+ * (isqrt.c): reverse iterations of batched GEMMs over the iterates and
+ * factors ndcl_isqrt_ns saved, then the Frobenius norm's path. */
 #include "primitives/backward.h"
 #include "primitives/prims_util.h"
 

@@ -16,7 +16,8 @@ static int gcd_int(int a, int b)
     return a;
 }
 
-/* The block as FastDeconv clamps it (DESIGN.md 2.1). */
+/* The block as FastDeconv clamps it: C when larger, gcd(block, C) when it
+ * does not divide C, C/groups for a grouped convolution. */
 static int clamp_block_conv(int channels, int block, int groups)
 {
     int b = block;

@@ -11,8 +11,8 @@
 
 /* ------------------------------------------------------------ im2col */
 
-/* Geometry of the sampled patch matrix of a deconvolved convolution
- * (DESIGN.md 2.1 steps 1-2). */
+/* Geometry of the sampled patch matrix of a deconvolved convolution (see
+ * ndcl_patches in ndcl.h). */
 typedef struct ndcl_patch_geom {
     size_t n, c, h, w;    /* input NCHW */
     size_t kh, kw;        /* kernel */

@@ -280,6 +280,7 @@ static ndcl_status finish_create(cl_platform_id p, cl_device_id d, cl_context c,
         clReleaseContext(c);
         return ndcl_fail(NULL, NDCL_ERR_OUT_OF_MEMORY, "context allocation failed");
     }
+    ctx->refs = 1;
     ctx->platform = p;
     ctx->device = d;
     ctx->context = c;
@@ -367,15 +368,27 @@ ndcl_status ndcl_context_create_from_cl(cl_context context, cl_device_id device,
     if (err != CL_SUCCESS) return ndcl_fail_cl(NULL, "clGetDeviceInfo(device)", err);
     int pi, di;
     indices_of(device, &pi, &di);
-    /* Retain only after every check, so a failure leaves counts unchanged. */
+    /* Retain only after every check, so a failure leaves counts unchanged.
+     * The device too: a caller's sub-device lives by its count. */
     clRetainContext(context);
     clRetainCommandQueue(queue);
-    return finish_create(p, device, context, queue, pi, di, out);
+    cl_int rerr = clRetainDevice(device);
+    ndcl_status s = finish_create(p, device, context, queue, pi, di, out);
+    if (s == NDCL_SUCCESS)
+        (*out)->own_device_ref = rerr == CL_SUCCESS;
+    else if (rerr == CL_SUCCESS)
+        clReleaseDevice(device);
+    return s;
 }
 
-void ndcl_context_destroy(ndcl_context *ctx)
+void ndcl_context_retain(ndcl_context *ctx)
 {
-    if (!ctx) return;
+    ctx->refs++;
+}
+
+void ndcl_context_release(ndcl_context *ctx)
+{
+    if (!ctx || --ctx->refs > 0) return;
     if (ctx->queue) clFinish(ctx->queue);
     for (int i = 0; i < ctx->n_kernels; i++)
         clReleaseKernel(ctx->kernels[i].kernel);
@@ -383,12 +396,23 @@ void ndcl_context_destroy(ndcl_context *ctx)
     if (ctx->flag) clReleaseMemObject(ctx->flag);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
+    if (ctx->own_device_ref) clReleaseDevice(ctx->device);
     free(ctx);
+}
+
+void ndcl_context_destroy(ndcl_context *ctx)
+{
+    if (!ctx) return;
+    /* Drained here even when tensors or layers keep the context alive, so
+     * that the caller may release what it shares with the queue. */
+    if (ctx->queue) clFinish(ctx->queue);
+    ndcl_context_release(ctx);
 }
 
 ndcl_status ndcl_context_device(const ndcl_context *ctx, ndcl_device_info *out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error((ndcl_context *)ctx);
     if (!out) return ndcl_fail((ndcl_context *)ctx, NDCL_ERR_INVALID_ARG, "out is NULL");
     *out = ctx->info;
     return NDCL_SUCCESS;
@@ -397,6 +421,7 @@ ndcl_status ndcl_context_device(const ndcl_context *ctx, ndcl_device_info *out)
 ndcl_status ndcl_finish(ndcl_context *ctx)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     cl_int flag = 0;
     cl_int err = clEnqueueReadBuffer(ctx->queue, ctx->flag, CL_TRUE, 0, sizeof flag, &flag,
                                      0, NULL, NULL);

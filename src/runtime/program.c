@@ -299,6 +299,7 @@ ndcl_status ndcl_program_ensure(ndcl_context *ctx)
 ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_TRY(ndcl_program_ensure(ctx));
     if (out) *out = ctx->build;
     return NDCL_SUCCESS;

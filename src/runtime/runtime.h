@@ -25,6 +25,12 @@ typedef struct ndcl_kernel_slot {
 } ndcl_kernel_slot;
 
 struct ndcl_context {
+    /* References: the caller's (dropped by ndcl_context_destroy) and one
+     * per live tensor and layer, so that they may outlive the caller's.
+     * Changed only by calls on the context's own objects, which one thread
+     * at a time makes: a plain count. */
+    int refs;
+    bool own_device_ref; /* a caller's device, retained (create_from_cl) */
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
@@ -56,6 +62,11 @@ struct ndcl_tensor {
     size_t count;
     bool wrapped;
 };
+
+/* Takes and drops a reference to ctx; the last drop waits for the queue
+ * and releases everything the context holds. */
+void ndcl_context_retain(ndcl_context *ctx);
+void ndcl_context_release(ndcl_context *ctx);
 
 /* ------------------------------------------------------------- errors */
 

@@ -19,7 +19,7 @@ const char *ndcl_status_string(ndcl_status status)
     case NDCL_ERR_OUT_OF_MEMORY: return "out of memory";
     case NDCL_ERR_BUILD: return "kernel build failed";
     case NDCL_ERR_OPENCL: return "OpenCL error";
-    case NDCL_ERR_BLAS: return "CLBlast error";
+    case NDCL_ERR_BLAS: return "BLAS error";
     case NDCL_ERR_NUMERICAL: return "non-finite value in statistics";
     case NDCL_ERR_IO: return "file input/output error";
     case NDCL_ERR_FORMAT: return "malformed file";

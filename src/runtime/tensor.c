@@ -32,6 +32,7 @@ static ndcl_status make(ndcl_context *ctx, cl_mem mem, bool wrapped, int ndim,
     ndcl_tensor *t = calloc(1, sizeof *t);
     if (!t) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "tensor allocation");
     t->ctx = ctx;
+    ndcl_context_retain(ctx);
     t->mem = mem;
     t->wrapped = wrapped;
     t->ndim = ndim;
@@ -45,6 +46,7 @@ ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
                                ndcl_tensor **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     size_t count;
     NDCL_TRY(shape_count(ctx, ndim, shape, &count));
@@ -76,6 +78,7 @@ ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer, int ndim,
                              const size_t *shape, ndcl_tensor **out)
 {
     if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     NDCL_CHECK_ARG(ctx, buffer != NULL, "buffer is NULL");
     size_t count;
@@ -99,12 +102,14 @@ void ndcl_tensor_destroy(ndcl_tensor *t)
 {
     if (!t) return;
     if (t->mem) clReleaseMemObject(t->mem);
+    ndcl_context_release(t->ctx);
     free(t);
 }
 
 ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src, size_t count)
 {
     if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    ndcl_clear_error(t->ctx);
     NDCL_CHECK_ARG(t->ctx, src != NULL, "src is NULL");
     NDCL_CHECK_ARG(t->ctx, count == t->count, "count=%zu, tensor holds %zu", count,
                    t->count);
@@ -117,6 +122,7 @@ ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src, size_t count)
 ndcl_status ndcl_tensor_read(const ndcl_tensor *t, float *dst, size_t count)
 {
     if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    ndcl_clear_error(t->ctx);
     NDCL_CHECK_ARG(t->ctx, dst != NULL, "dst is NULL");
     NDCL_CHECK_ARG(t->ctx, count == t->count, "count=%zu, tensor holds %zu", count,
                    t->count);
@@ -154,6 +160,7 @@ cl_mem ndcl_tensor_cl_mem(const ndcl_tensor *t)
 ndcl_status ndcl_tensor_reshape(ndcl_tensor *t, int ndim, const size_t *shape)
 {
     if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    ndcl_clear_error(t->ctx);
     size_t count;
     NDCL_TRY(shape_count(t->ctx, ndim, shape, &count));
     NDCL_CHECK_ARG(t->ctx, count == t->count, "reshape to %zu elements, tensor holds %zu",
