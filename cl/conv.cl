@@ -42,12 +42,14 @@ __kernel void ndcl_im2col_chunk(const int C, const int H, const int W, const int
 }
 
 /* Stride 1, the common case, VW outputs of a row per item with explicit
- * vectors (ox = VW*id0): a tap's input row is then a contiguous run that
- * one vload reads; PoCL's implicit vectoriser turns the select of an
- * address into gathers instead. Rows and columns that reach the padding
- * take a lane-by-lane path. Items (ox/VW, oy, k), each over the chunk's
+ * vectors (ox = VW*id0): a tap's input run is then one vload; PoCL's
+ * implicit vectoriser turns the select of an address into gathers instead.
+ * A run that reaches past the row's ends is loaded all the same from the
+ * flattened image (the neighbouring row's values) and those lanes zeroed
+ * by a select; only a run that leaves the image plane (its first or last
+ * pixels) goes lane by lane. Items (ox/VW, oy, k), each over the chunk's
  * images as ndcl_im2col_chunk. */
-#define NDCL_IM2COL_VEC(name, VW, vtype, vload, vstore)                                    \
+#define NDCL_IM2COL_VEC(name, VW, vtype, itype, vload, vstore, lane)                      \
     __kernel void name(const int C, const int H, const int W, const int KH, const int KW,  \
                        const int stride, const int pad, const int dil, const int OH,       \
                        const int OW, const int n0, const int nc, const int ks,             \
@@ -57,33 +59,37 @@ __kernel void ndcl_im2col_chunk(const int C, const int H, const int W, const int
         if (ox >= OW || oy >= OH || k >= C * KH * KW) return;                              \
         const int c = k / (KH * KW), r = k - c * (KH * KW), i = r / KW, j = r - i * KW;    \
         const int iy = oy - pad + i * dil, ix = ox - pad + j * dil;                        \
-        const int lanes = min(VW, OW - ox);                                                \
+        const int lanes = min(VW, OW - ox), start = iy * W + ix;                           \
         const bool rin = iy >= 0 && iy < H;                                                \
-        const bool full = rin && ix >= 0 && ix + VW <= W && lanes == VW;                   \
+        const bool run = rin && start >= 0 && start + VW <= H * W && lanes == VW;          \
+        const itype lx = (itype)(ix) + lane;                                               \
+        const itype keep = lx >= 0 && lx < W;                                              \
         const size_t image = (size_t)C * H * W;                                            \
-        __global const float *src = x + ((size_t)n0 * C + c) * H * W + (rin ? iy : 0) * W; \
+        __global const float *src = x + ((size_t)n0 * C + c) * H * W;                      \
         __global float *dst = col + (size_t)k * ks + oy * OW + ox;                         \
         for (int n = 0; n < nc; n++) {                                                     \
-            __global const float *row = src + n * image;                                   \
+            __global const float *plane = src + n * image;                                 \
             __global float *out = dst + (size_t)n * ns;                                    \
-            if (full) {                                                                    \
-                vstore(vload(0, row + ix), 0, out);                                        \
+            if (run) {                                                                     \
+                vstore(select((vtype)(0.0f), vload(0, plane + start), keep), 0, out);      \
                 continue;                                                                  \
             }                                                                              \
             for (int l = 0; l < lanes; l++) {                                              \
                 const bool in = rin && ix + l >= 0 && ix + l < W;                          \
-                out[l] = in ? row[clamp(ix + l, 0, W - 1)] : 0.0f;                         \
+                out[l] = in ? plane[iy * W + clamp(ix + l, 0, W - 1)] : 0.0f;              \
             }                                                                              \
         }                                                                                  \
     }
 
-NDCL_IM2COL_VEC(ndcl_im2col_chunk_v8, 8, float8, vload8, vstore8)
-NDCL_IM2COL_VEC(ndcl_im2col_chunk_v4, 4, float4, vload4, vstore4)
+NDCL_IM2COL_VEC(ndcl_im2col_chunk_v8, 8, float8, int8, vload8, vstore8,
+                (int8)(0, 1, 2, 3, 4, 5, 6, 7))
+NDCL_IM2COL_VEC(ndcl_im2col_chunk_v4, 4, float4, int4, vload4, vstore4, (int4)(0, 1, 2, 3))
 
 /* col2im at stride 1 with VW outputs of a row per item (xx = VW*id0): each
- * tap adds a contiguous run of its patch row, one vload; taps that reach
- * the border go lane by lane. Items (xx/VW, yy, n*C + c). */
-#define NDCL_COL2IM_VEC(name, VW, vtype, vload, vstore)                                    \
+ * tap adds a run of its patch row, one vload, the lanes past the row's
+ * ends zeroed by a select; a run that leaves the patch plane goes lane by
+ * lane. Items (xx/VW, yy, n*C + c). */
+#define NDCL_COL2IM_VEC(name, VW, vtype, itype, vload, vstore, lane)                      \
     __kernel void name(const int C, const int H, const int W, const int KH, const int KW,  \
                        const int stride, const int pad, const int dil, const int OH,       \
                        const int OW, const int n0, const int nc, const int ks,             \
@@ -98,15 +104,17 @@ NDCL_IM2COL_VEC(ndcl_im2col_chunk_v4, 4, float4, vload4, vstore4)
             const int oy = yy + pad - i * dil;                                             \
             if (oy < 0 || oy >= OH) continue;                                              \
             for (int j = 0; j < KW; j++) {                                                 \
-                const int ox = xx + pad - j * dil;                                         \
-                __global const float *row = dn + (size_t)(i * KW + j) * ks + oy * OW;      \
-                if (ox >= 0 && ox + VW <= OW) {                                            \
-                    s += vload(0, row + ox);                                               \
+                const int ox = xx + pad - j * dil, start = oy * OW + ox;                   \
+                __global const float *plane = dn + (size_t)(i * KW + j) * ks;              \
+                if (start >= 0 && start + VW <= OH * OW) {                                 \
+                    const itype lx = (itype)(ox) + lane;                                   \
+                    s += select((vtype)(0.0f), vload(0, plane + start), lx >= 0 && lx < OW); \
                 } else {                                                                   \
                     float t[VW];                                                           \
                     for (int l = 0; l < VW; l++)                                           \
-                        t[l] = ox + l >= 0 && ox + l < OW ? row[clamp(ox + l, 0, OW - 1)] \
-                                                          : 0.0f;                          \
+                        t[l] = ox + l >= 0 && ox + l < OW                                  \
+                                   ? plane[oy * OW + clamp(ox + l, 0, OW - 1)]             \
+                                   : 0.0f;                                                 \
                     s += vload(0, t);                                                      \
                 }                                                                          \
             }                                                                              \
@@ -121,8 +129,9 @@ NDCL_IM2COL_VEC(ndcl_im2col_chunk_v4, 4, float4, vload4, vstore4)
         }                                                                                  \
     }
 
-NDCL_COL2IM_VEC(ndcl_col2im_chunk_v8, 8, float8, vload8, vstore8)
-NDCL_COL2IM_VEC(ndcl_col2im_chunk_v4, 4, float4, vload4, vstore4)
+NDCL_COL2IM_VEC(ndcl_col2im_chunk_v8, 8, float8, int8, vload8, vstore8,
+                (int8)(0, 1, 2, 3, 4, 5, 6, 7))
+NDCL_COL2IM_VEC(ndcl_col2im_chunk_v4, 4, float4, int4, vload4, vstore4, (int4)(0, 1, 2, 3))
 
 /* The output position a tap of input row (or column) t reaches: q with
  * q*stride == t + pad - i*dil, or ok = 0. Division by a vector is
