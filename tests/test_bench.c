@@ -154,8 +154,8 @@ START_TEST(backward_failure_fails)
                             "--runs 1 --warmup 0");
     ck_assert_msg(r.status == 1, "exit %d: %s", r.status, r.err);
     ck_assert_str_eq(r.out, "");
-    ck_assert_msg(strstr(r.err, "layer-backward") && strstr(r.err, "largest allocation"), "stderr: %s",
-                  r.err);
+    ck_assert_msg(strstr(r.err, "layer-backward") && strstr(r.err, "largest allocation"),
+                  "stderr: %s", r.err);
     ck_assert_ptr_null(strstr(r.err, "skipped"));
     run_free(&r);
 }
@@ -180,9 +180,10 @@ START_TEST(step_rows)
     double conv_step = num(conv, "median_ms") + num(cb, "median_ms");
     ck_assert_msg(fabs(num(st, "vs_conv") - step / conv_step) <= 1e-4 * step / conv_step,
                   "vs_conv %g, expected %g", num(st, "vs_conv"), step / conv_step);
-    ck_assert_msg(fabs(num(cb, "vs_conv") - num(cb, "median_ms") / num(conv, "median_ms")) <=
-                      1e-4 * num(cb, "vs_conv"),
-                  "conv-backward vs_conv %g", num(cb, "vs_conv"));
+    ck_assert_msg(
+        fabs(num(cb, "vs_conv") - num(cb, "median_ms") / num(conv, "median_ms")) <=
+            1e-4 * num(cb, "vs_conv"),
+        "conv-backward vs_conv %g", num(cb, "vs_conv"));
     ck_assert_msg(fabs(num(lb, "vs_conv") - num(lb, "median_ms") / num(cb, "median_ms")) <=
                       1e-4 * num(lb, "vs_conv"),
                   "layer-backward vs_conv %g", num(lb, "vs_conv"));
@@ -210,8 +211,8 @@ START_TEST(bandwidth_rows)
         ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(row, "vs_conv"));
     }
     positive(row_of(root, "conv-im2col"), "workspace_bytes");
-    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row_of(root, "copy"),
-                                                            "workspace_bytes")));
+    ck_assert(cJSON_IsNull(
+        cJSON_GetObjectItemCaseSensitive(row_of(root, "copy"), "workspace_bytes")));
     cJSON_Delete(root);
     run_free(&r);
 }
@@ -299,10 +300,10 @@ START_TEST(help_and_usage)
     run_result r = run_tool("--help");
     ck_assert_int_eq(r.status, 0);
     static const char *const words[] = {
-        "--shape",     "--preset",        "cifar-resnet18", "small",     "--suite",
-        "layer-train", "--json",          "--csv",          "--runs",    "--warmup",
-        "--device",    "CLOCK_MONOTONIC", "vs_conv",        "gemm-host", "NDCL_CPU_BLAS",
-        "conv-backward", "layer-step",    "workspace_bytes", "copy",     "col2im"};
+        "--shape",       "--preset",        "cifar-resnet18",  "small",     "--suite",
+        "layer-train",   "--json",          "--csv",           "--runs",    "--warmup",
+        "--device",      "CLOCK_MONOTONIC", "vs_conv",         "gemm-host", "NDCL_CPU_BLAS",
+        "conv-backward", "layer-step",      "workspace_bytes", "copy",      "col2im"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);

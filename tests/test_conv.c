@@ -98,8 +98,8 @@ static void run_free(run *r)
 
 /* The device's forward (with_bias or not) and backward (want_dx, want_dw,
  * want_db) at the given chunk, into r. */
-static void device_run(run *r, const conv_case *k, size_t chunk, bool with_bias, bool want_dx,
-                       bool want_dw, bool want_db)
+static void device_run(run *r, const conv_case *k, size_t chunk, bool with_bias,
+                       bool want_dx, bool want_dw, bool want_db)
 {
     ndcl_context *ctx = test_ctx();
     ndcl_conv_geom g = geom_of(k, chunk);
@@ -117,12 +117,12 @@ static void device_run(run *r, const conv_case *k, size_t chunk, bool with_bias,
     size_t ws_col = bp.col > fp.col ? bp.col : fp.col;
     size_t ws_tmp = bp.tmp > fp.tmp ? bp.tmp : fp.tmp;
     ndcl_tensor *col = vec(ctx, ws_col, NULL), *tmp = vec(ctx, ws_tmp ? ws_tmp : 1, NULL);
-    TEST_OK(ctx, ndcl_conv_forward(ctx, &g, &fp, ndcl_tensor_cl_mem(x), ndcl_tensor_cl_mem(w),
-                                   with_bias ? ndcl_tensor_cl_mem(b) : NULL,
-                                   ndcl_tensor_cl_mem(y), ndcl_tensor_cl_mem(col),
-                                   fp.tmp ? ndcl_tensor_cl_mem(tmp) : NULL));
-    TEST_OK(ctx, ndcl_conv_backward(ctx, &g, &bp, ndcl_tensor_cl_mem(x), ndcl_tensor_cl_mem(w),
-                                    ndcl_tensor_cl_mem(dy),
+    TEST_OK(ctx, ndcl_conv_forward(
+                     ctx, &g, &fp, ndcl_tensor_cl_mem(x), ndcl_tensor_cl_mem(w),
+                     with_bias ? ndcl_tensor_cl_mem(b) : NULL, ndcl_tensor_cl_mem(y),
+                     ndcl_tensor_cl_mem(col), fp.tmp ? ndcl_tensor_cl_mem(tmp) : NULL));
+    TEST_OK(ctx, ndcl_conv_backward(ctx, &g, &bp, ndcl_tensor_cl_mem(x),
+                                    ndcl_tensor_cl_mem(w), ndcl_tensor_cl_mem(dy),
                                     want_dx ? ndcl_tensor_cl_mem(dx) : NULL,
                                     want_dw ? ndcl_tensor_cl_mem(dw) : NULL,
                                     want_db ? ndcl_tensor_cl_mem(db) : NULL,
@@ -181,11 +181,11 @@ START_TEST(matches_reference)
             double ew = test_rel_err_f(r.dw, o.dw, r.nw, 1e-6);
             double eb = test_rel_err_f(r.db, o.db, k->cout, 1e-6);
             if (getenv("TEST_VERBOSE"))
-                fprintf(stderr, "%-24s chunk %zu: y %.1e dx %.1e dW %.1e db %.1e\n", k->name,
-                        chunks[i], ey, ex, ew, eb);
+                fprintf(stderr, "%-24s chunk %zu: y %.1e dx %.1e dW %.1e db %.1e\n",
+                        k->name, chunks[i], ey, ex, ew, eb);
             ck_assert_msg(ey < TOL && ex < TOL && ew < TOL && eb < TOL,
-                          "%s, chunk %zu: y %g dx %g dW %g db %g", k->name, chunks[i], ey, ex,
-                          ew, eb);
+                          "%s, chunk %zu: y %g dx %g dW %g db %g", k->name, chunks[i], ey,
+                          ex, ew, eb);
             ref_free(&o);
             run_free(&r);
         }
@@ -427,8 +427,9 @@ START_TEST(layer_chunk_and_borrow)
         if (v[i].same)
             ck_assert_msg(e < 1e-5, "variant %zu: rel diff %g", i, e);
         else
-            ck_assert_msg(e > 1e-3, "variant %zu: a borrowed, overwritten x left the "
-                                    "gradients unchanged (%g): it was copied",
+            ck_assert_msg(e > 1e-3,
+                          "variant %zu: a borrowed, overwritten x left the "
+                          "gradients unchanged (%g): it was copied",
                           i, e);
         step_free(&s);
         ndcl_layer_destroy(l);

@@ -62,10 +62,10 @@ typedef enum suite_id {
 } suite_id;
 
 static const char *const suite_names[S_COUNT + 1] = {
-    "gemm",        "gemm-host",  "copy",           "im2col",      "conv-im2col",
-    "col2im",      "layout",     "bias-grad",      "cov",         "isqrt",
-    "fold",        "conv",       "conv-backward",  "layer-train", "layer-eval",
-    "layer-backward", "linear",  "channel",        "layer-step"};
+    "gemm",           "gemm-host", "copy",          "im2col",      "conv-im2col",
+    "col2im",         "layout",    "bias-grad",     "cov",         "isqrt",
+    "fold",           "conv",      "conv-backward", "layer-train", "layer-eval",
+    "layer-backward", "linear",    "channel",       "layer-step"};
 
 /* The suites a --gemm problem runs. */
 static bool is_gemm_row(suite_id s)
@@ -169,50 +169,50 @@ static void usage(FILE *f)
         prog, prog, N_ITER, LINEAR_BLOCK);
     /* Two calls: one string literal would pass the 4095 characters C11
      * compilers must support. */
-    fprintf(f,
-            "Columns: cold_ms, min_ms, median_ms; gflops = useful flops / median;\n"
-            "gbs = bytes moved / median (copy: read + written; im2col, conv-im2col: values\n"
-            "written plus input values read; col2im: patch values read plus dx written;\n"
-            "layout: dy read plus rows written; bias-grad: rows read; null elsewhere);\n"
-            "vs_conv = the row's median over its plain-convolution counterpart's median\n"
-            "for the same shape in the same run (measured even when not listed):\n"
-            "layer-train and layer-eval over conv, layer-backward over conv-backward,\n"
-            "conv-backward over conv; workspace_bytes = the device memory the layer holds\n"
-            "besides its parameters (ndcl_layer_workspace_bytes) after the runs, or the\n"
-            "plain convolution's chunk buffers (null elsewhere). With layer-train and\n"
-            "layer-backward both listed, a derived row layer-step gives the training\n"
-            "step, the sum of their medians (and minima, cold times), with vs_conv over\n"
-            "the plain conv's step, conv + conv-backward.\n"
-            "Useful flops (a multiply-add is 2), nf = k*k*B:\n"
-            "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
-            "  conv-backward  twice the conv's (dx and dW)\n"
-            "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
-            "                 mean and centring not counted)\n"
-            "  isqrt          G*n_iter*3*2*nf^3 (the original's 3 products per\n"
-            "                 iteration; ndcl skips 3 of them, so this is effective)\n"
-            "  fold           2*Cout*R*nf^2 (R = C/B, or 1 for G > 1)\n"
-            "  layer-train    conv + cov + isqrt + fold (im2col counts 0)\n"
-            "  layer-eval     conv\n"
-            "  layer-backward, layer-step  not counted (gflops null)\n"
-            "  linear         2*N*F*Cout + M*B*(B+1) + 30*B^3 + 2*Cout*F*B (F = C*H*W,\n"
-            "                 M = N*F/B)\n"
-            "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
-            "\n"
-            "Output: an aligned table (header lines start with #); --json: an array of\n"
-            "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
-            "median_ms, gflops, gbs, workspace_bytes, note, and vs_conv on layer rows},\n"
-            "null where meaningless; --csv: the same columns but blas. Progress goes to\n"
-            "stderr (--quiet: none).\n"
-            "\n"
-            "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
-            "  -h, --help      this text\n"
-            "  -V, --version   the ndcl version\n"
-            "\n"
-            "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
-            "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
-            "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
-            "\n"
-            "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
+    fprintf(
+        f, "Columns: cold_ms, min_ms, median_ms; gflops = useful flops / median;\n"
+           "gbs = bytes moved / median (copy: read + written; im2col, conv-im2col: values\n"
+           "written plus input values read; col2im: patch values read plus dx written;\n"
+           "layout: dy read plus rows written; bias-grad: rows read; null elsewhere);\n"
+           "vs_conv = the row's median over its plain-convolution counterpart's median\n"
+           "for the same shape in the same run (measured even when not listed):\n"
+           "layer-train and layer-eval over conv, layer-backward over conv-backward,\n"
+           "conv-backward over conv; workspace_bytes = the device memory the layer holds\n"
+           "besides its parameters (ndcl_layer_workspace_bytes) after the runs, or the\n"
+           "plain convolution's chunk buffers (null elsewhere). With layer-train and\n"
+           "layer-backward both listed, a derived row layer-step gives the training\n"
+           "step, the sum of their medians (and minima, cold times), with vs_conv over\n"
+           "the plain conv's step, conv + conv-backward.\n"
+           "Useful flops (a multiply-add is 2), nf = k*k*B:\n"
+           "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
+           "  conv-backward  twice the conv's (dx and dW)\n"
+           "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
+           "                 mean and centring not counted)\n"
+           "  isqrt          G*n_iter*3*2*nf^3 (the original's 3 products per\n"
+           "                 iteration; ndcl skips 3 of them, so this is effective)\n"
+           "  fold           2*Cout*R*nf^2 (R = C/B, or 1 for G > 1)\n"
+           "  layer-train    conv + cov + isqrt + fold (im2col counts 0)\n"
+           "  layer-eval     conv\n"
+           "  layer-backward, layer-step  not counted (gflops null)\n"
+           "  linear         2*N*F*Cout + M*B*(B+1) + 30*B^3 + 2*Cout*F*B (F = C*H*W,\n"
+           "                 M = N*F/B)\n"
+           "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
+           "\n"
+           "Output: an aligned table (header lines start with #); --json: an array of\n"
+           "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
+           "median_ms, gflops, gbs, workspace_bytes, note, and vs_conv on layer rows},\n"
+           "null where meaningless; --csv: the same columns but blas. Progress goes to\n"
+           "stderr (--quiet: none).\n"
+           "\n"
+           "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
+           "  -h, --help      this text\n"
+           "  -V, --version   the ndcl version\n"
+           "\n"
+           "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
+           "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
+           "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
+           "\n"
+           "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
 }
 
 /* ------------------------------------------------------------ shapes */
@@ -1135,7 +1135,8 @@ static void csv_num(double v)
 
 static void print_csv(const row_list *rows, const char *device)
 {
-    puts("suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv,workspace_bytes,"
+    puts("suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv,workspace_"
+         "bytes,"
          "note");
     for (size_t i = 0; i < rows->n; i++) {
         const row *r = &rows->v[i];
@@ -1165,9 +1166,9 @@ static void fmt_num(char *buf, size_t size, double v, const char *fmt)
 static void print_table(const row_list *rows)
 {
     enum { NC = 11 };
-    static const char *const head[NC] = {"suite",  "shape", "runs",    "cold ms",
-                                         "min ms", "median ms", "GFLOPS", "GB/s",
-                                         "vs conv", "ws MB", "note"};
+    static const char *const head[NC] = {"suite",   "shape",     "runs",   "cold ms",
+                                         "min ms",  "median ms", "GFLOPS", "GB/s",
+                                         "vs conv", "ws MB",     "note"};
     /* Left-aligned text columns, right-aligned numbers. */
     static const bool left[NC] = {true,  true,  false, false, false, false,
                                   false, false, false, false, true};
@@ -1234,10 +1235,12 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
     int nb = 0;
     bool want[S_COUNT] = {false}, shown[S_COUNT] = {false};
     for (int k = 0; k < S_COUNT; k++)
-        if (o->want[k] && (!s->gemm_only || is_gemm_row((suite_id)k))) want[k] = shown[k] = true;
+        if (o->want[k] && (!s->gemm_only || is_gemm_row((suite_id)k)))
+            want[k] = shown[k] = true;
     /* The rows' references are measured even when not listed. */
     const bool step = want[S_LTRAIN] && want[S_LBACK];
-    if (want[S_LTRAIN] || want[S_LEVAL] || want[S_LBACK] || want[S_CBACK]) want[S_CONV] = true;
+    if (want[S_LTRAIN] || want[S_LEVAL] || want[S_LBACK] || want[S_CBACK])
+        want[S_CONV] = true;
     if (want[S_LBACK]) want[S_CBACK] = true;
     for (int k = 0; k < S_COUNT; k++)
         if (want[k])
@@ -1298,7 +1301,7 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
                     rr.workspace = (double)bytes;
             } else if (has_workspace(b->suite)) {
                 size_t floats = b->suite == S_CIM2COL || b->suite == S_COL2IM ? b->plan.col
-                                : b->suite == S_LAYOUT ? b->plan.tmp
+                                : b->suite == S_LAYOUT                        ? b->plan.tmp
                                 : b->suite == S_CONV && b->plan.per_image
                                     ? b->plan.col
                                     : b->plan.col + b->plan.tmp;
@@ -1320,7 +1323,8 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
                       .vs_conv = NAN,
                       .workspace = NAN};
             snprintf(st.shape, sizeof st.shape, "%s", s->text);
-            snprintf(st.note, sizeof st.note, "layer-train + layer-backward; conv step %.3f ms",
+            snprintf(st.note, sizeof st.note,
+                     "layer-train + layer-backward; conv step %.3f ms",
                      all[S_CONV].median_ms + all[S_CBACK].median_ms);
             all[S_LSTEP] = st;
             have[S_LSTEP] = true;

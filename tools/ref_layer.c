@@ -83,8 +83,8 @@ void ref_conv2d(const double *x, size_t N, size_t C, size_t H, size_t W, const d
 
 void ref_conv2d_backward(const double *x, size_t N, size_t C, size_t H, size_t W,
                          const double *w, size_t Cout, size_t kh, size_t kw, size_t stride,
-                         size_t pad, size_t dil, size_t groups, const double *dy, double *dx,
-                         double *dw, double *db)
+                         size_t pad, size_t dil, size_t groups, const double *dy,
+                         double *dx, double *dw, double *db)
 {
     size_t Ho = conv_out_dim(H, kh, stride, pad, dil);
     size_t Wo = conv_out_dim(W, kw, stride, pad, dil);

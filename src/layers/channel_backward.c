@@ -144,7 +144,7 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
      * training every kept value also reaches m and v (the group's count of
      * them in a group). */
     cl_mem x = stats ? ndcl_layer_kept_input(l) : dy->mem; /* read in training only */
-    cl_mem sums = stats ? m[SUMS] : l->extra.mem; /* likewise */
+    cl_mem sums = stats ? m[SUMS] : l->extra.mem;          /* likewise */
     const size_t n = (size_t)g.N * (size_t)(g.C - g.c) * (size_t)g.HW;
     const int Lr = (g.C - g.c) * g.HW;
     const float kept =

@@ -21,12 +21,9 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
     ndcl_param *w = ndcl_layer_param(l, "weight");
     if (stats) NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
     const size_t need[N_BUF] = {
-        [DWP] = need_dwp ? w->count : 0,
-        [DBP] = cg->cout,
-        [DD] = stats ? G * nf * nf : 0,
-        [DCOV] = stats ? G * nf * nf : 0,
-        [DMEAN] = stats ? pg->cols : 0,
-        [DXS] = stats && dx ? pg->rows * pg->cols : 0,
+        [DWP] = need_dwp ? w->count : 0, [DBP] = cg->cout,
+        [DD] = stats ? G * nf * nf : 0,  [DCOV] = stats ? G * nf * nf : 0,
+        [DMEAN] = stats ? pg->cols : 0,  [DXS] = stats && dx ? pg->rows * pg->cols : 0,
     };
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {

@@ -236,9 +236,9 @@ ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *l, size_t *bytes)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     NDCL_CHECK_ARG(l->ctx, bytes != NULL, "bytes is NULL");
-    const ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean,     &l->cov,
-                               &l->deconv, &l->X,      &l->col,      &l->tmp,
-                               &l->ns_saved, &l->extra, &l->xsave,   &l->wsave};
+    const ndcl_scratch *s[] = {&l->w_fold,   &l->b_fold, &l->mean,  &l->cov,
+                               &l->deconv,   &l->X,      &l->col,   &l->tmp,
+                               &l->ns_saved, &l->extra,  &l->xsave, &l->wsave};
     size_t floats = 0;
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         floats += s[i]->mem ? s[i]->cap : 0;

@@ -112,21 +112,21 @@ typedef struct patch_args {
 
 static patch_args patch(const ndcl_conv_geom *g, size_t n0, size_t nc, size_t ks, size_t ns)
 {
-    return (patch_args){(int)g->c,  (int)g->h,      (int)g->w,   (int)g->kh, (int)g->kw,
+    return (patch_args){(int)g->c,      (int)g->h,   (int)g->w,   (int)g->kh, (int)g->kw,
                         (int)g->stride, (int)g->pad, (int)g->dil, (int)g->oh, (int)g->ow,
-                        (int)n0,    (int)nc,        (int)ks,     (int)ns};
+                        (int)n0,        (int)nc,     (int)ks,     (int)ns};
 }
 
 static ndcl_status patch_launch(ndcl_context *ctx, const char *name, const patch_args *a,
                                 cl_mem in, cl_mem out, size_t x, size_t y, size_t z)
 {
-    const ndcl_arg args[] = {NDCL_ARG(a->C),  NDCL_ARG(a->H),      NDCL_ARG(a->W),
-                             NDCL_ARG(a->KH), NDCL_ARG(a->KW),     NDCL_ARG(a->stride),
-                             NDCL_ARG(a->pad), NDCL_ARG(a->dil),   NDCL_ARG(a->OH),
-                             NDCL_ARG(a->OW), NDCL_ARG(a->n0),     NDCL_ARG(a->nc),
-                             NDCL_ARG(a->ks), NDCL_ARG(a->ns),     NDCL_ARG(in),
-                             NDCL_ARG(out)};
-    return prims_launch_wide(ctx, name, WIDE_WG, x, y, z, args, (int)(sizeof args / sizeof args[0]));
+    const ndcl_arg args[] = {
+        NDCL_ARG(a->C),  NDCL_ARG(a->H),      NDCL_ARG(a->W),   NDCL_ARG(a->KH),
+        NDCL_ARG(a->KW), NDCL_ARG(a->stride), NDCL_ARG(a->pad), NDCL_ARG(a->dil),
+        NDCL_ARG(a->OH), NDCL_ARG(a->OW),     NDCL_ARG(a->n0),  NDCL_ARG(a->nc),
+        NDCL_ARG(a->ks), NDCL_ARG(a->ns),     NDCL_ARG(in),     NDCL_ARG(out)};
+    return prims_launch_wide(ctx, name, WIDE_WG, x, y, z, args,
+                             (int)(sizeof args / sizeof args[0]));
 }
 
 /* The explicit vector width of the stride-1 patch kernels for rows of
@@ -172,7 +172,8 @@ ndcl_status ndcl_conv_to_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem
     const int P = (int)g->P, Co = (int)g->cout, first = (int)n0, count = (int)nc;
     const ndcl_arg args[] = {NDCL_ARG(P),     NDCL_ARG(Co), NDCL_ARG(first),
                              NDCL_ARG(count), NDCL_ARG(y),  NDCL_ARG(t)};
-    return prims_launch_wide(ctx, "ndcl_conv_nchw_rows", WIDE_WG, g->P, g->cout, nc, args, 6);
+    return prims_launch_wide(ctx, "ndcl_conv_nchw_rows", WIDE_WG, g->P, g->cout, nc, args,
+                             6);
 }
 
 ndcl_status ndcl_conv_from_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
@@ -181,9 +182,10 @@ ndcl_status ndcl_conv_from_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_m
     const int P = (int)g->P, Co = (int)g->cout, first = (int)n0, count = (int)nc;
     const int hb = b != NULL;
     cl_mem bb = b ? b : t; /* any valid buffer: not read without a bias */
-    const ndcl_arg args[] = {NDCL_ARG(P),  NDCL_ARG(Co), NDCL_ARG(first), NDCL_ARG(count),
-                             NDCL_ARG(t),  NDCL_ARG(bb), NDCL_ARG(hb),    NDCL_ARG(y)};
-    return prims_launch_wide(ctx, "ndcl_conv_rows_nchw", WIDE_WG, g->P, g->cout, nc, args, 8);
+    const ndcl_arg args[] = {NDCL_ARG(P), NDCL_ARG(Co), NDCL_ARG(first), NDCL_ARG(count),
+                             NDCL_ARG(t), NDCL_ARG(bb), NDCL_ARG(hb),    NDCL_ARG(y)};
+    return prims_launch_wide(ctx, "ndcl_conv_rows_nchw", WIDE_WG, g->P, g->cout, nc, args,
+                             8);
 }
 
 static ndcl_status bias_fill(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem b,
@@ -194,7 +196,8 @@ static ndcl_status bias_fill(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem 
     cl_mem bb = b ? b : y;
     const ndcl_arg args[] = {NDCL_ARG(P),  NDCL_ARG(Co), NDCL_ARG(first), NDCL_ARG(count),
                              NDCL_ARG(bb), NDCL_ARG(hb), NDCL_ARG(y)};
-    return prims_launch_wide(ctx, "ndcl_conv_bias_fill", WIDE_WG, g->P, g->cout, nc, args, 7);
+    return prims_launch_wide(ctx, "ndcl_conv_bias_fill", WIDE_WG, g->P, g->cout, nc, args,
+                             7);
 }
 
 ndcl_status ndcl_conv_row_sums(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,

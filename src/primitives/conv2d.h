@@ -76,10 +76,10 @@ ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g,
                               cl_mem y, cl_mem col, cl_mem tmp);
 
 /* The adjoint, given dy (N, Cout, oh, ow) and the forward's x and w:
- * db (Cout) <- Σ dy, accumulated over the chunks; dW (w's layout, Cout x K/G) <- Σ_n dy_n·col_nᵀ per
- * group, accumulated over the chunks, the patches recomputed from x chunk
- * by chunk; dx (x's shape) <- col2im(Wᵀ·dy_n). Any of dx, dW, db may be
- * NULL (not wanted); x is only read when dW is wanted. col and tmp hold
+ * db (Cout) <- Σ dy; dW (w's layout, Cout x K/G) <- Σ_n dy_n·col_nᵀ per
+ * group; both accumulated over the chunks, the patches recomputed from x
+ * chunk by chunk; dx (x's shape) <- col2im(Wᵀ·dy_n). Any of dx, dW, db may
+ * be NULL (not wanted); x is only read when dW is wanted. col and tmp hold
  * the backward plan's floats. */
 ndcl_status ndcl_conv_backward(ndcl_context *ctx, const ndcl_conv_geom *g,
                                const ndcl_conv_plan *p, cl_mem x, cl_mem w, cl_mem dy,

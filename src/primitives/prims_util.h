@@ -81,8 +81,8 @@ static inline ndcl_status prims_launch3(ndcl_context *ctx, const char *name, siz
  * work-group is one task whose items run as vectorised loops, so few large
  * groups keep the scheduling cost per element small. x, the dimension of
  * consecutive addresses, gets its whole extent when it fits. */
-static inline ndcl_status prims_launch_wide(ndcl_context *ctx, const char *name, size_t want,
-                                            size_t x, size_t y, size_t z,
+static inline ndcl_status prims_launch_wide(ndcl_context *ctx, const char *name,
+                                            size_t want, size_t x, size_t y, size_t z,
                                             const ndcl_arg *args, int nargs)
 {
     size_t wg, max_items[3] = {1, 1, 1};
