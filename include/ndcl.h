@@ -203,10 +203,12 @@ NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out)
 
 /* The engine of the context's matrix products (GEMM, batched GEMM, SYRK),
  * as a static string, never NULL ("" for a NULL ctx):
- *  "openblas"  the host's OpenBLAS through CBLAS on mapped buffers, in the
- *              order of the context's queue: on a CPU device whose memory
- *              is the host's (CL_DEVICE_HOST_UNIFIED_MEMORY, e.g. PoCL), in
- *              builds with the host_blas meson feature (found by default);
+ *  "openblas"  the host's OpenBLAS through CBLAS on mapped buffers, as
+ *              native kernels in the order of the context's queue (calls
+ *              return without waiting, as with CLBlast): on a CPU device
+ *              whose memory is the host's (CL_DEVICE_HOST_UNIFIED_MEMORY,
+ *              e.g. PoCL) and that runs native kernels, in builds with the
+ *              host_blas meson feature (found by default);
  *  "clblast"   CLBlast's OpenCL kernels: every other device, and every
  *              device when the environment variable NDCL_CPU_BLAS is "0".
  * The engine is chosen when the context first needs it (its first product

@@ -71,12 +71,13 @@ typedef struct ndcl_blas_engine {
 extern const ndcl_blas_engine ndcl_blas_clblast;
 
 #ifdef NDCL_HOST_BLAS
-/* OpenBLAS through CBLAS on mapped buffers (host.c): CPU devices whose
- * memory is the host's. Built with -Dhost_blas (found by default). */
+/* OpenBLAS through CBLAS on mapped buffers, as native kernels (host.c):
+ * CPU devices whose memory is the host's. Built with -Dhost_blas (found
+ * by default). */
 extern const ndcl_blas_engine ndcl_blas_host;
 
 /* Whether ctx's device is one the host engine serves: a CPU device with
- * CL_DEVICE_HOST_UNIFIED_MEMORY. */
+ * CL_DEVICE_HOST_UNIFIED_MEMORY that runs native kernels. */
 bool ndcl_blas_host_fits(ndcl_context *ctx);
 #endif
 
