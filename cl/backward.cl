@@ -3,16 +3,6 @@
  * CLBlast GEMMs. Every kernel is a gather (one item writes one element), so
  * no atomics are needed and the results are deterministic. */
 
-/* t[o][n*P + p] = y[n][o][p]: dy re-laid as Cout x (N*P), the inverse of
- * ndcl_conv_bias_nchw's move (without the bias). */
-__kernel void ndcl_bw_nchw_rows(const int N, const int Cout, const int P,
-                                __global const float *y, __global float *t)
-{
-    const int p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
-    if (p >= P || o >= Cout || n >= N) return;
-    t[((size_t)o * N + n) * P + p] = y[((size_t)n * Cout + o) * P + p];
-}
-
 /* out[out_off + b] = sum over i < nn of a[a_off + b*nn + i] * c[c_off + b*nn + i]:
  * the Frobenius inner product of matrix b of two batches, one work-group
  * per matrix (local size a power of two, acc one float per item). */

@@ -30,19 +30,23 @@ __kernel void ndcl_ns_norm(const int nn, __global const float *A,
 
 /* The first iteration without its products (Z0 = I makes Z0*Y0 = Y0 and
  * T0*Z0 = T0 exactly): Y0 = A/a, T0 = (3I - Y0)/2 stored as Z1, and, when
- * z0_off >= 0, Z0 = I (saved for the backward pass). */
+ * z0_off >= 0 and t0_off >= 0, Z0 = I and T0 itself (saved for the
+ * backward pass). */
 __kernel void ndcl_ns_init(const int n, const int batch, __global const float *A,
                            __global const float *norm, const int norm_off,
                            __global float *Y, const int y_off, __global float *Z0,
-                           const int z0_off, __global float *Z1, const int z1_off)
+                           const int z0_off, __global float *Z1, const int z1_off,
+                           __global float *T0, const int t0_off)
 {
     const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
     if (i >= n || j >= n || b >= batch) return;
     const int e = (b * n + i) * n + j;
     const float y = A[e] / norm[norm_off + b];
+    const float t = 0.5f * ((i == j ? 3.0f : 0.0f) - y);
     Y[y_off + e] = y;
-    Z1[z1_off + e] = 0.5f * ((i == j ? 3.0f : 0.0f) - y);
+    Z1[z1_off + e] = t;
     if (z0_off >= 0) Z0[z0_off + e] = (i == j) ? 1.0f : 0.0f;
+    if (t0_off >= 0) T0[t0_off + e] = t;
 }
 
 /* a[b, i, i] += value for each of batch n x n matrices at offset off. */

@@ -1,5 +1,5 @@
 /* util.cl - small element-wise kernels the host code composes: scaling,
- * identity, axpby, finiteness checks. */
+ * identity, axpby, finiteness checks, a plain copy. */
 
 /* y[i] = alpha * x[i] + beta * y[i] */
 __kernel void ndcl_axpby(const int n, const float alpha, __global const float *x,
@@ -43,18 +43,12 @@ __kernel void ndcl_momentum(const int n, const float m, const int copy,
     running[i] = (1.0f - m) * r + m * v;
 }
 
-/* y[n][o][p] = t[o][n*P + p] + b[o]: the conv GEMM computes all samples at
- * once as Cout x (N*P); this moves it to NCHW and adds the bias. b may be
- * absent (has_bias = 0). */
-__kernel void ndcl_conv_bias_nchw(const int N, const int Cout, const int P,
-                                  __global const float *t, __global const float *b,
-                                  const int has_bias, __global float *y)
+/* y[i] = x[i]: a plain copy, the device's memory bandwidth for ndcl-bench
+ * (bytes moved = 2 * 4 * n). */
+__kernel void ndcl_copy(const int n, __global const float *x, __global float *y)
 {
-    int p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
-    if (p >= P || o >= Cout || n >= N) return;
-    float v = t[((size_t)o * N + n) * P + p];
-    if (has_bias) v += b[o];
-    y[((size_t)n * Cout + o) * P + p] = v;
+    const int i = get_global_id(0);
+    if (i < n) y[i] = x[i];
 }
 
 /* y[r][j] += b[j] for rows x cols (the linear layer's bias). */

@@ -538,18 +538,59 @@ NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
  * the three may be NULL when not wanted (channel layers have no
  * parameters: pass NULL; for a layer without a bias, dbias is ignored and
  * *dbias left as it is). Outputs follow the convention of the primitives.
- * The forward keeps what this needs (the input, the patch matrix, the
- * Newton-Schulz iterates, the statistics) until the next forward, this
+ * The forward keeps what this needs (the input, the sampled patch matrix,
+ * the Newton-Schulz iterates, the statistics) until the next forward, this
  * call's success, ndcl_layer_release_saved or ndcl_layer_destroy; a second
  * backward without a new forward is NDCL_ERR_STATE, and so is a backward
- * before any forward. What is kept is the layer's own copy: the forward's
- * input tensor may be changed or destroyed in between. */
+ * before any forward. By default what is kept is the layer's own copy of
+ * the input: the forward's input tensor may be changed or destroyed in
+ * between (NDCL_LAYER_BORROW_INPUT trades that for memory). The
+ * convolution's patches are recomputed from the input a chunk of images at
+ * a time, never kept whole. */
 NDCL_API ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
                                          ndcl_tensor **dx, ndcl_tensor **dweight,
                                          ndcl_tensor **dbias);
 
 /* Frees what the last training forward kept for the backward pass. */
 NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
+
+/* Layer options, set with ndcl_layer_set_option (each takes effect at the
+ * next forward or backward):
+ *  NDCL_LAYER_BORROW_INPUT  0 (default): the forward copies its input for
+ *      the backward pass, so the caller may change or destroy x in
+ *      between. 1: the caller promises that x's contents stay unchanged
+ *      until the backward (or the next forward, ndcl_layer_release_saved,
+ *      ndcl_layer_destroy); the layer keeps a reference to x's buffer
+ *      instead of a copy (the buffer stays alive even if the tensor is
+ *      destroyed), saving x's size in memory and the copy's time. Breaking
+ *      the promise gives wrong gradients, not an error.
+ *  NDCL_LAYER_CONV_CHUNK    conv2d only: images per chunk of the
+ *      convolution (its patch matrix is built, used and discarded a chunk
+ *      at a time). 0 (default): sized to the device (half the global memory
+ *      cache of a CPU device, 128 MiB elsewhere). A larger value needs more
+ *      workspace, a smaller one more, smaller products; the results are the
+ *      same up to rounding. At most 2^31-1; clamped to the batch. */
+typedef enum ndcl_layer_option {
+    NDCL_LAYER_BORROW_INPUT = 1,
+    NDCL_LAYER_CONV_CHUNK = 2
+} ndcl_layer_option;
+
+/* Sets or reads an option. An unknown option, an option the layer's kind
+ * does not have or a value out of range is NDCL_ERR_INVALID_ARG. */
+NDCL_API ndcl_status ndcl_layer_set_option(ndcl_layer *layer, ndcl_layer_option option,
+                                           int64_t value);
+NDCL_API ndcl_status ndcl_layer_get_option(const ndcl_layer *layer,
+                                           ndcl_layer_option option, int64_t *value);
+
+/* *bytes <- the device memory the layer holds now besides its parameters
+ * and running buffers: what the last forward kept for the backward (the
+ * input's copy, the sampled patches, the Newton-Schulz iterates, the
+ * statistics), the cached folded weights, and the workspaces it reuses
+ * from call to call (the convolution's chunk buffers, the backward's).
+ * Calls also allocate short-lived temporaries, released before they
+ * return, that this does not count; a borrowed input is the caller's and
+ * not counted either. */
+NDCL_API ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *layer, size_t *bytes);
 
 /* Whether the layer's last forward that computed batch statistics (a
  * training step that was not frozen, or a channel layer's step while

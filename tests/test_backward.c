@@ -740,6 +740,91 @@ START_TEST(backward_uses_its_forward_state)
 }
 END_TEST
 
+/* The other kinds honour NDCL_LAYER_BORROW_INPUT as the conv does
+ * (tests/test_conv.c): borrowed and untouched, the gradients of the
+ * default; borrowed and overwritten before the backward, other gradients
+ * (the layer read the caller's buffer, not a copy). */
+static float *kind_grads(ndcl_layer *l, int ndim, const size_t *xs, const float *x,
+                         size_t nx, bool borrow, bool overwrite, size_t *ng)
+{
+    ndcl_context *ctx = ndcl_layer_context(l);
+    TEST_OK(ctx, ndcl_layer_set_option(l, NDCL_LAYER_BORROW_INPUT, borrow));
+    ndcl_tensor *tx = test_tensor_from(ctx, ndim, xs, x), *ty = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, tx, &ty));
+    if (overwrite) {
+        float *other = malloc(nx * sizeof *other);
+        test_fill_uniform(other, nx, 77, -3.0f, 3.0f);
+        TEST_OK(ctx, ndcl_tensor_write(tx, other, nx));
+        free(other);
+    }
+    size_t ny = ndcl_tensor_count(ty);
+    float *dy = malloc(ny * sizeof *dy);
+    test_fill_uniform(dy, ny, 78, -1.0f, 1.0f);
+    size_t ys[NDCL_MAX_DIMS];
+    for (int i = 0; i < ndcl_tensor_ndim(ty); i++)
+        ys[i] = ndcl_tensor_dim(ty, i);
+    ndcl_tensor *tdy = test_tensor_from(ctx, ndcl_tensor_ndim(ty), ys, dy);
+    ndcl_tensor *dx = NULL, *dw = NULL;
+    bool params = ndcl_layer_kind_of(l) != NDCL_LAYER_CHANNEL;
+    TEST_OK(ctx, ndcl_layer_backward(l, tdy, &dx, params ? &dw : NULL, NULL));
+    TEST_OK(ctx, ndcl_finish(ctx));
+    /* dx then dW (when the kind has one) in one array. */
+    size_t nw = dw ? ndcl_tensor_count(dw) : 0;
+    float *g = malloc((nx + nw) * sizeof *g), *hx = test_tensor_to_host(dx);
+    memcpy(g, hx, nx * sizeof *g);
+    if (dw) {
+        float *hw = test_tensor_to_host(dw);
+        memcpy(g + nx, hw, nw * sizeof *g);
+        free(hw);
+    }
+    *ng = nx + nw;
+    free(hx), free(dy);
+    ndcl_tensor *t[] = {tx, ty, tdy, dx, dw};
+    for (size_t i = 0; i < 5; i++)
+        ndcl_tensor_destroy(t[i]);
+    return g;
+}
+
+START_TEST(borrowed_input_other_kinds)
+{
+    ndcl_context *ctx = test_ctx();
+    for (int kind = 0; kind < 2; kind++) {
+        /* linear: dW' = dyᵀ·x; channel with a leftover channel (5 = 2*2 + 1):
+         * its dx reads x. */
+        const size_t xl[2] = {6, 16}, xc[4] = {3, 5, 4, 4};
+        const int ndim = kind ? 4 : 2;
+        const size_t *xs = kind ? xc : xl, nx = kind ? 240 : 96;
+        float *x = malloc(nx * sizeof *x);
+        test_fill_uniform(x, nx, 79, -1.0f, 2.0f);
+        float *g[3];
+        size_t ng = 0;
+        for (int v = 0; v < 3; v++) {
+            ndcl_layer *l = NULL;
+            if (kind) {
+                ndcl_channel_desc d = ndcl_channel_desc_default(2);
+                TEST_OK(ctx, ndcl_channel_create(ctx, &d, &l));
+            } else {
+                ndcl_linear_desc d = ndcl_linear_desc_default(16, 8);
+                d.block = 4;
+                TEST_OK(ctx, ndcl_linear_create(ctx, &d, &l));
+                float w[128];
+                test_fill_uniform(w, 128, 80, -0.5f, 0.5f);
+                TEST_OK(ctx, ndcl_layer_set_param(l, "weight", w, 128));
+            }
+            g[v] = kind_grads(l, ndim, xs, x, nx, v > 0, v == 2, &ng);
+            ndcl_layer_destroy(l);
+        }
+        ck_assert_msg(test_rel_err_ff(g[1], g[0], ng, 1e-30) < 1e-6,
+                      "kind %d: borrowing changed the gradients", kind);
+        ck_assert_msg(test_rel_err_ff(g[2], g[0], ng, 1e-30) > 1e-3,
+                      "kind %d: an overwritten borrowed x left the gradients alone", kind);
+        for (int v = 0; v < 3; v++)
+            free(g[v]);
+        free(x);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ training */
 
 START_TEST(sgd_lowers_the_loss)
@@ -841,6 +926,7 @@ int main(void)
     }
     TEST_ADD(s, state_and_argument_errors);
     TEST_ADD(s, backward_uses_its_forward_state);
+    TEST_ADD(s, borrowed_input_other_kinds);
     TEST_ADD(s, sgd_lowers_the_loss);
     return test_run(s);
 }

@@ -1,6 +1,9 @@
 /* test_bench.c - ndcl-bench as a user runs it: its JSON and CSV rows, the
- * layer rows' vs_conv, and the usage errors. The tool's path comes in NDCL_BENCH. */
+ * layer rows' vs_conv and workspace, the training step next to the plain
+ * conv's, the bandwidth suites, failures and usage errors. The tool's path
+ * comes in NDCL_BENCH. */
 #include <check.h>
+#include <math.h>
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,8 +55,10 @@ START_TEST(json_layers)
         double mn = positive(row, "min_ms"), med = positive(row, "median_ms");
         ck_assert_msg(mn <= med, "min %g > median %g", mn, med);
         positive(row, "gflops");
-        /* Present, and null: bytes moved are only counted for im2col. */
+        /* Present, and null: bytes moved are counted for the memory-bound
+         * kernels only. */
         ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row, "gbs")));
+        positive(row, "workspace_bytes");
         const cJSON *vs = cJSON_GetObjectItemCaseSensitive(row, "vs_conv");
         if (!strcmp(suite, "conv")) {
             ck_assert_ptr_null(vs);
@@ -100,23 +105,114 @@ START_TEST(csv_im2col)
 }
 END_TEST
 
-/* The backward suite either measures or skips with a note, never fails. */
-START_TEST(backward_runs_or_skips)
+static const cJSON *row_of(const cJSON *root, const char *suite)
+{
+    const cJSON *row;
+    cJSON_ArrayForEach(row, root)
+    {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, "suite");
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, suite)) return row;
+    }
+    ck_abort_msg("no %s row", suite);
+    return NULL;
+}
+
+static double num(const cJSON *row, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+    ck_assert_msg(cJSON_IsNumber(v), "key \"%s\" is missing or not a number", key);
+    return v->valuedouble;
+}
+
+/* The backward suite measures: one row, over the plain conv's backward
+ * (measured though not listed), with the layer's workspace. */
+START_TEST(backward_runs)
 {
     run_result r =
-        run_tool("--suite layer-backward --shape 2,8,8,8,8,3 --runs 1 --warmup 0 "
-                 "--json");
+        run_tool("--suite layer-backward --shape 2,8,8,8,8,3 --runs 1 --warmup 0 --json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     cJSON *root = cJSON_Parse(r.out);
     ck_assert_msg(cJSON_IsArray(root), "output: %.300s", r.out);
-    if (cJSON_GetArraySize(root) == 0) {
-        ck_assert_msg(strstr(r.err, "layer-backward") && strstr(r.err, "skipped"),
-                      "no row and no note: %s", r.err);
-    } else {
-        ck_assert_int_eq(cJSON_GetArraySize(root), 1);
-        positive(cJSON_GetArrayItem(root, 0), "median_ms");
-        positive(cJSON_GetArrayItem(root, 0), "vs_conv");
+    ck_assert_int_eq(cJSON_GetArraySize(root), 1);
+    const cJSON *row = cJSON_GetArrayItem(root, 0);
+    positive(row, "median_ms");
+    positive(row, "vs_conv");
+    positive(row, "workspace_bytes");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row, "gflops")));
+    cJSON_Delete(root);
+    run_free(&r);
+}
+END_TEST
+
+/* A failing suite fails the run (exit 1, the suite and the reason on
+ * stderr, no table), the backward's included: here the layer's forward
+ * needs a covariance of 36864² features (a block of 4096 channels), more
+ * than the device's largest allocation, where the plain conv runs. */
+START_TEST(backward_failure_fails)
+{
+    run_result r = run_tool("--suite layer-backward --shape 1,4096,3,3,1,3,1,1,1,4096 "
+                            "--runs 1 --warmup 0");
+    ck_assert_msg(r.status == 1, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_msg(strstr(r.err, "layer-backward") && strstr(r.err, "largest allocation"),
+                  "stderr: %s", r.err);
+    ck_assert_ptr_null(strstr(r.err, "skipped"));
+    run_free(&r);
+}
+END_TEST
+
+/* The training step: layer-step = layer-train + layer-backward, over the
+ * plain conv's step, conv + conv-backward, all measured in one run. */
+START_TEST(step_rows)
+{
+    run_result r = run_tool("--suite conv,conv-backward,layer-train,layer-backward "
+                            "--shape 2,8,8,8,8,3 --runs 2 --warmup 0 --json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    cJSON *root = cJSON_Parse(r.out);
+    ck_assert_msg(cJSON_IsArray(root), "output: %.300s", r.out);
+    ck_assert_int_eq(cJSON_GetArraySize(root), 5);
+    const cJSON *conv = row_of(root, "conv"), *cb = row_of(root, "conv-backward");
+    const cJSON *lt = row_of(root, "layer-train"), *lb = row_of(root, "layer-backward");
+    const cJSON *st = row_of(root, "layer-step");
+    double step = num(lt, "median_ms") + num(lb, "median_ms");
+    ck_assert_msg(fabs(num(st, "median_ms") - step) <= 1e-5 * step, "step %g vs %g",
+                  num(st, "median_ms"), step);
+    double conv_step = num(conv, "median_ms") + num(cb, "median_ms");
+    ck_assert_msg(fabs(num(st, "vs_conv") - step / conv_step) <= 1e-4 * step / conv_step,
+                  "vs_conv %g, expected %g", num(st, "vs_conv"), step / conv_step);
+    ck_assert_msg(
+        fabs(num(cb, "vs_conv") - num(cb, "median_ms") / num(conv, "median_ms")) <=
+            1e-4 * num(cb, "vs_conv"),
+        "conv-backward vs_conv %g", num(cb, "vs_conv"));
+    ck_assert_msg(fabs(num(lb, "vs_conv") - num(lb, "median_ms") / num(cb, "median_ms")) <=
+                      1e-4 * num(lb, "vs_conv"),
+                  "layer-backward vs_conv %g", num(lb, "vs_conv"));
+    positive(cb, "gflops");
+    positive(cb, "workspace_bytes");
+    cJSON_Delete(root);
+    run_free(&r);
+}
+END_TEST
+
+/* The memory-bound suites report a bandwidth. */
+START_TEST(bandwidth_rows)
+{
+    run_result r = run_tool("--suite copy,conv-im2col,col2im,layout,bias-grad "
+                            "--shape 3,4,8,8,4,3 --runs 1 --warmup 0 --json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    cJSON *root = cJSON_Parse(r.out);
+    ck_assert_msg(cJSON_IsArray(root), "output: %.300s", r.out);
+    ck_assert_int_eq(cJSON_GetArraySize(root), 5);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, root)
+    {
+        positive(row, "gbs");
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row, "gflops")));
+        ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(row, "vs_conv"));
     }
+    positive(row_of(root, "conv-im2col"), "workspace_bytes");
+    ck_assert(cJSON_IsNull(
+        cJSON_GetObjectItemCaseSensitive(row_of(root, "copy"), "workspace_bytes")));
     cJSON_Delete(root);
     run_free(&r);
 }
@@ -204,9 +300,10 @@ START_TEST(help_and_usage)
     run_result r = run_tool("--help");
     ck_assert_int_eq(r.status, 0);
     static const char *const words[] = {
-        "--shape",     "--preset",        "cifar-resnet18", "small",     "--suite",
-        "layer-train", "--json",          "--csv",          "--runs",    "--warmup",
-        "--device",    "CLOCK_MONOTONIC", "vs_conv",        "gemm-host", "NDCL_CPU_BLAS"};
+        "--shape",       "--preset",        "cifar-resnet18",  "small",     "--suite",
+        "layer-train",   "--json",          "--csv",           "--runs",    "--warmup",
+        "--device",      "CLOCK_MONOTONIC", "vs_conv",         "gemm-host", "NDCL_CPU_BLAS",
+        "conv-backward", "layer-step",      "workspace_bytes", "copy",      "col2im"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);
@@ -237,7 +334,10 @@ int main(void)
     tcase_add_test(runs, json_layers);
     tcase_add_test(runs, csv_im2col);
     tcase_add_test(runs, gemm_beside_host_blas);
-    tcase_add_test(runs, backward_runs_or_skips);
+    tcase_add_test(runs, backward_runs);
+    tcase_add_test(runs, backward_failure_fails);
+    tcase_add_test(runs, step_rows);
+    tcase_add_test(runs, bandwidth_rows);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

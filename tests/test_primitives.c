@@ -457,7 +457,8 @@ START_TEST(isqrt_non_finite_raises_flag)
 END_TEST
 
 /* ndcl_isqrt_ns's saved area: norms, then Y_k and Z_k entering iteration
- * k, checked against the same iteration in double on the host. */
+ * k and its factor T_k, checked against the same iteration in double on
+ * the host. */
 START_TEST(isqrt_saved_layout)
 {
     ndcl_context *ctx = test_ctx();
@@ -469,7 +470,7 @@ START_TEST(isqrt_saved_layout)
     ndcl_tensor *D1 = test_tensor_from(ctx, 3, (size_t[]){batch, n, n}, NULL);
     ndcl_tensor *D2 = test_tensor_from(ctx, 3, (size_t[]){batch, n, n}, NULL);
     const size_t ns = ndcl_isqrt_saved_size(batch, n, n_iter);
-    ck_assert_uint_eq(ns, batch + 2 * (size_t)n_iter * bnn);
+    ck_assert_uint_eq(ns, batch + 3 * (size_t)n_iter * bnn);
     ndcl_tensor *saved = test_tensor_from(ctx, 1, (size_t[]){ns}, NULL);
     TEST_OK(ctx, ndcl_isqrt_ns(ctx, ndcl_tensor_cl_mem(tA), batch, n, n_iter,
                                ndcl_tensor_cl_mem(D1), ndcl_tensor_cl_mem(saved)));
@@ -495,13 +496,15 @@ START_TEST(isqrt_saved_layout)
             Z[i] = i / n == i % n;
         }
         for (int k = 0; k < n_iter; k++) {
-            const float *ys = s + batch + 2 * (size_t)k * bnn + b * nn;
-            const float *zs = s + batch + (2 * (size_t)k + 1) * bnn + b * nn;
+            const float *ys = s + batch + 3 * (size_t)k * bnn + b * nn;
+            const float *zs = s + batch + (3 * (size_t)k + 1) * bnn + b * nn;
+            const float *ts = s + batch + (3 * (size_t)k + 2) * bnn + b * nn;
             worst = fmax(worst, test_rel_err_f(ys, Y, nn, 1e-30));
             worst = fmax(worst, test_rel_err_f(zs, Z, nn, 1e-30));
             mm(Z, Y, n, n, n, P);
             for (size_t i = 0; i < nn; i++)
                 T[i] = 0.5 * (3.0 * (i / n == i % n) - P[i]);
+            worst = fmax(worst, test_rel_err_f(ts, T, nn, 1e-30));
             mm(Y, T, n, n, n, P);
             memcpy(Y, P, nn * sizeof *Y);
             mm(T, Z, n, n, n, P);

@@ -202,7 +202,7 @@ def ndcl_times(bench, s, runs, warmup):
                               "--runs", str(runs), "--warmup", str(warmup)])
     med = {r["suite"]: r["median_ms"] for r in rows}
     if "layer-backward" not in med:
-        raise SystemExit("ndcl-bench skipped layer-backward for %s" % shape_text(s))
+        raise SystemExit("ndcl-bench gave no layer-backward row for %s" % shape_text(s))
     return {"train": med["layer-train"], "eval": med["layer-eval"],
             "step": med["layer-train"] + med["layer-backward"],
             "blas": rows[0].get("blas", "?")}

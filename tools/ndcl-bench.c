@@ -41,22 +41,31 @@ static const char *prog = "ndcl-bench";
 typedef enum suite_id {
     S_GEMM,
     S_GEMM_HOST,
+    S_COPY,
     S_IM2COL,
+    S_CIM2COL,
+    S_COL2IM,
+    S_LAYOUT,
+    S_BIASGRAD,
     S_COV,
     S_ISQRT,
     S_FOLD,
     S_CONV,
+    S_CBACK,
     S_LTRAIN,
     S_LEVAL,
     S_LBACK,
     S_LINEAR,
     S_CHANNEL,
-    S_COUNT
+    S_COUNT,
+    S_LSTEP = S_COUNT /* derived row, not a suite of its own */
 } suite_id;
 
-static const char *const suite_names[S_COUNT] = {
-    "gemm",        "gemm-host",  "im2col",         "cov",    "isqrt",  "fold", "conv",
-    "layer-train", "layer-eval", "layer-backward", "linear", "channel"};
+static const char *const suite_names[S_COUNT + 1] = {
+    "gemm",           "gemm-host", "copy",          "im2col",      "conv-im2col",
+    "col2im",         "layout",    "bias-grad",     "cov",         "isqrt",
+    "fold",           "conv",      "conv-backward", "layer-train", "layer-eval",
+    "layer-backward", "linear",    "channel",       "layer-step"};
 
 /* The suites a --gemm problem runs. */
 static bool is_gemm_row(suite_id s)
@@ -64,10 +73,29 @@ static bool is_gemm_row(suite_id s)
     return s == S_GEMM || s == S_GEMM_HOST;
 }
 
-/* Rows that carry vs_conv: the conv layer's own passes. */
+/* Rows that carry vs_conv: the conv layer's passes and the plain conv's
+ * backward, each over its plain-convolution counterpart. */
 static bool is_layer_row(suite_id s)
 {
-    return s == S_LTRAIN || s == S_LEVAL || s == S_LBACK;
+    return s == S_LTRAIN || s == S_LEVAL || s == S_LBACK || s == S_CBACK || s == S_LSTEP;
+}
+
+/* The plain-convolution suite a row's vs_conv divides by (S_COUNT: the
+ * conv step, conv + conv-backward). */
+static suite_id reference_of(suite_id s)
+{
+    switch (s) {
+    case S_LBACK: return S_CBACK;
+    case S_LSTEP: return S_COUNT;
+    default: return S_CONV;
+    }
+}
+
+/* Rows with a workspace: the conv's chunk buffers, the layers' holdings. */
+static bool has_workspace(suite_id s)
+{
+    return s == S_CIM2COL || s == S_COL2IM || s == S_LAYOUT || s == S_CONV ||
+           s == S_CBACK || s == S_LTRAIN || s == S_LEVAL || s == S_LBACK;
 }
 
 static void usage(FILE *f)
@@ -92,17 +120,27 @@ static void usage(FILE *f)
         "                  row's note gives ndcl's rate over it; beside another\n"
         "                  engine only on request, with 0.2 s after each call for\n"
         "                  OpenBLAS's workers to stop spinning\n"
+        "  copy            a plain copy kernel of x's size: the device's memory\n"
+        "                  bandwidth, next to which the kernels' GB/s are read\n"
         "  im2col          the sampled, block-regrouped patch matrix\n"
+        "  conv-im2col     the convolution's patches of the whole batch, chunk by chunk\n"
+        "                  into its bounded workspace\n"
+        "  col2im          their adjoint: patch gradients back to dx, chunk by chunk\n"
+        "  layout          dy (NCHW) moved to the products' row layout, chunk by chunk\n"
+        "  bias-grad       the bias gradient: sums of the chunk rows of dy (as the\n"
+        "                  backward reads them, after layout: in cache)\n"
         "  cov             column mean + centring + covariance of that matrix\n"
         "  isqrt           Newton-Schulz (%d iterations) on the nf x nf covariance,\n"
         "                  the G groups batched\n"
         "  fold            W' = W*D in the block basis and the bias correction\n"
         "  conv            the plain convolution as ndcl computes the layer's own\n"
-        "                  (im2col + one GEMM per group + bias/NCHW), no deconvolution\n"
+        "                  (chunks of im2col + products written to NCHW with the bias),\n"
+        "                  no deconvolution\n"
+        "  conv-backward   its backward: dx, dW and db from dy (x and W given)\n"
         "  layer-train     the deconvolved conv layer (FastDeconv), training forward\n"
         "  layer-eval      the same layer, evaluation forward (folded weights cached)\n"
         "  layer-backward  its backward after a training forward (the forward is not\n"
-        "                  timed); skipped with a note when it fails\n"
+        "                  timed): dx, dW, db\n"
         "  linear          Delinear training forward: x [N, C*H*W] -> [N, Cout],\n"
         "                  block %d (Delinear's default, clamped to C*H*W)\n"
         "  channel         ChannelDeconv training forward on x [N, C, H, W] with\n"
@@ -131,41 +169,50 @@ static void usage(FILE *f)
         prog, prog, N_ITER, LINEAR_BLOCK);
     /* Two calls: one string literal would pass the 4095 characters C11
      * compilers must support. */
-    fprintf(f,
-            "Columns: cold_ms, min_ms, median_ms; gflops = useful flops / median;\n"
-            "gbs = bytes moved / median (im2col only: values written plus input values\n"
-            "read; null elsewhere); vs_conv (layer rows) = the row's median / the plain\n"
-            "conv's median for the same shape in the same run (measured even when the\n"
-            "conv suite is not listed; for layer-backward: the backward alone over the\n"
-            "conv forward). Useful flops (a multiply-add is 2), nf = k*k*B:\n"
-            "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
-            "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
-            "                 mean and centring not counted)\n"
-            "  isqrt          G*n_iter*3*2*nf^3 (the original's 3 products per\n"
-            "                 iteration; ndcl skips 3 of them, so this is effective)\n"
-            "  fold           2*Cout*R*nf^2 (R = C/B, or 1 for G > 1)\n"
-            "  layer-train    conv + cov + isqrt + fold (im2col counts 0)\n"
-            "  layer-eval     conv\n"
-            "  layer-backward not counted (gflops null)\n"
-            "  linear         2*N*F*Cout + M*B*(B+1) + 30*B^3 + 2*Cout*F*B (F = C*H*W,\n"
-            "                 M = N*F/B)\n"
-            "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
-            "\n"
-            "Output: an aligned table (header lines start with #); --json: an array of\n"
-            "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
-            "median_ms, gflops, gbs, note, and vs_conv on layer rows}, null where\n"
-            "meaningless; --csv: the same columns but blas. Progress goes to stderr\n"
-            "(--quiet: none).\n"
-            "\n"
-            "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
-            "  -h, --help      this text\n"
-            "  -V, --version   the ndcl version\n"
-            "\n"
-            "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
-            "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
-            "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
-            "\n"
-            "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
+    fprintf(
+        f, "Columns: cold_ms, min_ms, median_ms; gflops = useful flops / median;\n"
+           "gbs = bytes moved / median (copy: read + written; im2col, conv-im2col: values\n"
+           "written plus input values read; col2im: patch values read plus dx written;\n"
+           "layout: dy read plus rows written; bias-grad: rows read; null elsewhere);\n"
+           "vs_conv = the row's median over its plain-convolution counterpart's median\n"
+           "for the same shape in the same run (measured even when not listed):\n"
+           "layer-train and layer-eval over conv, layer-backward over conv-backward,\n"
+           "conv-backward over conv; workspace_bytes = the device memory the layer holds\n"
+           "besides its parameters (ndcl_layer_workspace_bytes) after the runs, or the\n"
+           "plain convolution's chunk buffers (null elsewhere). With layer-train and\n"
+           "layer-backward both listed, a derived row layer-step gives the training\n"
+           "step, the sum of their medians (and minima, cold times), with vs_conv over\n"
+           "the plain conv's step, conv + conv-backward.\n"
+           "Useful flops (a multiply-add is 2), nf = k*k*B:\n"
+           "  conv, gemm     2*N*Ho*Wo*Cout*(C/G)*k*k\n"
+           "  conv-backward  twice the conv's (dx and dW)\n"
+           "  cov            G*M*nf*(nf+1) (one triangle, as SYRK; M sampled rows;\n"
+           "                 mean and centring not counted)\n"
+           "  isqrt          G*n_iter*3*2*nf^3 (the original's 3 products per\n"
+           "                 iteration; ndcl skips 3 of them, so this is effective)\n"
+           "  fold           2*Cout*R*nf^2 (R = C/B, or 1 for G > 1)\n"
+           "  layer-train    conv + cov + isqrt + fold (im2col counts 0)\n"
+           "  layer-eval     conv\n"
+           "  layer-backward, layer-step  not counted (gflops null)\n"
+           "  linear         2*N*F*Cout + M*B*(B+1) + 30*B^3 + 2*Cout*F*B (F = C*H*W,\n"
+           "                 M = N*F/B)\n"
+           "  channel        Ms*B*(B+1) + 30*B^3 + 2*B*B*L (L = N*H*W, Ms sampled)\n"
+           "\n"
+           "Output: an aligned table (header lines start with #); --json: an array of\n"
+           "rows {suite, shape, device, blas (the BLAS engine), runs, cold_ms, min_ms,\n"
+           "median_ms, gflops, gbs, workspace_bytes, note, and vs_conv on layer rows},\n"
+           "null where meaningless; --csv: the same columns but blas. Progress goes to\n"
+           "stderr (--quiet: none).\n"
+           "\n"
+           "  --device SPEC   \"P:D\" or a device-name substring (as NDCL_DEVICE)\n"
+           "  -h, --help      this text\n"
+           "  -V, --version   the ndcl version\n"
+           "\n"
+           "Environment: NDCL_DEVICE (default device), NDCL_CPU_BLAS=0 (CLBlast for the\n"
+           "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
+           "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
+           "\n"
+           "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
 }
 
 /* ------------------------------------------------------------ shapes */
@@ -410,6 +457,7 @@ typedef struct bench {
     ndcl_context *ctx;
 
     ndcl_conv_geom cg;
+    ndcl_conv_plan plan; /* the chunks, as the conv layer plans them */
     ndcl_patch_geom pg;
     ndcl_fold_geom fg;
 
@@ -425,7 +473,6 @@ typedef struct bench {
 
     double cold_ms;
     double *times;
-    bool skipped;
 } bench;
 
 static char error_msg[2048];
@@ -584,6 +631,24 @@ static double im2col_reads(const ndcl_patch_geom *g)
     return (double)g->n * (double)g->c * cy * cx;
 }
 
+/* Input values the convolution's im2col reads over the batch (each in-bounds
+ * tap once), which col2im's gather reads back as patch values. */
+static double conv_reads(const ndcl_conv_geom *g)
+{
+    double cy = 0, cx = 0;
+    for (size_t o = 0; o < g->oh; o++)
+        for (size_t i = 0; i < g->kh; i++) {
+            long long y = (long long)(o * g->stride + i * g->dil) - (long long)g->pad;
+            cy += y >= 0 && y < (long long)g->h;
+        }
+    for (size_t o = 0; o < g->ow; o++)
+        for (size_t j = 0; j < g->kw; j++) {
+            long long x = (long long)(o * g->stride + j * g->dil) - (long long)g->pad;
+            cx += x >= 0 && x < (long long)g->w;
+        }
+    return (double)g->n * (double)g->c * cy * cx;
+}
+
 static ndcl_status input_x(bench *b, unsigned seed)
 {
     const shape *s = b->sh;
@@ -696,7 +761,11 @@ static bool bench_setup(bench *b)
     const ndcl_conv_geom *cg = &b->cg;
     const ndcl_patch_geom *pg = &b->pg;
     size_t G = s->groups, nf = pg->nf, NP = cg->n * cg->P, wshape[4];
+    size_t yshape[4] = {cg->n, cg->cout, cg->oh, cg->ow};
+    double xcount = (double)(cg->n * cg->c * cg->h * cg->w), ycount = (double)NP * cg->cout;
     weight_shape(s, wshape);
+    TRY(b, ndcl_conv_plan_make(ctx, cg, true, &b->plan));
+    const ndcl_conv_plan *pl = &b->plan;
     switch (b->suite) {
     case S_GEMM: {
         size_t M = cg->cout / G, K = cg->K / G;
@@ -710,6 +779,38 @@ static bool bench_setup(bench *b)
             snprintf(b->note, sizeof b->note, "M=%zu N=%zu K=%zu", M, NP, K);
         return true;
     }
+    case S_COPY:
+        TRY(b, input_x(b, 11));
+        TRY(b, tensor(ctx, 4, (size_t[]){s->n, s->c, s->h, s->w}, 0, 0, &b->c));
+        b->bytes = 8.0 * xcount;
+        snprintf(b->note, sizeof b->note, "%.0f floats", xcount);
+        return true;
+    case S_CIM2COL:
+        TRY(b, input_x(b, 11));
+        TRY(b, tensor1(ctx, pl->col, 0, 0, &b->col));
+        b->bytes = 4.0 * ((double)cg->K * (double)NP + conv_reads(cg));
+        snprintf(b->note, sizeof b->note, "%zu x %zu*%zu, %zu images a chunk", cg->K,
+                 pl->chunk, cg->P, pl->chunk);
+        return true;
+    case S_COL2IM:
+        TRY(b, tensor1(ctx, pl->col, 1.0f, 12, &b->col));
+        TRY(b, tensor(ctx, 4, (size_t[]){s->n, s->c, s->h, s->w}, 0, 0, &b->dx));
+        b->bytes = 4.0 * (conv_reads(cg) + xcount);
+        snprintf(b->note, sizeof b->note, "%zu images a chunk", pl->chunk);
+        return true;
+    case S_LAYOUT:
+        TRY(b, tensor(ctx, 4, yshape, 1.0f, 13, &b->dy));
+        TRY(b, tensor1(ctx, pl->tmp, 0, 0, &b->tmp));
+        b->bytes = 8.0 * ycount;
+        snprintf(b->note, sizeof b->note, "NCHW -> %zu x %zu*%zu rows", cg->cout, pl->chunk,
+                 cg->P);
+        return true;
+    case S_BIASGRAD:
+        TRY(b, tensor1(ctx, pl->tmp, 1.0f, 14, &b->tmp));
+        TRY(b, tensor1(ctx, s->cout, 0, 0, &b->db));
+        b->bytes = 4.0 * ycount;
+        snprintf(b->note, sizeof b->note, "%zu sums of %zu", cg->cout, NP);
+        return true;
     case S_IM2COL:
         TRY(b, input_x(b, 11));
         TRY(b, tensor(ctx, 2, (size_t[]){pg->rows, pg->cols}, 0, 0, &b->X));
@@ -737,14 +838,27 @@ static bool bench_setup(bench *b)
         snprintf(b->note, sizeof b->note, "%zu x %zu rows of nf=%zu", s->cout, b->fg.R, nf);
         return true;
     case S_CONV:
+    case S_CBACK:
         TRY(b, input_x(b, 31));
         TRY(b, tensor(ctx, 4, wshape, 0.05f, 41, &b->W));
-        TRY(b, tensor1(ctx, s->cout, 0.1f, 42, &b->bias));
-        TRY(b, tensor(ctx, 4, (size_t[]){cg->n, cg->cout, cg->oh, cg->ow}, 0, 0, &b->y));
-        TRY(b, tensor(ctx, 2, (size_t[]){cg->K, NP}, 0, 0, &b->col));
-        TRY(b, tensor(ctx, 2, (size_t[]){cg->cout, NP}, 0, 0, &b->tmp));
-        b->flops = conv_flops(s, cg);
-        snprintf(b->note, sizeof b->note, "im2col %zux%zu + GEMM", cg->K, NP);
+        TRY(b, tensor1(ctx, pl->col, 0, 0, &b->col));
+        TRY(b, tensor1(ctx, pl->tmp, 0, 0, &b->tmp));
+        if (b->suite == S_CONV) {
+            TRY(b, tensor1(ctx, s->cout, 0.1f, 42, &b->bias));
+            TRY(b, tensor(ctx, 4, yshape, 0, 0, &b->y));
+            b->flops = conv_flops(s, cg);
+            snprintf(b->note, sizeof b->note, "%zu chunks of %zu images%s",
+                     (cg->n + pl->chunk - 1) / pl->chunk, pl->chunk,
+                     pl->per_image ? ", per-image products" : "");
+        } else {
+            TRY(b, tensor(ctx, 4, yshape, 0.01f, 51, &b->dy));
+            TRY(b, tensor(ctx, 4, (size_t[]){s->n, s->c, s->h, s->w}, 0, 0, &b->dx));
+            TRY(b, tensor(ctx, 4, wshape, 0, 0, &b->dw));
+            TRY(b, tensor1(ctx, s->cout, 0, 0, &b->db));
+            b->flops = 2.0 * conv_flops(s, cg);
+            snprintf(b->note, sizeof b->note, "dx, dW, db; %zu chunks of %zu images",
+                     (cg->n + pl->chunk - 1) / pl->chunk, pl->chunk);
+        }
         return true;
     case S_LTRAIN:
         if (!conv_layer(b)) return false;
@@ -760,8 +874,7 @@ static bool bench_setup(bench *b)
         return true;
     case S_LBACK:
         if (!conv_layer(b)) return false;
-        TRY(b,
-            tensor(ctx, 4, (size_t[]){cg->n, cg->cout, cg->oh, cg->ow}, 0.01f, 51, &b->dy));
+        TRY(b, tensor(ctx, 4, yshape, 0.01f, 51, &b->dy));
         snprintf(b->note, sizeof b->note, "forward untimed; dx, dW, db");
         return true;
     case S_LINEAR: {
@@ -842,6 +955,33 @@ static ndcl_status bench_call(bench *b)
                                      MEM(b->c), q * Cg * NP, NP));
         return NDCL_SUCCESS;
     }
+    case S_COPY:
+        return ndcl_copy_floats(ctx, MEM(b->x), MEM(b->c), ndcl_tensor_count(b->x));
+    case S_CIM2COL:
+    case S_COL2IM:
+    case S_LAYOUT: {
+        /* Over the batch a chunk at a time, in the wide layout the backward uses. */
+        const ndcl_conv_geom *g = &b->cg;
+        for (size_t n0 = 0; n0 < g->n; n0 += b->plan.chunk) {
+            size_t nc = g->n - n0 < b->plan.chunk ? g->n - n0 : b->plan.chunk;
+            if (b->suite == S_CIM2COL)
+                BENCH_TRY(ndcl_conv_im2col(ctx, g, MEM(b->x), n0, nc, nc * g->P, g->P,
+                                           MEM(b->col)));
+            else if (b->suite == S_COL2IM)
+                BENCH_TRY(ndcl_conv_col2im(ctx, g, MEM(b->col), n0, nc, nc * g->P, g->P,
+                                           MEM(b->dx)));
+            else
+                BENCH_TRY(ndcl_conv_to_rows(ctx, g, MEM(b->dy), n0, nc, MEM(b->tmp)));
+        }
+        return NDCL_SUCCESS;
+    }
+    case S_BIASGRAD:
+        /* The backward's row sums over the chunk rows (in cache there). */
+        for (size_t n0 = 0; n0 < b->cg.n; n0 += b->plan.chunk) {
+            size_t nc = b->cg.n - n0 < b->plan.chunk ? b->cg.n - n0 : b->plan.chunk;
+            BENCH_TRY(ndcl_conv_row_sums(ctx, &b->cg, MEM(b->tmp), nc, n0 > 0, MEM(b->db)));
+        }
+        return NDCL_SUCCESS;
     case S_IM2COL: return ndcl_im2col_sampled(ctx, p, MEM(b->x), MEM(b->X));
     case S_COV:
         BENCH_TRY(ndcl_col_mean(ctx, MEM(b->X), p->rows, p->cols, MEM(b->mean)));
@@ -853,8 +993,12 @@ static ndcl_status bench_call(bench *b)
         return ndcl_fold(ctx, &b->fg, MEM(b->W), MEM(b->bias), MEM(b->D), MEM(b->mean),
                          MEM(b->Wout), MEM(b->bout));
     case S_CONV:
-        return ndcl_conv_forward(ctx, &b->cg, MEM(b->x), MEM(b->W), MEM(b->bias), MEM(b->y),
-                                 MEM(b->col), MEM(b->tmp));
+        return ndcl_conv_forward(ctx, &b->cg, &b->plan, MEM(b->x), MEM(b->W), MEM(b->bias),
+                                 MEM(b->y), MEM(b->col), MEM(b->tmp));
+    case S_CBACK:
+        return ndcl_conv_backward(ctx, &b->cg, &b->plan, MEM(b->x), MEM(b->W), MEM(b->dy),
+                                  MEM(b->dx), MEM(b->dw), MEM(b->db), MEM(b->col),
+                                  MEM(b->tmp));
     case S_LTRAIN:
     case S_LINEAR:
     case S_CHANNEL: return ndcl_layer_forward(b->layer, NDCL_TRAIN, b->x, &b->y);
@@ -896,7 +1040,7 @@ typedef struct row {
     suite_id suite;
     char shape[160];
     int runs;
-    double cold_ms, min_ms, median_ms, gflops, gbs, vs_conv; /* NAN: null */
+    double cold_ms, min_ms, median_ms, gflops, gbs, vs_conv, workspace; /* NAN: null */
     char note[96];
 } row;
 
@@ -955,6 +1099,7 @@ static bool print_json(const row_list *rows, const char *device, const char *bla
         json_num(o, "median_ms", r->median_ms);
         json_num(o, "gflops", r->gflops);
         json_num(o, "gbs", r->gbs);
+        json_num(o, "workspace_bytes", r->workspace);
         if (is_layer_row(r->suite)) json_num(o, "vs_conv", r->vs_conv);
         cJSON_AddStringToObject(o, "note", r->note);
         cJSON_AddItemToArray(arr, o);
@@ -990,7 +1135,9 @@ static void csv_num(double v)
 
 static void print_csv(const row_list *rows, const char *device)
 {
-    puts("suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv,note");
+    puts("suite,shape,device,runs,cold_ms,min_ms,median_ms,gflops,gbs,vs_conv,workspace_"
+         "bytes,"
+         "note");
     for (size_t i = 0; i < rows->n; i++) {
         const row *r = &rows->v[i];
         csv_str(suite_names[r->suite], false);
@@ -1003,6 +1150,7 @@ static void print_csv(const row_list *rows, const char *device)
         csv_num(r->gflops);
         csv_num(r->gbs);
         csv_num(is_layer_row(r->suite) ? r->vs_conv : NAN);
+        csv_num(r->workspace);
         csv_str(r->note, true);
     }
 }
@@ -1017,11 +1165,12 @@ static void fmt_num(char *buf, size_t size, double v, const char *fmt)
 
 static void print_table(const row_list *rows)
 {
-    enum { NC = 10 };
-    static const char *const head[NC] = {"suite",     "shape",  "runs", "cold ms", "min ms",
-                                         "median ms", "GFLOPS", "GB/s", "vs conv", "note"};
+    enum { NC = 11 };
+    static const char *const head[NC] = {"suite",   "shape",     "runs",   "cold ms",
+                                         "min ms",  "median ms", "GFLOPS", "GB/s",
+                                         "vs conv", "ws MB",     "note"};
     /* Left-aligned text columns, right-aligned numbers. */
-    static const bool left[NC] = {true,  true,  false, false, false,
+    static const bool left[NC] = {true,  true,  false, false, false, false,
                                   false, false, false, false, true};
     size_t width[NC];
     for (int c = 0; c < NC; c++)
@@ -1040,7 +1189,8 @@ static void print_table(const row_list *rows)
         fmt_num(c[6], 160, r->gflops, "%.2f");
         fmt_num(c[7], 160, r->gbs, "%.2f");
         fmt_num(c[8], 160, is_layer_row(r->suite) ? r->vs_conv : NAN, "%.2fx");
-        snprintf(c[9], 160, "%s", r->note);
+        fmt_num(c[9], 160, r->workspace / 1048576.0, "%.1f");
+        snprintf(c[10], 160, "%s", r->note);
         for (int k = 0; k < NC; k++)
             if (strlen(c[k]) > width[k]) width[k] = strlen(c[k]);
     }
@@ -1078,21 +1228,24 @@ static bool bench_time_one(bench *b, double *ms)
 }
 
 /* Measures every wanted suite on one shape and appends the rows. Returns
- * false with error_msg set on a failure other than a skipped backward. */
-static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_list *rows,
-                      char *notes, size_t notes_size)
+ * false with error_msg set on any failure. */
+static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_list *rows)
 {
-    bench benches[S_COUNT + 1];
+    bench benches[S_COUNT + 2];
     int nb = 0;
-    bool layer_rows = false;
-    for (int k = 0; k < S_COUNT; k++) {
-        if (!o->want[k] || (s->gemm_only && !is_gemm_row((suite_id)k))) continue;
-        if (is_layer_row((suite_id)k)) layer_rows = true;
-        benches[nb++] = (bench){.suite = (suite_id)k, .sh = s, .shown = true, .ctx = ctx};
-    }
-    /* The layers' ratio needs the plain conv even when it is not listed. */
-    if (layer_rows && !o->want[S_CONV])
-        benches[nb++] = (bench){.suite = S_CONV, .sh = s, .shown = false, .ctx = ctx};
+    bool want[S_COUNT] = {false}, shown[S_COUNT] = {false};
+    for (int k = 0; k < S_COUNT; k++)
+        if (o->want[k] && (!s->gemm_only || is_gemm_row((suite_id)k)))
+            want[k] = shown[k] = true;
+    /* The rows' references are measured even when not listed. */
+    const bool step = want[S_LTRAIN] && want[S_LBACK];
+    if (want[S_LTRAIN] || want[S_LEVAL] || want[S_LBACK] || want[S_CBACK])
+        want[S_CONV] = true;
+    if (want[S_LBACK]) want[S_CBACK] = true;
+    for (int k = 0; k < S_COUNT; k++)
+        if (want[k])
+            benches[nb++] =
+                (bench){.suite = (suite_id)k, .sh = s, .shown = shown[k], .ctx = ctx};
     if (nb == 0) return true;
 
     bool ok = true;
@@ -1109,71 +1262,95 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
                  suite_names[b->suite], s->text);
         /* The cold time is the call's alone (not the backward's forward). */
         ok = bench_setup(b) && bench_time(b, &b->cold_ms);
-        if (!ok && b->suite == S_LBACK) {
-            /* Any failure of the backward (not yet implemented, unsupported
-             * shape) skips its suite, not the run. */
-            b->skipped = true;
-            ok = true;
-            snprintf(notes + strlen(notes), notes_size - strlen(notes),
-                     "# layer-backward %s: skipped (%s)\n", s->text, error_msg);
-            bench_teardown(b);
-        }
     }
     for (int w = 0; w < o->warmup && ok; w++) {
         progress("[%d/%d] %s: warmup %d/%d", step_no, step_total, s->text, w + 1,
                  o->warmup);
         for (int i = 0; i < nb && ok; i++)
-            if (!benches[i].skipped) ok = bench_time_one(&benches[i], NULL);
+            ok = bench_time_one(&benches[i], NULL);
     }
     for (int r = 0; r < o->runs && ok; r++) {
         progress("[%d/%d] %s: run %d/%d", step_no, step_total, s->text, r + 1, o->runs);
         for (int i = 0; i < nb && ok; i++)
-            if (!benches[i].skipped) ok = bench_time_one(&benches[i], &benches[i].times[r]);
+            ok = bench_time_one(&benches[i], &benches[i].times[r]);
     }
 
-    double conv_median = NAN;
-    size_t first_row = rows->n;
     if (ok) {
+        row all[S_COUNT + 1];
+        bool have[S_COUNT + 1] = {false};
         for (int i = 0; i < nb; i++) {
             bench *b = &benches[i];
-            if (b->skipped) continue;
             double mn = b->times[0];
             for (int r = 1; r < o->runs; r++)
                 mn = fmin(mn, b->times[r]);
             double med = median(b->times, o->runs);
-            if (b->suite == S_CONV && !s->gemm_only) conv_median = med;
             row rr = {.suite = b->suite,
                       .runs = o->runs,
                       .cold_ms = b->cold_ms,
                       .min_ms = mn,
-                      .median_ms = med};
+                      .median_ms = med,
+                      .vs_conv = NAN,
+                      .workspace = NAN};
             snprintf(rr.shape, sizeof rr.shape, "%s", s->text);
             snprintf(rr.note, sizeof rr.note, "%s", b->note);
             rr.gflops = b->flops > 0 && med > 0 ? b->flops / (med * 1e6) : NAN;
             rr.gbs = b->bytes > 0 && med > 0 ? b->bytes / (med * 1e6) : NAN;
-            rr.vs_conv = NAN;
-            if (b->shown && !row_push(rows, &rr)) {
+            if (b->layer && has_workspace(b->suite)) {
+                size_t bytes;
+                if (ndcl_layer_workspace_bytes(b->layer, &bytes) == NDCL_SUCCESS)
+                    rr.workspace = (double)bytes;
+            } else if (has_workspace(b->suite)) {
+                size_t floats = b->suite == S_CIM2COL || b->suite == S_COL2IM ? b->plan.col
+                                : b->suite == S_LAYOUT                        ? b->plan.tmp
+                                : b->suite == S_CONV && b->plan.per_image
+                                    ? b->plan.col
+                                    : b->plan.col + b->plan.tmp;
+                rr.workspace = 4.0 * (double)floats;
+            }
+            all[b->suite] = rr;
+            have[b->suite] = b->shown;
+        }
+        if (step) {
+            /* The training step next to the plain conv's step. */
+            const row *t = &all[S_LTRAIN], *bw = &all[S_LBACK];
+            row st = {.suite = S_LSTEP,
+                      .runs = o->runs,
+                      .cold_ms = t->cold_ms + bw->cold_ms,
+                      .min_ms = t->min_ms + bw->min_ms,
+                      .median_ms = t->median_ms + bw->median_ms,
+                      .gflops = NAN,
+                      .gbs = NAN,
+                      .vs_conv = NAN,
+                      .workspace = NAN};
+            snprintf(st.shape, sizeof st.shape, "%s", s->text);
+            snprintf(st.note, sizeof st.note,
+                     "layer-train + layer-backward; conv step %.3f ms",
+                     all[S_CONV].median_ms + all[S_CBACK].median_ms);
+            all[S_LSTEP] = st;
+            have[S_LSTEP] = true;
+        }
+        /* ndcl's products over the host BLAS's own, in the gemm row. */
+        if (have[S_GEMM] && have[S_GEMM_HOST] && all[S_GEMM].median_ms > 0) {
+            row *g = &all[S_GEMM];
+            size_t len = strlen(g->note);
+            snprintf(g->note + len, sizeof g->note - len, "; %.2fx host BLAS",
+                     all[S_GEMM_HOST].median_ms / g->median_ms);
+        }
+        for (int k = 0; k <= S_COUNT; k++) {
+            if (!have[k]) continue;
+            row *r = &all[k];
+            if (is_layer_row((suite_id)k)) {
+                suite_id ref = reference_of((suite_id)k);
+                double den = ref == S_COUNT ? all[S_CONV].median_ms + all[S_CBACK].median_ms
+                                            : all[ref].median_ms;
+                if (den > 0) r->vs_conv = r->median_ms / den;
+            }
+            if (!row_push(rows, r)) {
                 snprintf(error_msg, sizeof error_msg, "out of host memory");
                 ok = false;
                 break;
             }
         }
-        /* ndcl's products over the host BLAS's own, in the gemm row. */
-        const row *host_row = NULL, *gemm_row = NULL;
-        for (size_t i = first_row; i < rows->n; i++) {
-            if (rows->v[i].suite == S_GEMM_HOST) host_row = &rows->v[i];
-            if (rows->v[i].suite == S_GEMM) gemm_row = &rows->v[i];
-        }
-        if (host_row && gemm_row && gemm_row->median_ms > 0) {
-            row *g = &rows->v[gemm_row - rows->v];
-            size_t len = strlen(g->note);
-            snprintf(g->note + len, sizeof g->note - len, "; %.2fx host BLAS",
-                     host_row->median_ms / g->median_ms);
-        }
-        /* vs_conv once the conv's median is known, whatever the order. */
-        for (size_t i = first_row; i < rows->n && conv_median > 0; i++)
-            if (is_layer_row(rows->v[i].suite))
-                rows->v[i].vs_conv = rows->v[i].median_ms / conv_median;
     }
     for (int i = 0; i < nb; i++) {
         bench_teardown(&benches[i]);
@@ -1376,19 +1553,13 @@ int main(int argc, char **argv)
                 step_total++;
 
     row_list rows = {0};
-    char notes[4096] = "";
     bool ok = true;
     double t_start = now_ms();
     for (size_t i = 0; i < shapes.n && ok; i++)
-        ok = run_shape(ctx, &shapes.v[i], &o, &rows, notes, sizeof notes);
+        ok = run_shape(ctx, &shapes.v[i], &o, &rows);
     double total_s = (now_ms() - t_start) / 1e3;
     progress_done();
-    /* Skip notes close the table; with --json/--csv, whose output stays
-     * machine-readable, they go to stderr. */
-    if (!ok)
-        fprintf(stderr, "%s: %s\n", prog, error_msg);
-    else if (notes[0] && (json || csv))
-        fputs(notes, stderr);
+    if (!ok) fprintf(stderr, "%s: %s\n", prog, error_msg);
 
     if (ok) {
         ndcl_build_info bi;
@@ -1413,11 +1584,11 @@ int main(int argc, char **argv)
                        "builds it triggers\n",
                        bi.from_cache ? "loaded from the binary cache" : "built",
                        bi.build_ms);
-            printf("# GFLOPS: useful flops / median (see --help); GB/s: im2col only; "
-                   "vs conv: median / plain conv median; %.1f s in all\n",
+            printf("# GFLOPS: useful flops / median; GB/s: bytes moved / median; vs conv: "
+                   "median / plain conv counterpart's; ws MB: workspace (see --help); "
+                   "%.1f s in all\n",
                    total_s);
             print_table(&rows);
-            if (notes[0]) fputs(notes, stdout);
         }
         if (!ok) fprintf(stderr, "%s: out of memory\n", prog);
     }

@@ -478,6 +478,8 @@ static int run(const options *o, const run_sync *sy)
     }
     if (rc == EXIT_OK) {
         s = ndcl_layer_load(ctx, o->layer, &layer);
+        /* x stays as uploaded until the backward: the layer need not copy it. */
+        if (s == NDCL_SUCCESS) s = ndcl_layer_set_option(layer, NDCL_LAYER_BORROW_INPUT, 1);
         if (s != NDCL_SUCCESS) {
             file_msg(o->layer, ndcl_context_last_error(ctx));
             rc = exit_code(s);

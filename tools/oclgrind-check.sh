@@ -56,6 +56,7 @@ run() { # flags binary case...
 }
 
 run "--data-races --uninitialized" test_primitives patches covariance isqrt fold whiten
+run "--data-races" test_conv small_paths backward_outputs_alone
 run "--data-races" test_layers conv_basic conv_groups linear_layers channel_layers
 run "--data-races" test_backward fd_conv_g1 fd_conv_g2 fd_linear_layers fd_channel_layers
 # The group protocol's kernels (shares of a sample, leftover moments) on one

@@ -39,6 +39,14 @@ void ref_conv2d(const double *x, size_t N, size_t C, size_t H, size_t W, const d
                 size_t Cout, size_t kh, size_t kw, const double *b, size_t stride,
                 size_t pad, size_t dil, size_t groups, double *y);
 
+/* The adjoint of ref_conv2d given dy (N x Cout x Ho x Wo), exact sums: dx
+ * (x's shape), dw (w's shape, Cout x C/groups x kh x kw) and db (Cout),
+ * each NULL when not wanted. */
+void ref_conv2d_backward(const double *x, size_t N, size_t C, size_t H, size_t W,
+                         const double *w, size_t Cout, size_t kh, size_t kw, size_t stride,
+                         size_t pad, size_t dil, size_t groups, const double *dy,
+                         double *dx, double *dw, double *db);
+
 /* A whole layer with its parameters and buffers, as the original module
  * holds them (state_dict shapes as ndcl_layer_param_shape gives them,
  * flattened). Parameters

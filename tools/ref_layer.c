@@ -81,6 +81,44 @@ void ref_conv2d(const double *x, size_t N, size_t C, size_t H, size_t W, const d
         }
 }
 
+void ref_conv2d_backward(const double *x, size_t N, size_t C, size_t H, size_t W,
+                         const double *w, size_t Cout, size_t kh, size_t kw, size_t stride,
+                         size_t pad, size_t dil, size_t groups, const double *dy,
+                         double *dx, double *dw, double *db)
+{
+    size_t Ho = conv_out_dim(H, kh, stride, pad, dil);
+    size_t Wo = conv_out_dim(W, kw, stride, pad, dil);
+    size_t cin_g = C / groups, cout_g = Cout / groups;
+    if (dx) memset(dx, 0, N * C * H * W * sizeof *dx);
+    if (dw) memset(dw, 0, Cout * cin_g * kh * kw * sizeof *dw);
+    if (db) memset(db, 0, Cout * sizeof *db);
+    /* Every product x·w of the forward sends dy back to both factors. */
+    for (size_t n = 0; n < N; n++)
+        for (size_t o = 0; o < Cout; o++) {
+            size_t g = o / cout_g;
+            for (size_t oy = 0; oy < Ho; oy++)
+                for (size_t ox = 0; ox < Wo; ox++) {
+                    double d = dy[((n * Cout + o) * Ho + oy) * Wo + ox];
+                    if (db) db[o] += d;
+                    for (size_t ci = 0; ci < cin_g; ci++) {
+                        size_t c = g * cin_g + ci;
+                        for (size_t i = 0; i < kh; i++) {
+                            long iy = (long)(oy * stride + i * dil) - (long)pad;
+                            if (iy < 0 || iy >= (long)H) continue;
+                            for (size_t j = 0; j < kw; j++) {
+                                long ix = (long)(ox * stride + j * dil) - (long)pad;
+                                if (ix < 0 || ix >= (long)W) continue;
+                                size_t xi = ((n * C + c) * H + (size_t)iy) * W + (size_t)ix;
+                                size_t wi = ((o * cin_g + ci) * kh + i) * kw + j;
+                                if (dx) dx[xi] += d * w[wi];
+                                if (dw) dw[wi] += d * x[xi];
+                            }
+                        }
+                    }
+                }
+        }
+}
+
 /* ------------------------------------------------------------ creation */
 
 static ref_layer *layer_alloc(ndcl_layer_kind kind)

@@ -159,11 +159,8 @@ static ndcl_status prepare(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         NDCL_TRY(
             ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
         /* The leftover channels' backward reads x (a copy: the caller may
-         * change or destroy x before it). */
-        if (g->c < g->C) {
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
-            NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
-        }
+         * change or destroy x before it, unless x is borrowed). */
+        if (g->c < g->C) NDCL_TRY(ndcl_layer_keep_input(l, x));
     }
     size_t gl[2] = {g->L, B};
     ndcl_arg ga[] = {NDCL_ARG(g->N), NDCL_ARG(g->C),   NDCL_ARG(g->HW),   NDCL_ARG(g->B),

@@ -15,11 +15,12 @@ static ndcl_status left_sums(ndcl_layer *l, const ndcl_ch_geom *g, const ndcl_te
                              cl_mem sums)
 {
     ndcl_context *ctx = l->ctx;
+    cl_mem x = ndcl_layer_kept_input(l);
     size_t wg;
     NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_bw_sums", 256, sizeof(float), &wg));
     const ndcl_arg args[] = {
         NDCL_ARG(g->N),    NDCL_ARG(g->C),         NDCL_ARG(g->HW),
-        NDCL_ARG(g->c),    NDCL_ARG(l->extra.mem), NDCL_ARG(l->xsave.mem),
+        NDCL_ARG(g->c),    NDCL_ARG(l->extra.mem), NDCL_ARG(x),
         NDCL_ARG(dy->mem), NDCL_ARG(sums),         NDCL_LOCAL(wg * sizeof(float))};
     return ndcl_launch(ctx, "ndcl_ch_left_bw_sums", 1, &wg, &wg, args, 9);
 }
@@ -142,8 +143,8 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     /* Leftover channels: (x - m)/sqrt(v + eps) with m, v in extra; in
      * training every kept value also reaches m and v (the group's count of
      * them in a group). */
-    cl_mem x = stats ? l->xsave.mem : dy->mem;    /* x is read in training only */
-    cl_mem sums = stats ? m[SUMS] : l->extra.mem; /* likewise */
+    cl_mem x = stats ? ndcl_layer_kept_input(l) : dy->mem; /* read in training only */
+    cl_mem sums = stats ? m[SUMS] : l->extra.mem;          /* likewise */
     const size_t n = (size_t)g.N * (size_t)(g.C - g.c) * (size_t)g.HW;
     const int Lr = (g.C - g.c) * g.HW;
     const float kept =

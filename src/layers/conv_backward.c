@@ -6,7 +6,7 @@
 #include "layers/conv.h"
 
 /* Workspaces of one call, in the layer's bw scratches. */
-enum { DCOL, DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
+enum { DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
 _Static_assert(N_BUF <= NDCL_BW_SCRATCH, "conv backward needs more workspaces");
 
 /* Everything up to the gradients of the statistics (dD, dmean in m[DD],
@@ -17,17 +17,13 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
 {
     ndcl_context *ctx = l->ctx;
     const bool need_dwp = dW || stats; /* dW'r feeds dW and dD */
-    const size_t NP = cg->n * cg->P, G = l->groups, nf = l->nf;
+    const size_t G = l->groups, nf = l->nf;
     ndcl_param *w = ndcl_layer_param(l, "weight");
     if (stats) NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
     const size_t need[N_BUF] = {
-        [DCOL] = dx ? cg->K * NP : 0,
-        [DWP] = need_dwp ? w->count : 0,
-        [DBP] = cg->cout,
-        [DD] = stats ? G * nf * nf : 0,
-        [DCOV] = stats ? G * nf * nf : 0,
-        [DMEAN] = stats ? pg->cols : 0,
-        [DXS] = stats && dx ? pg->rows * pg->cols : 0,
+        [DWP] = need_dwp ? w->count : 0, [DBP] = cg->cout,
+        [DD] = stats ? G * nf * nf : 0,  [DCOV] = stats ? G * nf * nf : 0,
+        [DMEAN] = stats ? pg->cols : 0,  [DXS] = stats && dx ? pg->rows * pg->cols : 0,
     };
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
@@ -35,14 +31,15 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
             m[i] = l->bw[i].mem;
         }
 
-    /* dy re-laid as Cout x N*P goes where the forward's GEMM output was
-     * (l->tmp, of that size and not needed by the backward). */
-    cl_mem dYt = l->tmp.mem;
-
-    /* The convolution y = conv(x, W') + b'. */
-    NDCL_TRY(ndcl_conv_backward_params(ctx, cg, dy->mem, l->col.mem, dYt, m[DBP], m[DWP]));
-    if (dx)
-        NDCL_TRY(ndcl_conv_backward_data(ctx, cg, l->w_fold.mem, dYt, dx->mem, m[DCOL]));
+    /* The convolution y = conv(x, W') + b', chunk by chunk as the forward
+     * cut it, the patches recomputed from the kept input. */
+    ndcl_conv_plan plan;
+    NDCL_TRY(ndcl_conv_plan_make(ctx, cg, true, &plan));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan.col));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan.tmp));
+    NDCL_TRY(ndcl_conv_backward(ctx, cg, &plan, ndcl_layer_kept_input(l), l->w_fold.mem,
+                                dy->mem, dx ? dx->mem : NULL, m[DWP], m[DBP], l->col.mem,
+                                l->tmp.mem));
 
     /* The fold W' = Wr·D, b' = b - Σ W'·μ (μ, D: the batch's or the
      * running statistics the forward used). */

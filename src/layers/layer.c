@@ -263,6 +263,62 @@ ndcl_status ndcl_layer_set_counter(ndcl_layer *l, int64_t value)
     return NDCL_SUCCESS;
 }
 
+ndcl_status ndcl_layer_set_option(ndcl_layer *l, ndcl_layer_option option, int64_t value)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    switch (option) {
+    case NDCL_LAYER_BORROW_INPUT:
+        NDCL_CHECK_ARG(l->ctx, value == 0 || value == 1,
+                       "NDCL_LAYER_BORROW_INPUT=%lld (must be 0 or 1)", (long long)value);
+        l->borrow_input = value != 0;
+        return NDCL_SUCCESS;
+    case NDCL_LAYER_CONV_CHUNK:
+        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
+                       "NDCL_LAYER_CONV_CHUNK applies to conv2d layers, not %s",
+                       l->ops->name);
+        NDCL_CHECK_ARG(l->ctx, value >= 0 && value <= INT32_MAX,
+                       "NDCL_LAYER_CONV_CHUNK=%lld (must be 0..2^31-1)", (long long)value);
+        l->conv_chunk = (size_t)value;
+        return NDCL_SUCCESS;
+    }
+    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
+                     (int)option);
+}
+
+ndcl_status ndcl_layer_get_option(const ndcl_layer *l, ndcl_layer_option option,
+                                  int64_t *value)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    NDCL_CHECK_ARG(l->ctx, value != NULL, "value is NULL");
+    switch (option) {
+    case NDCL_LAYER_BORROW_INPUT: *value = l->borrow_input; return NDCL_SUCCESS;
+    case NDCL_LAYER_CONV_CHUNK:
+        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
+                       "NDCL_LAYER_CONV_CHUNK applies to conv2d layers, not %s",
+                       l->ops->name);
+        *value = (int64_t)l->conv_chunk;
+        return NDCL_SUCCESS;
+    }
+    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
+                     (int)option);
+}
+
+ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *l, size_t *bytes)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    NDCL_CHECK_ARG(l->ctx, bytes != NULL, "bytes is NULL");
+    const ndcl_scratch *s[] = {&l->w_fold,   &l->b_fold, &l->mean,  &l->cov,
+                               &l->deconv,   &l->X,      &l->col,   &l->tmp,
+                               &l->ns_saved, &l->extra,  &l->xsave, &l->wsave};
+    size_t floats = 0;
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        floats += s[i]->mem ? s[i]->cap : 0;
+    for (int i = 0; i < NDCL_BW_SCRATCH; i++)
+        floats += l->bw[i].mem ? l->bw[i].cap : 0;
+    *bytes = floats * sizeof(float);
+    return NDCL_SUCCESS;
+}
+
 ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_update *u,
                                       int nu)
 {
@@ -357,10 +413,37 @@ void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool froz
     r->valid = true;
 }
 
+ndcl_status ndcl_layer_keep_input(ndcl_layer *l, const ndcl_tensor *x)
+{
+    if (l->x_borrowed) {
+        clReleaseMemObject(l->x_borrowed);
+        l->x_borrowed = NULL;
+    }
+    if (l->borrow_input) {
+        /* Retained: the caller may destroy the tensor, not change it. */
+        cl_int err = clRetainMemObject(x->mem);
+        if (err != CL_SUCCESS) return ndcl_fail_cl(l->ctx, "clRetainMemObject(x)", err);
+        l->x_borrowed = x->mem;
+        ndcl_scratch_release(&l->xsave);
+        return NDCL_SUCCESS;
+    }
+    NDCL_TRY(ndcl_scratch_ensure(l->ctx, &l->xsave, x->count));
+    return ndcl_buffer_copy(l->ctx, x->mem, 0, l->xsave.mem, 0, x->count);
+}
+
+cl_mem ndcl_layer_kept_input(const ndcl_layer *l)
+{
+    return l->x_borrowed ? l->x_borrowed : l->xsave.mem;
+}
+
 void ndcl_layer_release_saved(ndcl_layer *l)
 {
     if (!l) return;
     l->saved.valid = false;
+    if (l->x_borrowed) {
+        clReleaseMemObject(l->x_borrowed);
+        l->x_borrowed = NULL;
+    }
     /* The large buffers only: the forward allocates them again on demand.
      * The evaluation fold cache (w_fold, b_fold) is not backward state. */
     ndcl_scratch *s[] = {&l->X, &l->col, &l->tmp, &l->ns_saved, &l->xsave, &l->wsave};

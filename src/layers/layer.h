@@ -90,13 +90,19 @@ struct ndcl_layer {
     ndcl_scratch mean, cov, deconv, X, col, tmp, ns_saved, extra;
     cl_mem bad; /* one int: this step's statistics are not finite */
 
-    /* Kept for the backward pass: the forward's record, copies of its
-     * input and weight (the caller may change them in between), and the
-     * backward's own workspaces. The forward's buffers above (X, col,
-     * mean, deconv, ns_saved, extra, w_fold) hold the rest until the next
-     * forward. */
+    /* Kept for the backward pass: the forward's record, its input (a copy
+     * in xsave, or the caller's buffer itself, retained, in x_borrowed when
+     * the caller promised not to change it), a copy of its weight, and the
+     * backward's own workspaces. The forward's buffers above (X, mean,
+     * deconv, ns_saved, extra, w_fold) hold the rest until the next
+     * forward; col and tmp are chunk workspaces of both passes. */
     ndcl_saved saved;
     ndcl_scratch xsave, wsave, bw[NDCL_BW_SCRATCH];
+    cl_mem x_borrowed;
+
+    /* Options (ndcl_layer_set_option). */
+    bool borrow_input;
+    size_t conv_chunk; /* images per chunk of the convolution; 0: automatic */
 
     /* The group the layer's statistics are synchronised across (sync.h). */
     ndcl_sync sync;
@@ -118,6 +124,13 @@ void ndcl_layer_fold_done(ndcl_layer *l);
 /* A new layer of the kind ops describes, with no parameters yet. */
 ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops,
                              ndcl_layer **out);
+
+/* Keeps the forward's input x for the backward pass: copied into xsave,
+ * or, with the borrow option, x's buffer retained. */
+ndcl_status ndcl_layer_keep_input(ndcl_layer *l, const ndcl_tensor *x);
+
+/* The input ndcl_layer_keep_input kept. */
+cl_mem ndcl_layer_kept_input(const ndcl_layer *l);
 
 /* Records a successful forward for the backward pass. */
 void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,

@@ -139,10 +139,9 @@ static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y)
         yshape[i] = x->shape[i];
     yshape[x->ndim - 1] = (size_t)d->out_features;
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, yshape));
-    /* The backward needs x itself (dW' = dyᵀ·x); a copy, since the caller
-     * may change or destroy x before it. */
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->xsave, x->count));
-    NDCL_TRY(ndcl_buffer_copy(ctx, x->mem, 0, l->xsave.mem, 0, x->count));
+    /* The backward needs x itself (dW' = dyᵀ·x): a copy, since the caller
+     * may change or destroy x before it, unless x is borrowed. */
+    NDCL_TRY(ndcl_layer_keep_input(l, x));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
     return ndcl_scratch_ensure(ctx, &l->deconv, B * B);
 }

@@ -45,7 +45,7 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
     NDCL_TRY(ndcl_strided_sum(ctx, dy->mem, 0, Fo, rows, 1, Fo, 1.0f, m[DBP]));
     if (need_dwp)
         NDCL_TRY(ndcl_blas_gemm(ctx, true, false, Fo, F, rows, 1.0f, dy->mem, 0, Fo,
-                                l->xsave.mem, 0, F, 0.0f, m[DWP], 0, F));
+                                ndcl_layer_kept_input(l), 0, F, 0.0f, m[DWP], 0, F));
     if (dx)
         NDCL_TRY(ndcl_blas_gemm(ctx, false, false, rows, F, Fo, 1.0f, dy->mem, 0, Fo,
                                 l->w_fold.mem, 0, F, 0.0f, dx->mem, 0, F));

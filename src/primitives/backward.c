@@ -143,17 +143,17 @@ static ndcl_status fold_move(ndcl_context *ctx, const char *name, const ndcl_fol
     return prims_launch3(ctx, name, g->nf, g->outputs * g->R, 1, args, 8);
 }
 
-/* A weight-shaped buffer in the block basis: a gathered temporary, or the
- * buffer itself when the basis is the weight's own layout. */
+/* A weight-shaped buffer in the block basis: gathered into the temporary
+ * *temp (allocated when NULL, else reused), or the buffer itself when the
+ * basis is the weight's own layout. */
 static ndcl_status to_block(ndcl_context *ctx, const ndcl_fold_geom *g, bool direct,
                             cl_mem W, size_t total, cl_mem *out, cl_mem *temp)
 {
-    *temp = NULL;
     if (direct) {
         *out = W;
         return NDCL_SUCCESS;
     }
-    NDCL_TRY(prims_buffer(ctx, total, temp));
+    if (!*temp) NDCL_TRY(prims_buffer(ctx, total, temp));
     *out = *temp;
     return fold_move(ctx, "ndcl_fold_gather", g, W, *temp);
 }
@@ -178,6 +178,8 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
                                  NDCL_ARG(db), NDCL_ARG(mean), NDCL_ARG(G)};
         NDCL_TRY(prims_launch3(ctx, "ndcl_bw_fold_bias", nf, rows, 1, args, 7));
     }
+    /* One block-basis temporary serves Wp, then W, then the product: each
+     * use is enqueued after the last read of the one before. */
     if (dmean) {
         cl_mem Wpb;
         NDCL_TRY(to_block(ctx, g, direct, Wp, total, &Wpb, &tmp[1]));
@@ -189,7 +191,7 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
     if (dD) {
         /* dD_g = Wr_gᵀ·G_g over the group's m block rows. */
         cl_mem Wb;
-        NDCL_TRY(to_block(ctx, g, direct, W, total, &Wb, &tmp[2]));
+        NDCL_TRY(to_block(ctx, g, direct, W, total, &Wb, &tmp[1]));
         NDCL_TRY(ndcl_blas_gemm_batched(ctx, true, false, nf, nf, m, 1.0f, Wb, 0, nf,
                                         m * nf, G, 0, nf, m * nf, 0.0f, dD, 0, nf, nf * nf,
                                         g->batch));
@@ -198,8 +200,8 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
         /* dWr = G·Dᵀ, straight into dW when the basis is its layout. */
         cl_mem out = dW;
         if (!direct) {
-            NDCL_TRY(prims_buffer(ctx, total, &tmp[3]));
-            out = tmp[3];
+            if (!tmp[1]) NDCL_TRY(prims_buffer(ctx, total, &tmp[1]));
+            out = tmp[1];
         }
         NDCL_TRY(ndcl_blas_gemm_batched(ctx, false, true, m, nf, nf, 1.0f, G, 0, nf, m * nf,
                                         D, 0, nf, nf * nf, 0.0f, out, 0, nf, m * nf,
@@ -225,9 +227,9 @@ ndcl_status ndcl_fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_me
         return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
                          "fold backward of %zu x %zu weights: more than 2^31-1 elements",
                          g->outputs, g->K);
-    cl_mem tmp[4] = {NULL, NULL, NULL, NULL};
+    cl_mem tmp[2] = {NULL, NULL};
     ndcl_status s = fold_backward(ctx, g, W, Wp, D, mean, dWp, db, dW, dD, dmean, tmp);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 2; i++)
         prims_release(tmp[i]);
     return s;
 }

@@ -1,5 +1,6 @@
-/* conv2d.h - the plain convolution (im2col + CLBlast GEMM) that every
- * deconvolved conv layer ends with, and its geometry. */
+/* conv2d.h - the plain convolution that every deconvolved conv layer ends
+ * with, computed a chunk of images at a time (im2col into a bounded
+ * workspace + matrix products), its adjoint, and its geometry. */
 #ifndef NDCL_CONV2D_H
 #define NDCL_CONV2D_H
 
@@ -10,6 +11,7 @@
 
 typedef struct ndcl_conv_geom {
     size_t n, c, h, w, cout, kh, kw, stride, pad, dil, groups;
+    size_t chunk; /* images per chunk: 0 sizes it to the device (ndcl_conv_plan) */
     /* Derived by ndcl_conv_geom_init: */
     size_t oh, ow, K, P; /* K = C*kh*kw, P = oh*ow */
 } ndcl_conv_geom;
@@ -18,27 +20,69 @@ typedef struct ndcl_conv_geom {
  * fit the padded input or sizes overflow. */
 ndcl_status ndcl_conv_geom_init(ndcl_context *ctx, ndcl_conv_geom *g);
 
-/* col (K x N*P) <- im2col of x. */
+/* How a convolution is cut into chunks and the workspaces it needs. */
+typedef struct ndcl_conv_plan {
+    size_t chunk;   /* images per chunk (the last one may hold fewer) */
+    bool per_image; /* forward: one product per image written straight into
+                       NCHW y; else one wide product per chunk into tmp,
+                       then moved to NCHW */
+    size_t col;     /* floats of the patch workspace: chunk*K*P */
+    size_t tmp;     /* floats of the row workspace: chunk*Cout*P (the wide
+                       forward and the backward; 0 for a per-image forward
+                       alone) */
+} ndcl_conv_plan;
+
+/* The plan for g on ctx's device: chunks whose workspaces fit half the
+ * device's global memory cache on a CPU device (so that the patches are
+ * read back from cache), 128 MiB elsewhere, but wide enough for the
+ * products (1024 columns at least), and each buffer the device's
+ * largest allocation (NDCL_ERR_OUT_OF_MEMORY when one image does not fit),
+ * evened out over the batch; g->chunk > 0 forces the chunk (clamped to N
+ * and to the allocation). backward selects the workspaces of the backward
+ * too. *p is written only on success. */
+ndcl_status ndcl_conv_plan_make(ndcl_context *ctx, const ndcl_conv_geom *g, bool backward,
+                                ndcl_conv_plan *p);
+
+/* col <- the patch matrix of images n0 .. n0+nc-1 of x, element (n, k, p)
+ * at col[k*ks + n*ns + p] (per-image layout: ks = P, ns = K*P; wide:
+ * ks = nc*P, ns = P). */
 ndcl_status ndcl_conv_im2col(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem x,
-                             cl_mem col);
+                             size_t n0, size_t nc, size_t ks, size_t ns, cl_mem col);
 
-/* y (N, Cout, oh, ow) <- conv2d(x, w, b); b may be NULL. Workspaces: col
- * holds K*N*P floats (left holding x's im2col, which the backward reuses),
- * tmp Cout*N*P floats. */
-ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem x,
-                              cl_mem w, cl_mem b, cl_mem y, cl_mem col, cl_mem tmp);
+/* dx images n0 .. n0+nc-1 <- col2im of dcol (laid out as ndcl_conv_im2col
+ * lays col): the adjoint of ndcl_conv_im2col. */
+ndcl_status ndcl_conv_col2im(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dcol,
+                             size_t n0, size_t nc, size_t ks, size_t ns, cl_mem dx);
 
-/* The parameter side of the convolution's adjoint, given dy (N, Cout, oh,
- * ow): dYt (Cout x N*P) <- dy re-laid as the forward's GEMM output; db
- * (Cout) <- its row sums; dW (Cout x K/G, the weight's layout) <-
- * dYt·colᵀ per group, col as ndcl_conv_forward left it (NULL: not
- * wanted). */
-ndcl_status ndcl_conv_backward_params(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem dy,
-                                      cl_mem col, cl_mem dYt, cl_mem db, cl_mem dW);
+/* t (Cout x nc*P) <- images n0 .. n0+nc-1 of y (N, Cout, P) re-laid (the
+ * backward's move of dy). */
+ndcl_status ndcl_conv_to_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem y,
+                              size_t n0, size_t nc, cl_mem t);
 
-/* The input side: dx (N, C, H, W) <- col2im(Wᵀ·dYt) per group; dcol is a
- * workspace of K*N*P floats. */
-ndcl_status ndcl_conv_backward_data(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem w,
-                                    cl_mem dYt, cl_mem dx, cl_mem dcol);
+/* Images n0 .. n0+nc-1 of y <- t (Cout x nc*P) + b in NCHW (b may be NULL). */
+ndcl_status ndcl_conv_from_rows(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
+                                cl_mem b, size_t n0, size_t nc, cl_mem y);
+
+/* db (Cout) <- the row sums of t (Cout x nc*P, a chunk of dy laid out by
+ * ndcl_conv_to_rows), added to db when accumulate. */
+ndcl_status ndcl_conv_row_sums(ndcl_context *ctx, const ndcl_conv_geom *g, cl_mem t,
+                               size_t nc, bool accumulate, cl_mem db);
+
+/* y (N, Cout, oh, ow) <- conv2d(x, w, b); b may be NULL. col and tmp hold
+ * the plan's col and tmp floats (tmp unused, may be NULL, for a per-image
+ * plan). */
+ndcl_status ndcl_conv_forward(ndcl_context *ctx, const ndcl_conv_geom *g,
+                              const ndcl_conv_plan *p, cl_mem x, cl_mem w, cl_mem b,
+                              cl_mem y, cl_mem col, cl_mem tmp);
+
+/* The adjoint, given dy (N, Cout, oh, ow) and the forward's x and w:
+ * db (Cout) <- Σ dy; dW (w's layout, Cout x K/G) <- Σ_n dy_n·col_nᵀ per
+ * group; both accumulated over the chunks, the patches recomputed from x
+ * chunk by chunk; dx (x's shape) <- col2im(Wᵀ·dy_n). Any of dx, dW, db may
+ * be NULL (not wanted); x is only read when dW is wanted. col and tmp hold
+ * the backward plan's floats. */
+ndcl_status ndcl_conv_backward(ndcl_context *ctx, const ndcl_conv_geom *g,
+                               const ndcl_conv_plan *p, cl_mem x, cl_mem w, cl_mem dy,
+                               cl_mem dx, cl_mem dW, cl_mem db, cl_mem col, cl_mem tmp);
 
 #endif

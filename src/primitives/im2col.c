@@ -72,12 +72,21 @@ ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_
     const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
     const int step = (int)(g->stride * g->stride), start = (int)g->start;
     if (positions == 0) return NDCL_SUCCESS; /* a slice the sample misses */
-    const ndcl_arg args[] = {NDCL_ARG(positions), NDCL_ARG(cols),   NDCL_ARG(blocks),
-                             NDCL_ARG(c),         NDCL_ARG(h),      NDCL_ARG(w),
-                             NDCL_ARG(kh),        NDCL_ARG(kw),     NDCL_ARG(pad),
-                             NDCL_ARG(dil),       NDCL_ARG(stride), NDCL_ARG(oh),
-                             NDCL_ARG(ow),        NDCL_ARG(step),   NDCL_ARG(start),
-                             NDCL_ARG(x),         NDCL_ARG(X)};
-    return prims_launch3(ctx, "ndcl_im2col_sampled", g->c, g->positions, 1, args,
-                         (int)(sizeof args / sizeof args[0]));
+    /* Each column's channel and tap offsets (3 ints per column). */
+    cl_mem tap = NULL;
+    NDCL_TRY(prims_buffer(ctx, 3 * g->cols * (size_t)blocks, &tap));
+    const ndcl_arg targs[] = {NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(h),
+                              NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
+                              NDCL_ARG(dil),  NDCL_ARG(tap)};
+    ndcl_status s = prims_launch3(ctx, "ndcl_im2col_taps", g->cols, (size_t)blocks, 1,
+                                  targs, (int)(sizeof targs / sizeof targs[0]));
+    const ndcl_arg args[] = {
+        NDCL_ARG(positions), NDCL_ARG(cols),  NDCL_ARG(blocks), NDCL_ARG(c),  NDCL_ARG(h),
+        NDCL_ARG(w),         NDCL_ARG(pad),   NDCL_ARG(stride), NDCL_ARG(oh), NDCL_ARG(ow),
+        NDCL_ARG(step),      NDCL_ARG(start), NDCL_ARG(tap),    NDCL_ARG(x),  NDCL_ARG(X)};
+    if (s == NDCL_SUCCESS)
+        s = prims_launch_wide(ctx, "ndcl_im2col_sampled", 4096, g->cols, (size_t)blocks,
+                              g->positions, args, (int)(sizeof args / sizeof args[0]));
+    prims_release(tap);
+    return s;
 }

@@ -1,6 +1,6 @@
 /* isqrt_backward.c - the adjoint of the unrolled coupled Newton-Schulz loop
- * (isqrt.c): reverse iterations of batched GEMMs over the iterates
- * ndcl_isqrt_ns saved, then the Frobenius norm's path. */
+ * (isqrt.c): reverse iterations of batched GEMMs over the iterates and
+ * factors ndcl_isqrt_ns saved, then the Frobenius norm's path. */
 #include "primitives/backward.h"
 #include "primitives/prims_util.h"
 
@@ -10,14 +10,19 @@ typedef struct nsb {
     cl_mem saved;
 } nsb;
 
-/* Element offsets of Y_k and Z_k in the saved area (ndcl_isqrt_ns's layout). */
+/* Element offsets of Y_k, Z_k and T_k in the saved area (ndcl_isqrt_ns's
+ * layout). */
 static size_t off_y(const nsb *s, int k)
 {
-    return s->batch + 2 * (size_t)k * s->batch * s->nn;
+    return s->batch + 3 * (size_t)k * s->batch * s->nn;
 }
 static size_t off_z(const nsb *s, int k)
 {
-    return s->batch + (2 * (size_t)k + 1) * s->batch * s->nn;
+    return s->batch + (3 * (size_t)k + 1) * s->batch * s->nn;
+}
+static size_t off_t(const nsb *s, int k)
+{
+    return s->batch + (3 * (size_t)k + 2) * s->batch * s->nn;
 }
 
 /* c = alpha * op(a) * op(b) + beta * c for every matrix of the batch. */
@@ -55,8 +60,8 @@ static ndcl_status dot(const nsb *s, cl_mem a, size_t ao, cl_mem c, size_t co, c
  *   dZ_k = T_kᵀ dZ_{k+1} - ½ dT_k Y_kᵀ   (not needed for k = 0: Z_0 = I)
  * then dA = dY_0/a + da·A/a with da = -½<dD, D>/a - <dY_0, A>/a², where
  * A/a = Y_0. */
-static ndcl_status run(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl_mem dA, cl_mem T,
-                       cl_mem dT, cl_mem dY, cl_mem dZ, cl_mem sums)
+static ndcl_status run(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl_mem dA, cl_mem dT,
+                       cl_mem dY, cl_mem dZ, cl_mem sums)
 {
     ndcl_context *ctx = s->ctx;
     const size_t bnn = s->batch * s->nn; /* one batch of matrices */
@@ -71,27 +76,19 @@ static ndcl_status run(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl_mem dA,
     /* dY and dZ ping-pong between two halves: cur holds step k+1. */
     int cur = 0;
     for (int k = n_iter - 1; k >= 0; k--) {
-        const size_t yk = off_y(s, k), zk = off_z(s, k);
+        const size_t yk = off_y(s, k), zk = off_z(s, k), tk = off_t(s, k);
         const size_t c = (size_t)cur * bnn, nx = (size_t)(1 - cur) * bnn;
         const bool have_dy = k < n_iter - 1; /* dY_n = 0: Y_n feeds nothing */
-        /* T_k = 1.5 I - ½ Z_k Y_k, recomputed (as the forward computed it). */
-        NDCL_TRY(bmm(s, false, false, -0.5f, s->saved, zk, s->saved, yk, 0.0f, T, 0));
-        {
-            const float three_halves = 1.5f;
-            const int t_off = 0;
-            const ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(batch), NDCL_ARG(three_halves),
-                                     NDCL_ARG(T), NDCL_ARG(t_off)};
-            NDCL_TRY(prims_launch3(ctx, "ndcl_ns_diag_add", s->n, s->batch, 1, args, 5));
-        }
+        cl_mem T = s->saved; /* T_k = 1.5 I - ½ Z_k Y_k, as the forward kept it */
         /* dT = dZ_{k+1} Z_kᵀ (+ Y_kᵀ dY_{k+1}). */
         NDCL_TRY(bmm(s, false, true, 1.0f, dZ, c, s->saved, zk, 0.0f, dT, 0));
         if (have_dy) NDCL_TRY(bmm(s, true, false, 1.0f, s->saved, yk, dY, c, 1.0f, dT, 0));
         /* dY_k = -½ Z_kᵀ dT (+ dY_{k+1} T_kᵀ). */
         NDCL_TRY(bmm(s, true, false, -0.5f, s->saved, zk, dT, 0, 0.0f, dY, nx));
-        if (have_dy) NDCL_TRY(bmm(s, false, true, 1.0f, dY, c, T, 0, 1.0f, dY, nx));
+        if (have_dy) NDCL_TRY(bmm(s, false, true, 1.0f, dY, c, T, tk, 1.0f, dY, nx));
         if (k > 0) {
             /* dZ_k = T_kᵀ dZ_{k+1} - ½ dT Y_kᵀ. */
-            NDCL_TRY(bmm(s, true, false, 1.0f, T, 0, dZ, c, 0.0f, dZ, nx));
+            NDCL_TRY(bmm(s, true, false, 1.0f, T, tk, dZ, c, 0.0f, dZ, nx));
             NDCL_TRY(bmm(s, false, true, -0.5f, dT, 0, s->saved, yk, 1.0f, dZ, nx));
         }
         cur = 1 - cur;
@@ -122,14 +119,12 @@ ndcl_status ndcl_isqrt_ns_backward(ndcl_context *ctx, size_t batch, size_t n, in
             "isqrt backward of %zu matrices %zu x %zu: more than 2^31-1 elements", batch, n,
             n);
     nsb s = {ctx, batch, n, nn, saved};
-    cl_mem T = NULL, dT = NULL, dY = NULL, dZ = NULL, sums = NULL;
-    ndcl_status st = prims_buffer(ctx, total, &T);
-    if (st == NDCL_SUCCESS) st = prims_buffer(ctx, total, &dT);
+    cl_mem dT = NULL, dY = NULL, dZ = NULL, sums = NULL;
+    ndcl_status st = prims_buffer(ctx, total, &dT);
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * total, &dY);
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * total, &dZ);
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * batch, &sums);
-    if (st == NDCL_SUCCESS) st = run(&s, n_iter, D, dD, dA, T, dT, dY, dZ, sums);
-    prims_release(T);
+    if (st == NDCL_SUCCESS) st = run(&s, n_iter, D, dD, dA, dT, dY, dZ, sums);
     prims_release(dT);
     prims_release(dY);
     prims_release(dZ);

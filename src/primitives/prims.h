@@ -68,8 +68,10 @@ size_t ndcl_isqrt_saved_size(size_t batch, size_t n, int n_iter);
 /* D[b] <- coupled Newton-Schulz inverse square root of A[b] (batch of n x n),
  * Frobenius-norm scaled, n_iter iterations; all on the device. When saved is
  * not NULL it receives, in order: the batch norms a[b] (batch values), then
- * for k = 0..n_iter-1 the iterates Y_k and Z_k entering iteration k (each
- * batch*n*n values). A non-finite norm raises the context's flag. */
+ * for k = 0..n_iter-1 the iterates Y_k and Z_k entering iteration k and
+ * its factor T_k = (3I - Z_k·Y_k)/2 (each batch*n*n values), so that the
+ * backward pass recomputes no product. A non-finite norm raises the
+ * context's flag. */
 ndcl_status ndcl_isqrt_ns(ndcl_context *ctx, cl_mem A, size_t batch, size_t n, int n_iter,
                           cl_mem D, cl_mem saved);
 
@@ -92,5 +94,11 @@ typedef struct ndcl_fold_geom {
  * be NULL (no bias correction wanted). */
 ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
                       cl_mem D, cl_mem mean, cl_mem W_out, cl_mem b_out);
+
+/* ------------------------------------------------------------ memory */
+
+/* dst[i] <- src[i] for i < count, by a kernel (not clEnqueueCopyBuffer):
+ * the bandwidth reference of the other kernels. */
+ndcl_status ndcl_copy_floats(ndcl_context *ctx, cl_mem src, cl_mem dst, size_t count);
 
 #endif

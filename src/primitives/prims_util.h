@@ -12,7 +12,7 @@
 /* A device buffer of count floats for the duration of one call. */
 static inline ndcl_status prims_buffer(ndcl_context *ctx, size_t count, cl_mem *out)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!ndcl_mul_ok(count ? count : 1, sizeof(float), &bytes))
         return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "temporary of %zu floats overflows",
                          count);
@@ -74,6 +74,34 @@ static inline ndcl_status prims_launch3(ndcl_context *ctx, const char *name, siz
     const size_t global[3] = {need[0], need[1], need[2]};
     cl_uint dims = z > 1 ? 3 : (y > 1 ? 2 : 1);
     return ndcl_launch(ctx, name, dims, global, local, args, nargs);
+}
+
+/* Launches a memory-bound kernel over (x, y, z) items in work-groups as
+ * large as the kernel allows (up to want items): on a CPU device (PoCL) a
+ * work-group is one task whose items run as vectorised loops, so few large
+ * groups keep the scheduling cost per element small. x, the dimension of
+ * consecutive addresses, gets its whole extent when it fits. */
+static inline ndcl_status prims_launch_wide(ndcl_context *ctx, const char *name,
+                                            size_t want, size_t x, size_t y, size_t z,
+                                            const ndcl_arg *args, int nargs)
+{
+    size_t wg, max_items[3] = {1, 1, 1};
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, name, want, 0, &wg));
+    NDCL_TRY(prims_item_sizes(ctx, max_items));
+    const size_t need[3] = {x ? x : 1, y ? y : 1, z ? z : 1};
+    size_t local[3] = {1, 1, 1}, left = wg;
+    for (int d = 0; d < 3; d++) {
+        size_t cap = left < max_items[d] ? left : max_items[d];
+        if (need[d] <= cap) {
+            local[d] = need[d];
+        } else {
+            while (local[d] * 2 <= cap)
+                local[d] *= 2;
+        }
+        left /= local[d];
+    }
+    cl_uint dims = z > 1 ? 3 : (y > 1 ? 2 : 1);
+    return ndcl_launch(ctx, name, dims, need, local, args, nargs);
 }
 
 #endif
