@@ -425,7 +425,7 @@ END_TEST
 static void network_gradient(bool deconv)
 {
     ndcl_context *ctx = test_ctx();
-    net_config cfg = {deconv, 0.05f, 0.9f, 1e-4f};
+    net_config cfg = {deconv, 0.05f, 0.9f, 1e-4f, NULL};
     train_net *net = NULL;
     int rc = net_create(ctx, &cfg, &net);
     ck_assert_msg(rc == TR_OK, "net_create: %s", tr_error());

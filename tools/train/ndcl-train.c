@@ -18,10 +18,13 @@
 
 #include "idx.h"
 #include "net.h"
+#include "ranks.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static const char *prog = "ndcl-train";
+/* With --sync: this process's rank of the MPI job. */
+static train_ranks ranks = {false, 0, 1};
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -31,6 +34,7 @@ static void usage(FILE *f)
             "Usage: %s [--net nd|plain] [--epochs E] [--batch B] [--lr LR] [--seed S]\n"
             "       [--data DIR] [--limit N] [--test-limit N] [--device SPEC]\n"
             "       [--json FILE] [--save DIR] [--plot FILE.png] [--profile] [--quiet]\n"
+            "       [--sync]\n"
             "       %s --help | --version\n"
             "\n"
             "Trains a small CNN on Fashion-MNIST on one OpenCL device and reports its\n"
@@ -86,6 +90,16 @@ static void usage(FILE *f)
             "                      epoch with gnuplot (Debian: gnuplot-nox)\n"
             "  --profile           wait for the device after every operation and report\n"
             "                      where a step's time goes (slows the run a little)\n"
+            "  --sync              one rank of a data-parallel job under mpirun -n K: each\n"
+            "                      rank takes its contiguous slice of every batch\n"
+            "                      (--batch must be a multiple of K), the layers'\n"
+            "                      statistics are those of the whole batch and the\n"
+            "                      gradients are summed across the ranks every step, so\n"
+            "                      K ranks train as one process does with the whole\n"
+            "                      batch; each rank evaluates a slice of the test set.\n"
+            "                      Rank 0 prints and writes the outputs. A failure on\n"
+            "                      one rank during training aborts the job (builds\n"
+            "                      with Open MPI only)\n"
             "  -q, --quiet         no progress output\n"
             "  -h, --help          this text\n"
             "  -V, --version       the ndcl version\n"
@@ -108,11 +122,14 @@ static void usage(FILE *f)
 static void msg(const char *fmt, ...)
 {
     va_list ap;
+    /* One write, so that the lines of several ranks do not interleave. */
+    char line[4608];
+    int at = ranks.size > 1 ? snprintf(line, 512, "%s: rank %d: ", prog, ranks.rank)
+                            : snprintf(line, 512, "%s: ", prog);
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line + at, sizeof line - (size_t)at - 1, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s\n", line);
 }
 
 static double now(void)
@@ -126,7 +143,7 @@ static double now(void)
 
 typedef struct options {
     const char *data, *device, *json, *save, *plot;
-    bool nd, profile, quiet;
+    bool nd, profile, quiet, sync;
     long epochs, batch, limit, test_limit;
     double lr, momentum, weight_decay;
     unsigned long seed;
@@ -208,6 +225,8 @@ static int parse(int argc, char **argv, options *o, bool *done)
             o->profile = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = true;
+        } else if (!strcmp(a, "--sync")) {
+            o->sync = true;
         } else if ((flag = valued_option(argc, argv, &i, &v)) == NULL) {
             msg("%s: unknown %s (see --help)", a, a[0] == '-' ? "option" : "argument");
             return EXIT_USAGE;
@@ -304,16 +323,17 @@ typedef struct dev_data {
     int count;
 } dev_data;
 
-static int upload(tk *k, const idx_set *s, int count, dev_data *d)
+/* Images and labels first .. first+count-1 of s. */
+static int upload(tk *k, const idx_set *s, int first, int count, dev_data *d)
 {
     cl_int err;
     size_t pix = s->rows * s->cols;
     d->count = count;
     d->images = clCreateBuffer(k->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                               (size_t)count * pix, s->images, &err);
+                               (size_t)count * pix, s->images + (size_t)first * pix, &err);
     if (err != CL_SUCCESS) return tr_fail_cl(err, "uploading the images");
     d->labels = clCreateBuffer(k->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                               (size_t)count, s->labels, &err);
+                               (size_t)count, s->labels + first, &err);
     if (err != CL_SUCCESS) return tr_fail_cl(err, "uploading the labels");
     /* The order of the images: the identity until an epoch shuffles it. */
     cl_int *id = malloc((size_t)count * sizeof *id);
@@ -444,6 +464,7 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
     cJSON_AddNumberToObject(s, "train_images", ntrain);
     cJSON_AddNumberToObject(s, "test_images", ntest);
     cJSON_AddNumberToObject(s, "steps_per_epoch", steps);
+    cJSON_AddNumberToObject(s, "ranks", ranks.size);
     cJSON *d = cJSON_AddObjectToObject(root, "device");
     cJSON_AddStringToObject(d, "name", dev->name);
     cJSON_AddStringToObject(d, "platform", dev->platform_name);
@@ -576,27 +597,43 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
 {
     int ntrain = (int)trs->count, ntest = (int)tes->count;
     int steps = ntrain / (int)o->batch, total = steps * (int)o->epochs;
-    net_config cfg = {o->nd, (float)o->lr, (float)o->momentum, (float)o->weight_decay};
+    /* Rank 0 speaks and writes; every rank evaluates its slice of the tests. */
+    bool lead = ranks.rank == 0, quiet = o->quiet || !lead;
+    int test_first = (int)((long)ntest * ranks.rank / ranks.size);
+    int test_count = (int)((long)ntest * (ranks.rank + 1) / ranks.size) - test_first;
+    ndcl_group group;
+    net_config cfg = {o->nd, (float)o->lr, (float)o->momentum, (float)o->weight_decay, NULL};
     train_net *net = NULL;
     dev_data dtr = {0}, dte = {0};
     epoch_rec *ep = calloc((size_t)o->epochs, sizeof *ep);
     cl_int *perm = malloc((size_t)ntrain * sizeof *perm);
     int rc = ep && perm ? TR_OK : tr_fail(TR_DEVICE, "out of memory");
+    if (!rc && o->sync) {
+        ndcl_status s = ranks_group(&ranks, &group);
+        if (s != NDCL_SUCCESS)
+            rc = tr_fail_ndcl(ctx, s, "--sync: the MPI group");
+        else
+            cfg.group = &group;
+    }
     if (!rc) rc = net_create(ctx, &cfg, &net);
     if (!rc) net->profile = o->profile;
-    if (!rc) rc = upload(&net->k, trs, ntrain, &dtr);
-    if (!rc) rc = upload(&net->k, tes, ntest, &dte);
+    if (!rc) rc = upload(&net->k, trs, 0, ntrain, &dtr);
+    if (!rc) rc = upload(&net->k, tes, test_first, test_count, &dte);
     if (!rc) rc = net_init(net, (uint32_t)o->seed);
     ndcl_device_info dev = {0};
     ndcl_context_device(ctx, &dev);
-    if (!rc && !o->quiet)
+    if (!rc && !quiet) {
         fprintf(stderr,
                 "%s: --net %s on %s: %d training images (%d steps of %ld per epoch), "
                 "%d test images\n",
                 prog, o->nd ? "nd" : "plain", dev.name, ntrain, steps, o->batch, ntest);
+        if (ranks.size > 1)
+            fprintf(stderr, "%s: %d ranks, %ld images of each batch per rank\n", prog,
+                    ranks.size, o->batch / ranks.size);
+    }
 
     progress pg = {
-        isatty(STDERR_FILENO) != 0, o->quiet, (int)o->epochs, steps, (int)o->batch, 0, 0};
+        isatty(STDERR_FILENO) != 0, quiet, (int)o->epochs, steps, (int)o->batch, 0, 0};
     uint64_t state = (uint64_t)o->seed;
     double first_step = 0;
     int nep = 0;
@@ -612,7 +649,7 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
                           s * (int)o->batch, step, total, &loss);
             if (step == 0) first_step = now() - t0;
             if (!rc && !isfinite(loss)) {
-                if (pg.tty && !o->quiet) fputs("\n", stderr);
+                if (pg.tty && !quiet) fputs("\n", stderr);
                 rc = tr_fail(TR_DEVICE,
                              "step %d (epoch %d, batch %d of %d): the loss is %g; the "
                              "training diverged (try a smaller --lr)",
@@ -645,28 +682,35 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
             break;
         }
         long correct = 0;
-        rc = net_evaluate(net, ntest, dte.images, dte.labels, dte.index, &correct);
+        rc = net_evaluate(net, test_count, dte.images, dte.labels, dte.index, &correct);
+        double all_correct = (double)correct;
+        if (!rc) rc = net_allreduce(net, &all_correct, 1);
         if (rc) break;
-        ep[e].test_acc = (double)correct / ntest;
+        ep[e].test_acc = all_correct / ntest;
         nep = e + 1;
-        printf("epoch %d/%ld  train_loss %.4f  test_acc %.4f  %.1f s  (%.0f img/s, %.1f "
+        if (lead)
+            printf("epoch %d/%ld  train_loss %.4f  test_acc %.4f  %.1f s  (%.0f img/s, %.1f "
                "ms/step)\n",
                e + 1, o->epochs, ep[e].train_loss, ep[e].test_acc, ep[e].seconds,
                steps * o->batch / ep[e].seconds, 1e3 * ep[e].seconds / steps);
         fflush(stdout);
     }
-    if (!rc) {
+    if (!rc && lead) {
         double all = pg.train_seconds;
         printf("test accuracy %.4f  (--net %s, %ld epoch%s, %.1f s of training)\n",
                ep[nep - 1].test_acc, o->nd ? "nd" : "plain", o->epochs,
                o->epochs > 1 ? "s" : "", all);
         if (o->profile) print_profile(net, steps * nep);
     }
-    if (!rc && o->save) rc = net_save(net, o->save);
-    if (!rc && o->json)
+    if (!rc && lead && o->save) rc = net_save(net, o->save);
+    if (!rc && lead && o->json)
         rc = write_json(o, &dev, ntrain, ntest, steps, ep, nep, first_step, net, o->json);
-    if (!rc && o->plot) rc = plot(o, ep, nep, steps, o->plot);
-    if (rc) fail(rc);
+    if (!rc && lead && o->plot) rc = plot(o, ep, nep, steps, o->plot);
+    if (rc) {
+        fail(rc);
+        /* The others may be waiting in a collective for this rank. */
+        ranks_abort(&ranks, rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED);
+    }
     for (int e = 0; ep && e < o->epochs; e++)
         free(ep[e].losses);
     free(ep);
@@ -677,12 +721,30 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
     return rc;
 }
 
+static int run(options *o_);
+
 int main(int argc, char **argv)
 {
     options o;
     bool done;
     int rc = parse(argc, argv, &o, &done);
     if (rc != EXIT_OK || done) return rc;
+    if (o.sync && !ranks_init(&argc, &argv, &ranks)) return EXIT_USAGE;
+    rc = run(&o);
+    ranks_finalize(&ranks);
+    return rc;
+}
+
+/* Everything after the command line; every rank of a --sync job takes the
+ * same decisions on the same files and flags up to the training. */
+static int run(options *o_)
+{
+    options o = *o_;
+    int rc;
+    if (o.sync && o.batch % ranks.size != 0) {
+        msg("--sync: --batch %ld does not split evenly over %d ranks", o.batch, ranks.size);
+        return EXIT_USAGE;
+    }
 
     if (o.plot && !gnuplot_available()) {
         msg("--plot %s: gnuplot is not installed (Debian: apt-get install gnuplot-nox)",

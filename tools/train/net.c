@@ -15,7 +15,7 @@ const char *const net_op_names[OP_COUNT] = {
     "gather batch",    "conv1 forward",  "relu+pool1",      "conv2 forward",
     "relu+pool2",      "linear forward", "softmax xent",    "linear backward",
     "relu+pool2 back", "conv2 backward", "relu+pool1 back", "conv1 backward",
-    "sgd (6 tensors)", "loss read"};
+    "sgd (6 tensors)", "loss read",       "ranks' allreduce"};
 
 const char *const net_param_names[NET_PARAMS] = {"0.weight", "0.bias",   "3.weight",
                                                  "3.bias",   "7.weight", "7.bias"};
@@ -125,6 +125,14 @@ int net_create(ndcl_context *ctx, const net_config *cfg, train_net **out)
     if (!rc) rc = nd(net, ndcl_conv2d_create(ctx, &d1, &net->layer[0]), "conv1");
     if (!rc) rc = nd(net, ndcl_conv2d_create(ctx, &d2, &net->layer[1]), "conv2");
     if (!rc) rc = nd(net, ndcl_linear_create(ctx, &d3, &net->layer[2]), "linear");
+    net->group = (ndcl_group){.size = 1, .rank = 0};
+    if (cfg->group) {
+        net->group = *cfg->group;
+        net->cfg.group = &net->group;
+        for (int i = 0; !rc && i < NET_LAYERS; i++)
+            rc = nd(net, ndcl_layer_set_group(net->layer[i], &net->group),
+                    "ndcl_layer_set_group");
+    }
     for (int i = 0; !rc && i < NET_PARAMS; i++) {
         ndcl_layer *l = net->layer[i / 2];
         const char *name = i % 2 ? "bias" : "weight";
@@ -140,6 +148,13 @@ int net_create(ndcl_context *ctx, const net_config *cfg, train_net **out)
         }
     }
     if (!rc && !(net->loss = tk_buffer(&net->k, sizeof(float), "loss"))) rc = TR_DEVICE;
+    if (!rc && cfg->group) {
+        net->exchange_count = 1;
+        for (int i = 0; i < NET_PARAMS; i++)
+            net->exchange_count += ndcl_tensor_count(net->param[i]);
+        net->exchange = malloc(net->exchange_count * sizeof(double));
+        if (!net->exchange) rc = tr_fail(TR_DEVICE, "out of memory");
+    }
     if (!rc && !(net->correct = tk_buffer(&net->k, sizeof(cl_int), "count")))
         rc = TR_DEVICE;
     if (rc) {
@@ -165,6 +180,7 @@ void net_destroy(train_net *net)
         ndcl_layer_destroy(net->layer[i]);
     if (net->loss) clReleaseMemObject(net->loss);
     if (net->correct) clReleaseMemObject(net->correct);
+    free(net->exchange);
     tk_release(&net->k);
     free(net);
 }
@@ -204,18 +220,21 @@ static int forward(train_net *net, net_acts *a, ndcl_mode mode)
     return TR_OK;
 }
 
-/* The batch's mean loss into net->loss, its gradient into a->dlogits. */
-static int loss(train_net *net, net_acts *a)
+/* The slice's share of the mean loss of the whole batch of `batch` images
+ * into net->loss, its gradient into a->dlogits: summed over the ranks,
+ * the batch's mean loss and its gradient. */
+static int loss(train_net *net, net_acts *a, int batch)
 {
-    int rc = tk_softmax_xent(&net->k, mem(a->logits), a->labels, a->n, NET_CLASSES,
-                             1.0f / (float)a->n, a->losses, mem(a->dlogits));
-    return rc ? rc : tk_sum(&net->k, a->losses, a->n, 1.0f / (float)a->n, net->loss);
+    float scale = 1.0f / (float)batch;
+    int rc = tk_softmax_xent(&net->k, mem(a->logits), a->labels, a->n, NET_CLASSES, scale,
+                             a->losses, mem(a->dlogits));
+    return rc ? rc : tk_sum(&net->k, a->losses, a->n, scale, net->loss);
 }
 
-static int loss_and_backward(train_net *net, net_acts *a, bool backward)
+static int loss_and_backward(train_net *net, net_acts *a, int batch, bool backward)
 {
     int n = a->n;
-    RUN(net, OP_LOSS, loss(net, a));
+    RUN(net, OP_LOSS, loss(net, a, batch));
     if (!backward) return TR_OK;
     ndcl_tensor **g = net->grad;
     RUN(net, OP_LINEAR_BWD,
@@ -244,19 +263,68 @@ static int read_loss(train_net *net, float *loss)
 }
 
 /* Gather, forward (the plain network's layers never leave evaluation
- * mode), loss and, if asked, backward of one training batch. */
+ * mode), loss and, if asked, backward of this rank's slice of one
+ * training batch of n images. */
 static int pass(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index,
                 int first, bool backward)
 {
+    int K = net->group.size;
+    if (n % K != 0)
+        return tr_fail(TR_INPUT, "a batch of %d does not split evenly over %d ranks", n, K);
+    int local = n / K;
     net_acts *a = &net->train;
-    int rc = acts_ensure(net, a, n, true);
+    int rc = acts_ensure(net, a, local, true);
     if (rc) return rc;
     ndcl_mode mode = net->cfg.nd ? NDCL_TRAIN : NDCL_EVAL;
     RUN(net, OP_GATHER,
-        tk_gather(&net->k, images, labels, index, first, n, NET_PIXELS, mem(a->x),
-                  a->labels));
+        tk_gather(&net->k, images, labels, index, first + net->group.rank * local, local,
+                  NET_PIXELS, mem(a->x), a->labels));
     rc = forward(net, a, mode);
-    if (!rc) rc = loss_and_backward(net, a, backward);
+    if (!rc) rc = loss_and_backward(net, a, n, backward);
+    return rc;
+}
+
+int net_allreduce(train_net *net, double *v, size_t n)
+{
+    if (!net->cfg.group) return TR_OK;
+    ndcl_status s = net->group.allreduce(net->group.user, v, n);
+    return s == NDCL_SUCCESS ? TR_OK : tr_fail(TR_DEVICE, "the ranks' allreduce failed");
+}
+
+/* With a group: every rank's loss and gradients summed across the ranks
+ * (the loss and gradients of the whole batch), the gradients written
+ * back for the update. Doubles, so that the sums of a few floats are exact
+ * and equal on every rank, whatever order the allreduce adds them in. */
+static int exchange(train_net *net, float *loss)
+{
+    size_t total = net->exchange_count, at = 1;
+    float *f = malloc(total * sizeof *f);
+    if (!f) return tr_fail(TR_DEVICE, "out of memory");
+    cl_int err = clEnqueueReadBuffer(net->k.q, net->loss, CL_FALSE, 0, sizeof(float), f, 0,
+                                     NULL, NULL);
+    for (int i = 0; err == CL_SUCCESS && i < NET_PARAMS; i++) {
+        size_t c = ndcl_tensor_count(net->grad[i]);
+        err = clEnqueueReadBuffer(net->k.q, mem(net->grad[i]), CL_FALSE, 0, c * sizeof(float),
+                                  f + at, 0, NULL, NULL);
+        at += c;
+    }
+    if (err == CL_SUCCESS) err = clFinish(net->k.q);
+    int rc = err == CL_SUCCESS ? TR_OK : tr_fail_cl(err, "reading the gradients");
+    for (size_t i = 0; !rc && i < total; i++)
+        net->exchange[i] = f[i];
+    if (!rc) rc = net_allreduce(net, net->exchange, total);
+    for (size_t i = 0; !rc && i < total; i++)
+        f[i] = (float)net->exchange[i];
+    at = 1;
+    for (int i = 0; !rc && i < NET_PARAMS; i++) {
+        size_t c = ndcl_tensor_count(net->grad[i]);
+        err = clEnqueueWriteBuffer(net->k.q, mem(net->grad[i]), CL_TRUE, 0, c * sizeof(float),
+                                   f + at, 0, NULL, NULL);
+        if (err != CL_SUCCESS) rc = tr_fail_cl(err, "writing the summed gradients");
+        at += c;
+    }
+    if (!rc) *loss = f[0];
+    free(f);
     return rc;
 }
 
@@ -278,6 +346,7 @@ int net_step(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index, 
 {
     int rc = pass(net, n, images, labels, index, first, true);
     if (rc) return rc;
+    if (net->cfg.group) RUN(net, OP_EXCHANGE, exchange(net, loss));
     const net_config *c = &net->cfg;
     double t0 = mark(net);
     for (int i = 0; i < NET_PARAMS; i++) {
@@ -290,7 +359,7 @@ int net_step(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index, 
         if (rc) return rc;
     }
     if (net->profile) net->op_seconds[OP_SGD] += mark(net) - t0;
-    RUN(net, OP_READ, read_loss(net, loss));
+    if (!net->cfg.group) RUN(net, OP_READ, read_loss(net, loss));
     return TR_OK;
 }
 

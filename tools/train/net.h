@@ -22,6 +22,13 @@
 typedef struct net_config {
     bool nd; /* network deconvolution, or the plain network */
     float lr, momentum, weight_decay;
+    /* Data-parallel training, or NULL for one process. Each rank of the
+     * group takes its contiguous slice of every batch (rank 0 the first);
+     * the layers synchronise their statistics through the group
+     * (ndcl_layer_set_group) and each step sums the parameter gradients
+     * and the loss across the ranks with the group's allreduce before the
+     * update, so K ranks train as one process with the whole batch. */
+    const ndcl_group *group;
 } net_config;
 
 /* Operations timed apart by the profile (net_profile). */
@@ -40,6 +47,7 @@ typedef enum net_op {
     OP_CONV1_BWD,
     OP_SGD,
     OP_READ,
+    OP_EXCHANGE,
     OP_COUNT
 } net_op;
 extern const char *const net_op_names[OP_COUNT];
@@ -62,6 +70,9 @@ typedef struct train_net {
     cl_mem momentum[NET_PARAMS];
     cl_mem loss, correct;
     net_acts train, eval[2];
+    ndcl_group group; /* size 1 without a group */
+    double *exchange; /* with a group: the loss and the gradients, summed */
+    size_t exchange_count;
     bool profile;
     double op_seconds[OP_COUNT]; /* with profile: wall time per operation */
 } train_net;
@@ -85,7 +96,9 @@ int net_init(train_net *net, uint32_t seed);
 /* One training step on the batch index[first .. first+n-1] of the images
  * and labels on the device: forward, loss, backward, SGD at step `step`
  * (0-based) of `total` (the cosine schedule). *loss receives the batch's
- * mean loss: the step's only read to the host. */
+ * mean loss: the step's only read to the host (with a group, the
+ * gradients go through the host too, to be summed across the ranks; n
+ * must then be a multiple of the group's size). */
 int net_step(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index, int first,
              int step, int total, float *loss);
 
@@ -96,9 +109,13 @@ int net_loss_and_grad(train_net *net, int n, cl_mem images, cl_mem labels, cl_me
                       int first, bool backward, float *loss);
 
 /* The number of correctly classified images among index[0 .. count-1], in
- * evaluation mode. */
+ * evaluation mode (this rank's: no collective). */
 int net_evaluate(train_net *net, int count, cl_mem images, cl_mem labels, cl_mem index,
                  long *correct);
+
+/* Sums v[0 .. n-1] across the group's ranks in place (nothing without a
+ * group). */
+int net_allreduce(train_net *net, double *v, size_t n);
 
 /* Writes each layer as a layer file DIR/<index>.safetensors (loadable by
  * ndcl-run) and the folded evaluation weights as DIR/model.safetensors
