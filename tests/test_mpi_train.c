@@ -23,18 +23,10 @@ static const char *data_dir;
 
 static cJSON *read_json(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(b);
+    char *text = tool_output_file(path);
+    cJSON *j = cJSON_Parse(text);
     ck_assert_msg(j != NULL, "%s is not JSON", path);
-    free(b);
+    free(text);
     return j;
 }
 

@@ -373,6 +373,69 @@ START_TEST(init_is_uniform_and_reproducible)
 }
 END_TEST
 
+/* tr_gather_augment's draw, written again on the host. */
+static uint32_t ref_hash(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+START_TEST(gather_augment)
+{
+    enum { COUNT = 9, SIDE = 5, PIX = SIDE * SIDE, N = 8, FIRST = 1, SHIFT = 2 };
+    const uint32_t salt = 0x1234567U, base = 4000000000U; /* base + b wraps */
+    unsigned char img[COUNT * PIX], lab[COUNT];
+    int index[COUNT], y[N] = {0};
+    float x[N * PIX];
+    for (int i = 0; i < COUNT * PIX; i++)
+        img[i] = (unsigned char)(1 + i * 29 % 255);
+    for (int i = 0; i < COUNT; i++) {
+        lab[i] = (unsigned char)(i % 10);
+        index[i] = (i * 4 + 3) % COUNT;
+    }
+    cl_mem bi = buf_from(img, sizeof img), bl = buf_from(lab, sizeof lab);
+    cl_mem bidx = buf_from(index, sizeof index), bx = buf_from(x, sizeof x),
+           by = buf_from(y, sizeof y);
+    OK(tk_gather_augment(kern(), bi, bl, bidx, FIRST, N, SIDE, SHIFT, salt, base, bx, by));
+    buf_read(bx, x, sizeof x);
+    buf_read(by, y, sizeof y);
+    int flipped = 0, moved = 0;
+    for (int b = 0; b < N; b++) {
+        int src = index[FIRST + b];
+        ck_assert_int_eq(y[b], lab[src]);
+        uint32_t h = ref_hash(salt ^ ref_hash(base + (uint32_t)b)), span = 2 * SHIFT + 1;
+        int dx = (int)(h % span) - SHIFT;
+        h /= span;
+        int dy = (int)(h % span) - SHIFT;
+        h /= span;
+        bool flip = h & 1U;
+        flipped += flip;
+        moved += dx != 0 || dy != 0;
+        for (int r = 0; r < SIDE; r++)
+            for (int c = 0; c < SIDE; c++) {
+                int sc = (flip ? SIDE - 1 - c : c) - dx, sr = r - dy;
+                float want = sr >= 0 && sr < SIDE && sc >= 0 && sc < SIDE
+                                 ? img[src * PIX + sr * SIDE + sc] / 255.0f
+                                 : 0.0f;
+                ck_assert_msg(x[b * PIX + r * SIDE + c] == want,
+                              "image %d (flip %d, move %d,%d) pixel %d,%d: %g, want %g", b,
+                              flip, dx, dy, r, c, x[b * PIX + r * SIDE + c], want);
+            }
+    }
+    /* The draw did mirror and move images: the comparison tested both. */
+    ck_assert_int_gt(flipped, 0);
+    ck_assert_int_lt(flipped, N);
+    ck_assert_int_gt(moved, 0);
+    cl_mem m[] = {bi, bl, bidx, bx, by};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(m[i]);
+}
+END_TEST
+
 START_TEST(gather_and_count_correct)
 {
     const int count = 50, pixels = 6, n = 20, classes = 4;
@@ -425,7 +488,7 @@ END_TEST
 static void network_gradient(bool deconv)
 {
     ndcl_context *ctx = test_ctx();
-    net_config cfg = {deconv, 0.05f, 0.9f, 1e-4f, NULL};
+    net_config cfg = {.nd = deconv, .lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f};
     train_net *net = NULL;
     int rc = net_create(ctx, &cfg, &net);
     ck_assert_msg(rc == TR_OK, "net_create: %s", tr_error());
@@ -510,6 +573,7 @@ int main(void)
     TEST_ADD(s, sgd_matches_reference);
     TEST_ADD(s, init_is_uniform_and_reproducible);
     TEST_ADD(s, gather_and_count_correct);
+    TEST_ADD(s, gather_augment);
     TEST_ADD(s, plain_network_gradient_by_finite_differences);
     TEST_ADD(s, nd_network_gradient_by_finite_differences);
     int rc = test_run(s);

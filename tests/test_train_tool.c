@@ -39,23 +39,9 @@ static void tmp_path(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/%s", tmp_root, name);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    return b;
-}
-
 static cJSON *read_json(const char *path)
 {
-    char *text = slurp(path);
+    char *text = tool_output_file(path);
     cJSON *j = cJSON_Parse(text);
     ck_assert_msg(j != NULL, "%s is not JSON: %.200s", path, text);
     free(text);

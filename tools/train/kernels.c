@@ -40,7 +40,7 @@ int tr_fail_cl(cl_int err, const char *what)
 static const char *const kernel_names[K_COUNT] = {
     "tr_gather",       "tr_relu_pool",   "tr_relu_pool_backward",
     "tr_softmax_xent", "tr_sum",         "tr_count_correct",
-    "tr_sgd",          "tr_init_uniform"};
+    "tr_sgd",          "tr_init_uniform", "tr_gather_augment"};
 
 int tk_init(tk *t, ndcl_context *ctx)
 {
@@ -139,6 +139,15 @@ int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int 
 {
     karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(pixels), A(x), A(y)};
     return launch(t, K_GATHER, (size_t)n * (size_t)pixels, a, 8);
+}
+
+int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
+                      int side, int shift, uint32_t salt, uint32_t base, cl_mem x, cl_mem y)
+{
+    cl_uint s = salt, b = base;
+    karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(side),
+                A(shift),  A(s),      A(b),     A(x),     A(y)};
+    return launch(t, K_GATHER_AUG, (size_t)n * (size_t)side * (size_t)side, a, 11);
 }
 
 /* Over (w/2, h/2, planes): the work-group is the runtime's choice, which

@@ -27,6 +27,8 @@ static const char *prog = "ndcl-train";
 static train_ranks ranks = {false, 0, 1};
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+/* --augment's largest move, in pixels each way. */
+#define AUGMENT_SHIFT 2
 
 static void usage(FILE *f)
 {
@@ -34,7 +36,7 @@ static void usage(FILE *f)
             "Usage: %s [--net nd|plain] [--epochs E] [--batch B] [--lr LR] [--seed S]\n"
             "       [--data DIR] [--limit N] [--test-limit N] [--device SPEC]\n"
             "       [--json FILE] [--save DIR] [--plot FILE.png] [--profile] [--quiet]\n"
-            "       [--sync]\n"
+            "       [--augment] [--sync]\n"
             "       %s --help | --version\n"
             "\n"
             "Trains a small CNN on Fashion-MNIST on one OpenCL device and reports its\n"
@@ -90,6 +92,11 @@ static void usage(FILE *f)
             "                      epoch with gnuplot (Debian: gnuplot-nox)\n"
             "  --profile           wait for the device after every operation and report\n"
             "                      where a step's time goes (slows the run a little)\n"
+            "  --augment           augment the training images: each mirrored left-right\n"
+            "                      with probability 1/2 and moved by up to 2 pixels\n"
+            "                      each way (zeros moved in), drawn from --seed and the\n"
+            "                      image's place in the run (off by default, as in the\n"
+            "                      PyTorch anchor)\n"
             "  --sync              one rank of a data-parallel job under mpirun -n K: each\n"
             "                      rank takes its contiguous slice of every batch\n"
             "                      (--batch must be a multiple of K), the layers'\n"
@@ -143,7 +150,7 @@ static double now(void)
 
 typedef struct options {
     const char *data, *device, *json, *save, *plot;
-    bool nd, profile, quiet, sync;
+    bool nd, profile, quiet, sync, augment;
     long epochs, batch, limit, test_limit;
     double lr, momentum, weight_decay;
     unsigned long seed;
@@ -227,6 +234,8 @@ static int parse(int argc, char **argv, options *o, bool *done)
             o->quiet = true;
         } else if (!strcmp(a, "--sync")) {
             o->sync = true;
+        } else if (!strcmp(a, "--augment")) {
+            o->augment = true;
         } else if ((flag = valued_option(argc, argv, &i, &v)) == NULL) {
             msg("%s: unknown %s (see --help)", a, a[0] == '-' ? "option" : "argument");
             return EXIT_USAGE;
@@ -465,6 +474,7 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
     cJSON_AddNumberToObject(s, "test_images", ntest);
     cJSON_AddNumberToObject(s, "steps_per_epoch", steps);
     cJSON_AddNumberToObject(s, "ranks", ranks.size);
+    cJSON_AddBoolToObject(s, "augment", o->augment);
     cJSON *d = cJSON_AddObjectToObject(root, "device");
     cJSON_AddStringToObject(d, "name", dev->name);
     cJSON_AddStringToObject(d, "platform", dev->platform_name);
@@ -547,7 +557,7 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
         p,
         "set terminal pngcairo size 900,560 noenhanced\n"
         "set output '%s'\n"
-        "set title \"ndcl-train --net %s: Fashion-MNIST, batch %ld, lr %g, %ld epoch%s\"\n"
+        "set title \"ndcl-train --net %s%s: Fashion-MNIST, batch %ld, lr %g, %ld epoch%s\"\n"
         "set xlabel 'epoch'\nset ylabel 'training loss'\nset y2label 'test accuracy'\n"
         "set xrange [0:%g]\nset ytics nomirror\nset y2tics\nset grid\n"
         "set key above horizontal\n"
@@ -556,7 +566,7 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
         "loss', \\\n"
         "     $epoch using 1:3 axes x1y2 with linespoints pt 5 lw 2 lc rgb '#d62728' title "
         "'test accuracy'\n",
-        tmp, o->nd ? "nd" : "plain", o->batch, o->lr, o->epochs, o->epochs > 1 ? "s" : "",
+        tmp, o->nd ? "nd" : "plain", o->augment ? " --augment" : "", o->batch, o->lr, o->epochs, o->epochs > 1 ? "s" : "",
         nep * 1.04, what);
     int st = pclose(p);
     if (st != 0) {
@@ -602,7 +612,13 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
     int test_first = (int)((long)ntest * ranks.rank / ranks.size);
     int test_count = (int)((long)ntest * (ranks.rank + 1) / ranks.size) - test_first;
     ndcl_group group;
-    net_config cfg = {o->nd, (float)o->lr, (float)o->momentum, (float)o->weight_decay, NULL};
+    net_config cfg = {.nd = o->nd,
+                      .lr = (float)o->lr,
+                      .momentum = (float)o->momentum,
+                      .weight_decay = (float)o->weight_decay,
+                      .augment = o->augment,
+                      .augment_shift = AUGMENT_SHIFT,
+                      .augment_salt = (uint32_t)o->seed * 0x9e3779b9U ^ 0x85ebca6bU};
     train_net *net = NULL;
     dev_data dtr = {0}, dte = {0};
     epoch_rec *ep = calloc((size_t)o->epochs, sizeof *ep);

@@ -266,7 +266,7 @@ static int read_loss(train_net *net, float *loss)
  * mode), loss and, if asked, backward of this rank's slice of one
  * training batch of n images. */
 static int pass(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index,
-                int first, bool backward)
+                int first, int step, bool backward)
 {
     int K = net->group.size;
     if (n % K != 0)
@@ -276,9 +276,18 @@ static int pass(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem inde
     int rc = acts_ensure(net, a, local, true);
     if (rc) return rc;
     ndcl_mode mode = net->cfg.nd ? NDCL_TRAIN : NDCL_EVAL;
-    RUN(net, OP_GATHER,
-        tk_gather(&net->k, images, labels, index, first + net->group.rank * local, local,
-                  NET_PIXELS, mem(a->x), a->labels));
+    const int at = first + net->group.rank * local;
+    const net_config *c = &net->cfg;
+    if (c->augment)
+        RUN(net, OP_GATHER,
+            tk_gather_augment(&net->k, images, labels, index, at, local, NET_SIDE,
+                              c->augment_shift, c->augment_salt,
+                              (uint32_t)step * (uint32_t)n + (uint32_t)(at - first), mem(a->x),
+                              a->labels));
+    else
+        RUN(net, OP_GATHER,
+            tk_gather(&net->k, images, labels, index, at, local, NET_PIXELS, mem(a->x),
+                      a->labels));
     rc = forward(net, a, mode);
     if (!rc) rc = loss_and_backward(net, a, n, backward);
     return rc;
@@ -331,7 +340,7 @@ static int exchange(train_net *net, float *loss)
 int net_loss_and_grad(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index,
                       int first, bool backward, float *loss)
 {
-    int rc = pass(net, n, images, labels, index, first, backward);
+    int rc = pass(net, n, images, labels, index, first, 0, backward);
     if (!rc && !backward) {
         /* The forward kept what a backward needs; nothing will use it. */
         for (int i = 0; i < NET_LAYERS; i++)
@@ -344,7 +353,7 @@ int net_loss_and_grad(train_net *net, int n, cl_mem images, cl_mem labels, cl_me
 int net_step(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem index, int first,
              int step, int total, float *loss)
 {
-    int rc = pass(net, n, images, labels, index, first, true);
+    int rc = pass(net, n, images, labels, index, first, step, true);
     if (rc) return rc;
     if (net->cfg.group) RUN(net, OP_EXCHANGE, exchange(net, loss));
     const net_config *c = &net->cfg;

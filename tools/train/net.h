@@ -29,6 +29,13 @@ typedef struct net_config {
      * and the loss across the ranks with the group's allreduce before the
      * update, so K ranks train as one process with the whole batch. */
     const ndcl_group *group;
+    /* Training batches augmented (tr_gather_augment: mirrored left-right
+     * with probability 1/2 and moved by up to augment_shift pixels each
+     * way), drawn from augment_salt and the image's place in the run;
+     * evaluation never is. */
+    bool augment;
+    int augment_shift;
+    uint32_t augment_salt;
 } net_config;
 
 /* Operations timed apart by the profile (net_profile). */

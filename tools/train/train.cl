@@ -19,6 +19,39 @@ __kernel void tr_gather(__global const uchar *images, __global const uchar *labe
     if (p == 0) y[b] = labels[src];
 }
 
+uint tr_hash(uint x);
+
+/* tr_gather with data augmentation, for training batches of side x side
+ * images: each image mirrored left-right with probability 1/2 and moved
+ * by (dx, dy), each uniform in -shift .. shift, the pixels moved in from
+ * outside 0. The choice is a hash of (salt, base + b) alone: salt from the
+ * run's seed, base the image's place in the run (step * batch + its place
+ * in the batch), so any split of a batch over ranks draws the same.
+ * Work items: n * side * side. */
+__kernel void tr_gather_augment(__global const uchar *images, __global const uchar *labels,
+                                __global const int *index, int first, int n, int side,
+                                int shift, uint salt, uint base, __global float *x,
+                                __global int *y)
+{
+    int pixels = side * side;
+    int i = get_global_id(0);
+    if (i >= n * pixels) return;
+    int b = i / pixels, p = i - b * pixels;
+    int r = p / side, c = p - r * side;
+    uint h = tr_hash(salt ^ tr_hash(base + (uint)b));
+    uint span = (uint)(2 * shift + 1);
+    int dx = (int)(h % span) - shift;
+    h /= span;
+    int dy = (int)(h % span) - shift;
+    h /= span;
+    int sc = ((h & 1U) ? side - 1 - c : c) - dx, sr = r - dy;
+    int src = index[first + b];
+    bool in = sr >= 0 && sr < side && sc >= 0 && sc < side;
+    x[i] = in ? (float)images[(size_t)src * (size_t)pixels + (size_t)(sr * side + sc)] / 255.0f
+              : 0.0f;
+    if (p == 0) y[b] = labels[src];
+}
+
 /* y = maxpool2x2(relu(x)) over planes of h x w (floor: an odd last row or
  * column is dropped, as PyTorch does), computed as relu(maxpool(x)), which
  * is the same value. arg records which of the window's four inputs the
