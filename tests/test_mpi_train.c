@@ -1,7 +1,7 @@
 /* test_mpi_train.c - ndcl-train --sync under mpirun (suite mpi): K ranks,
  * each on its slice of every batch, train as one process does with the
  * whole batch (the same test accuracy, every step's loss within float
- * rounding), with and without deconvolution; a batch that does not split
+ * rounding), with and without deconvolution, with augmented batches; a batch that does not split
  * over the ranks exits 2 on every rank, naming it. Paths come in
  * NDCL_TRAIN, NDCL_MPIRUN and NDCL_TRAIN_DATA. */
 #include <check.h>
@@ -30,11 +30,13 @@ static cJSON *read_json(const char *path)
     return j;
 }
 
-/* One rank (K = 1: without mpirun or --sync) or K ranks; the record. */
+/* One rank (K = 1: without mpirun or --sync) or K ranks; the record. net
+ * is the --net value, with more flags after it if need be. */
 static cJSON *train(int K, const char *net)
 {
+    static int runs;
     char json[512], args[2048];
-    snprintf(json, sizeof json, "%s/%s-%d.json", tmp_root, net, K);
+    snprintf(json, sizeof json, "%s/run-%d.json", tmp_root, ++runs);
     const char *tool = getenv("NDCL_TRAIN");
     ck_assert_ptr_nonnull(tool);
     run_result r;
@@ -108,6 +110,13 @@ START_TEST(nd_four_ranks)
 }
 END_TEST
 
+/* Augmented batches: every rank draws its images' moves as one rank does. */
+START_TEST(nd_augmented_two_ranks)
+{
+    compare("nd --augment", 2, 1e-6, 1e-3);
+}
+END_TEST
+
 START_TEST(plain_two_ranks)
 {
     compare("plain", 2, 1e-6, 1e-4);
@@ -145,6 +154,7 @@ int main(void)
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, nd_two_ranks);
     tcase_add_test(tc, nd_four_ranks);
+    tcase_add_test(tc, nd_augmented_two_ranks);
     tcase_add_test(tc, plain_two_ranks);
     tcase_add_test(tc, batch_does_not_split);
     suite_add_tcase(s, tc);

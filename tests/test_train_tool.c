@@ -161,6 +161,36 @@ START_TEST(same_seed_same_losses)
 }
 END_TEST
 
+/* --augment changes the batches (other losses from the first step on,
+ * the initial weights being the seed's), repeats with the same seed, and
+ * still learns; the record says it was on. */
+START_TEST(augment_repeats_and_learns)
+{
+    const char *args = "--limit 320 --batch 64 --test-limit 500 -q";
+    cJSON *a = run_json("aug-a.json", "%s --augment", args);
+    cJSON *b = run_json("aug-b.json", "%s --augment", args);
+    cJSON *c = run_json("aug-c.json", "%s", args);
+    double la[5], lb[5], lc[5];
+    losses_of(a, la, 5);
+    losses_of(b, lb, 5);
+    losses_of(c, lc, 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(la[i] == lb[i], "step %d: %.17g then %.17g with the same seed", i + 1,
+                      la[i], lb[i]);
+    ck_assert_msg(la[0] != lc[0], "the first augmented batch's loss is the plain batch's");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(a, "settings");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "augment")));
+    s = cJSON_GetObjectItemCaseSensitive(c, "settings");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(s, "augment")));
+    const cJSON *ep = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(a, "epochs"), 0);
+    ck_assert_msg(num(ep, "test_acc") > 0.3, "augmented run: test accuracy %.4f",
+                  num(ep, "test_acc"));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    cJSON_Delete(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ saving */
 
 static void write_npy(const char *path, const float *x, int ndim, const size_t *shape)
@@ -545,6 +575,7 @@ int main(void)
     ADD(nd_run_learns);
     ADD(plain_run_learns);
     ADD(same_seed_same_losses);
+    ADD(augment_repeats_and_learns);
     ADD(saved_layers_reload_in_ndcl_run);
     ADD(plot_draws_a_png);
     ADD(bad_data_files_exit_2);
