@@ -455,6 +455,53 @@ NDCL_API ndcl_status ndcl_layer_set_param(ndcl_layer *layer, const char *name,
 NDCL_API ndcl_status ndcl_layer_get_param(const ndcl_layer *layer, const char *name,
                                           float *data, size_t count);
 
+/* A borrowed view of the parameter or buffer called name (the names
+ * above): a tensor of the parameter's shape over the layer's own buffer,
+ * no copy, for any ndcl call and for the caller's own kernels
+ * (ndcl_tensor_cl_mem), e.g. an optimiser that updates the weights on the
+ * device in place. *out is a new tensor on success.
+ *
+ * Lifetime: destroy the view with ndcl_tensor_destroy; the parameter stays.
+ * The view retains the buffer, so it stays valid even after the layer is
+ * destroyed (it then aliases nothing the library uses). A layer may have
+ * any number of views; reshaping a view changes the view only.
+ *
+ * Changes: the layer caches its evaluation fold W', b' (used by NDCL_EVAL
+ * forwards and by frozen training forwards) and refolds when a parameter
+ * changed since. It sees ndcl_layer_set_param, and writes by ndcl calls
+ * that take the view as an output (ndcl_tensor_write, ndcl_gemm's c, a
+ * primitive's *out, a layer's *y, *dx, *dweight, *dbias,
+ * ndcl_layer_folded). It cannot see anything else that writes the buffer
+ * — the caller's own kernels, clEnqueueCopyBuffer, a tensor of its own
+ * wrapped around the same cl_mem: after enqueueing such a write, call
+ * ndcl_tensor_changed(view) before the layer's next forward, or that
+ * forward computes with the stale fold. A training forward's running
+ * updates write running_mean and running_deconv (seen by the views: same
+ * buffer). */
+NDCL_API ndcl_status ndcl_layer_param_tensor(ndcl_layer *layer, const char *name,
+                                             ndcl_tensor **out);
+
+/* Tells the layer that owns the view t that its contents changed (through
+ * writes ndcl cannot see: see ndcl_layer_param_tensor), so that its next
+ * forward refolds W', b'. Enqueues nothing; the refold reads the buffer
+ * after the work enqueued before it, on the same queue. After the layer
+ * is destroyed it succeeds and does nothing. A tensor that is not such a
+ * view (NULL, created, or wrapped around a parameter's cl_mem) is
+ * NDCL_ERR_INVALID_ARG: the layer could not be told. */
+NDCL_API ndcl_status ndcl_tensor_changed(ndcl_tensor *t);
+
+/* The evaluation weights of a conv2d or linear layer: W' and b', the
+ * running statistics folded into weight and bias, exactly what an
+ * NDCL_EVAL forward computes with (that forward is the plain convolution
+ * or linear map with W', b'), for export to a network without
+ * deconvolution. *weight gets the weight's shape and *bias [out_channels]
+ * or [out_features] (also for a layer without a bias: the mean correction,
+ * from b = 0); either may be NULL when not wanted. Outputs follow the
+ * convention of the primitives. Updates the layer's cached fold. A channel
+ * layer is NDCL_ERR_INVALID_ARG. */
+NDCL_API ndcl_status ndcl_layer_folded(ndcl_layer *layer, ndcl_tensor **weight,
+                                       ndcl_tensor **bias);
+
 /* The step counter: the freeze counter of a conv2d layer, or
  * num_batches_tracked of a channel layer (linear layers have none:
  * NDCL_ERR_INVALID_ARG). */

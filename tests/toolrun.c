@@ -58,3 +58,9 @@ void run_free(run_result *r)
     free(r->out);
     free(r->err);
 }
+
+char *tool_output_file(const char *path)
+{
+    ck_assert_msg(access(path, R_OK) == 0, "%s missing", path);
+    return slurp(path);
+}

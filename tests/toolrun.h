@@ -16,6 +16,10 @@ typedef struct run_result {
  * test fails when the environment variable tool_var is not set. */
 run_result tool_run(const char *tool_var, const char *env_prefix, const char *args);
 
+/* The whole of a file the tool wrote, NUL-terminated (free it); the test
+ * fails when it is missing. */
+char *tool_output_file(const char *path);
+
 /* Frees what tool_run captured. */
 void run_free(run_result *r);
 

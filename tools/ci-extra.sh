@@ -35,6 +35,8 @@ meson test -C build-noblas --print-errorlogs bench
 echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
 POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \
     --suite primitives --suite layers --suite sync
+# ndcl-train's kernels and network (the test called train).
+POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs train
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
 if [ ! -f build-asan/build.ninja ]; then
@@ -137,6 +139,8 @@ $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_tensor
 # cached its kernels for valgrind's CPU; after a kernel change the first
 # valgrind run compiles them, minutes, as for the steps around it).
 $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_lifetime
+# Parameter views: shared version cells, views outliving their layer.
+$vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_params
 for c in conv_basic linear_layers; do
     CK_RUN_CASE=$c $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_layers
 done

@@ -7,16 +7,18 @@ set -euo pipefail
 # pkg-config openblas), the pthread flavour (libopenblas0-pthread): its
 # threads are safe to call from several threads at once and sleep when idle.
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
-               libopenblas-pthread-dev libcjson-dev check meson ninja-build pkg-config gcc
-               python3)
+               libopenblas-pthread-dev libcjson-dev zlib1g-dev check meson ninja-build
+               pkg-config gcc python3 dataset-fashion-mnist)
+# zlib reads ndcl-train's gzip data, Debian's Fashion-MNIST is what it
+# trains on (demo.sh's last step).
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
 # Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
 # tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
 # (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
 # for its peak-memory column; Open MPI for the MPI binding and its mpirun
-# suite (mpi).
+# suite (mpi); gnuplot for ndcl-train --plot.
 NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
-                    libopenblas0-pthread time libopenmpi-dev openmpi-bin)
+                    libopenblas0-pthread time libopenmpi-dev openmpi-bin gnuplot-nox)
 
 ndcl_install() {
     local missing=()

@@ -153,6 +153,7 @@ ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
                    m, k, kb, n);
     NDCL_CHECK_ARG(ctx, c->shape[0] == m && c->shape[1] == n,
                    "c is %zux%zu, the product is %zux%zu", c->shape[0], c->shape[1], m, n);
+    ndcl_tensor_touch(c);
     return ndcl_blas_gemm(ctx, trans_a != 0, trans_b != 0, m, n, k, alpha, a->mem, 0,
                           a->shape[1], b->mem, 0, b->shape[1], beta, c->mem, 0,
                           c->shape[1]);

@@ -45,6 +45,7 @@ ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_ite
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
+static ndcl_status eval_fold(ndcl_layer *l);
 
 /* A training step uses the batch's statistics unless the layer is frozen. */
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
@@ -73,6 +74,7 @@ static const ndcl_layer_ops ops = {
     .backward = ndcl_conv_layer_backward,
     .batch_stats = batch_stats,
     .sync_counts = sync_counts,
+    .eval_fold = eval_fold,
 };
 
 ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
@@ -277,6 +279,24 @@ static ndcl_status group_rows(const ndcl_layer *l, const ndcl_conv_geom *cg, siz
     return NDCL_SUCCESS;
 }
 
+static ndcl_status eval_fold(ndcl_layer *l)
+{
+    if (ndcl_layer_fold_current(l)) return NDCL_SUCCESS;
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
+    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+    NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+    /* The statistics W', b' are folded from, for the backward's
+     * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the running
+     * buffers), valid as long as the fold is. */
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
+    ndcl_layer_fold_done(l);
+    return NDCL_SUCCESS;
+}
+
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
@@ -324,17 +344,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                             {l->deconv.mem, rd->mem, rd->count, false, 0}};
         NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
     } else {
-        if (!l->fold_valid) {
-            NDCL_TRY(fold_into(l, rd->mem, rm->mem));
-            /* The statistics W', b' are folded from, for the backward's
-             * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the
-             * running buffers), valid as long as the fold is. */
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
-            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
-            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
-            l->fold_valid = true;
-        }
+        NDCL_TRY(eval_fold(l));
         NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
     }

@@ -30,8 +30,10 @@ ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_
 void ndcl_layer_destroy(ndcl_layer *l)
 {
     if (!l) return;
-    for (int i = 0; i < l->n_params; i++)
+    for (int i = 0; i < l->n_params; i++) {
         if (l->params[i].mem) clReleaseMemObject(l->params[i].mem);
+        ndcl_param_cell_release(l->params[i].cell);
+    }
     ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean, &l->cov,      &l->deconv,
                          &l->X,      &l->col,    &l->tmp,  &l->ns_saved, &l->extra};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
@@ -73,6 +75,12 @@ ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
     cl_int err;
     p->mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer(parameter)", err);
+    p->cell = ndcl_param_cell_new();
+    if (!p->cell) {
+        clReleaseMemObject(p->mem);
+        p->mem = NULL;
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: version cell", name);
+    }
     l->n_params++;
     err = clEnqueueFillBuffer(ctx->queue, p->mem, &value, sizeof value, 0, bytes, 0, NULL,
                               NULL);
@@ -153,7 +161,70 @@ ndcl_status ndcl_layer_set_param(ndcl_layer *l, const char *name, const float *d
     cl_int err = clEnqueueWriteBuffer(l->ctx->queue, p->mem, CL_TRUE, 0,
                                       count * sizeof(float), data, 0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(l->ctx, "clEnqueueWriteBuffer", err);
-    l->fold_valid = false;
+    p->cell->version++;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_layer_param_tensor(ndcl_layer *l, const char *name, ndcl_tensor **out)
+{
+    ndcl_param *p;
+    NDCL_TRY(find_param(l, name, &p));
+    NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
+    return ndcl_tensor_view(l->ctx, p->mem, p->ndim, p->shape, p->cell, out);
+}
+
+bool ndcl_layer_fold_current(const ndcl_layer *l)
+{
+    if (!l->fold_valid) return false;
+    for (int i = 0; i < l->n_params; i++)
+        if (l->fold_versions[i] != l->params[i].cell->version) return false;
+    return true;
+}
+
+void ndcl_layer_fold_done(ndcl_layer *l)
+{
+    for (int i = 0; i < l->n_params; i++)
+        l->fold_versions[i] = l->params[i].cell->version;
+    l->fold_valid = true;
+}
+
+ndcl_status ndcl_layer_folded(ndcl_layer *l, ndcl_tensor **weight, ndcl_tensor **bias)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    NDCL_CHECK_ARG(ctx, l->ops->eval_fold != NULL, "a %s layer has no weights to fold",
+                   l->ops->name);
+    NDCL_CHECK_ARG(ctx, !(weight && bias && *weight && *weight == *bias),
+                   "*weight and *bias must be distinct tensors");
+    ndcl_param *w = ndcl_layer_param(l, "weight");
+    size_t nout = w->shape[0];
+    ndcl_tensor *tw = NULL, *tb = NULL;
+    if (weight && *weight)
+        NDCL_TRY(ndcl_tensor_check(ctx, *weight, "*weight", w->ndim, w->shape));
+    if (bias && *bias) NDCL_TRY(ndcl_tensor_check(ctx, *bias, "*bias", 1, &nout));
+    ndcl_status s = l->ops->eval_fold(l);
+    if (s == NDCL_SUCCESS && weight)
+        s = *weight ? NDCL_SUCCESS : ndcl_tensor_create(ctx, w->ndim, w->shape, &tw);
+    if (s == NDCL_SUCCESS && bias)
+        s = *bias ? NDCL_SUCCESS : ndcl_tensor_create(ctx, 1, &nout, &tb);
+    ndcl_tensor *dw = weight ? (*weight ? *weight : tw) : NULL;
+    ndcl_tensor *db = bias ? (*bias ? *bias : tb) : NULL;
+    if (s == NDCL_SUCCESS && dw) {
+        ndcl_tensor_touch(dw);
+        s = ndcl_buffer_copy(ctx, l->w_fold.mem, 0, dw->mem, 0, w->count);
+    }
+    if (s == NDCL_SUCCESS && db) {
+        ndcl_tensor_touch(db);
+        s = ndcl_buffer_copy(ctx, l->b_fold.mem, 0, db->mem, 0, nout);
+    }
+    if (s != NDCL_SUCCESS) {
+        ndcl_tensor_destroy(tw);
+        ndcl_tensor_destroy(tb);
+        return s;
+    }
+    if (tw) *weight = tw;
+    if (tb) *bias = tb;
     return NDCL_SUCCESS;
 }
 
@@ -277,7 +348,11 @@ ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_
 ndcl_status ndcl_output(ndcl_context *ctx, ndcl_tensor **y, int ndim, const size_t *shape)
 {
     NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
-    if (*y) return ndcl_tensor_check(ctx, *y, "*y", ndim, shape);
+    if (*y) {
+        NDCL_TRY(ndcl_tensor_check(ctx, *y, "*y", ndim, shape));
+        ndcl_tensor_touch(*y);
+        return NDCL_SUCCESS;
+    }
     return ndcl_tensor_create(ctx, ndim, shape, y);
 }
 
@@ -391,6 +466,7 @@ static ndcl_status bw_output(ndcl_context *ctx, ndcl_tensor **out, const char *a
     if (*out) {
         NDCL_TRY(ndcl_tensor_check(ctx, *out, arg, ndim, shape));
         NDCL_CHECK_ARG(ctx, *out != dy, "%s must not be dy", arg);
+        ndcl_tensor_touch(*out);
         *t = *out;
         return NDCL_SUCCESS;
     }

@@ -17,6 +17,7 @@ typedef struct ndcl_param {
     int ndim;
     size_t shape[NDCL_MAX_DIMS];
     size_t count;
+    ndcl_param_cell *cell; /* its version, shared with the views of it */
 } ndcl_param;
 
 #define NDCL_MAX_PARAMS 6
@@ -59,6 +60,10 @@ typedef struct ndcl_layer_ops {
      * header and of the backward's one, from the configuration alone (a
      * rank that failed early must still send the right count). */
     void (*sync_counts)(const ndcl_layer *l, size_t *fwd, size_t *bw);
+    /* Brings W', b' of evaluation mode (w_fold, b_fold, and the copies of
+     * the statistics they are folded from, for the backward) up to date
+     * with the parameters; NULL for a kind without weights. */
+    ndcl_status (*eval_fold)(ndcl_layer *l);
 } ndcl_layer_ops;
 
 struct ndcl_layer {
@@ -75,9 +80,11 @@ struct ndcl_layer {
     int n_params;
     int64_t counter;
 
-    /* Folded W', b' of evaluation mode, valid until a parameter changes. */
+    /* Folded W', b' of evaluation mode, valid while fold_valid holds and
+     * every parameter's version is still the one it was folded from. */
     ndcl_scratch w_fold, b_fold;
     bool fold_valid;
+    uint64_t fold_versions[NDCL_MAX_PARAMS];
 
     /* Statistics of the last training forward and workspaces. */
     ndcl_scratch mean, cov, deconv, X, col, tmp, ns_saved, extra;
@@ -108,6 +115,11 @@ ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name);
  * eye_n > 0: batch = count / eye_n² identity matrices). */
 ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
                                  const size_t *shape, float value, size_t eye_n);
+
+/* Whether W', b' of evaluation mode are folded from the parameters as
+ * they are now; ndcl_layer_fold_done records that they just were. */
+bool ndcl_layer_fold_current(const ndcl_layer *l);
+void ndcl_layer_fold_done(ndcl_layer *l);
 
 /* A new layer of the kind ops describes, with no parameters yet. */
 ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops,

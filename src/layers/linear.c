@@ -18,6 +18,7 @@ ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
+static ndcl_status eval_fold(ndcl_layer *l);
 
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
 {
@@ -40,6 +41,7 @@ static const ndcl_layer_ops ops = {
     .backward = ndcl_linear_layer_backward,
     .batch_stats = batch_stats,
     .sync_counts = sync_counts,
+    .eval_fold = eval_fold,
 };
 
 ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
@@ -159,6 +161,25 @@ static ndcl_status features(ndcl_layer *l, const ndcl_tensor *x)
     /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
     NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
     return ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count);
+    return NDCL_SUCCESS;
+}
+
+static ndcl_status eval_fold(ndcl_layer *l)
+{
+    if (ndcl_layer_fold_current(l)) return NDCL_SUCCESS;
+    ndcl_context *ctx = l->ctx;
+    size_t B = (size_t)l->block;
+    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
+    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
+    NDCL_TRY(fold_into(l, rd->mem, rm->mem));
+    /* The statistics W', b' are folded from, for the backward (copies,
+     * valid as long as the fold is). */
+    NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, B));
+    NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
+    ndcl_layer_fold_done(l);
+    return NDCL_SUCCESS;
 }
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
@@ -202,14 +223,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                             {l->deconv.mem, rd->mem, B * B, false, 0}};
         NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
     } else {
-        if (!l->fold_valid) {
-            NDCL_TRY(fold_into(l, rd->mem, rm->mem));
-            /* The statistics W', b' are folded from, for the backward
-             * (copies, valid as long as the fold is). */
-            NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, B));
-            NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
-            l->fold_valid = true;
-        }
+        NDCL_TRY(eval_fold(l));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     }
     ndcl_layer_save_record(l, mode, mode == NDCL_TRAIN, false, x, *y);

@@ -310,6 +310,7 @@ ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float 
         NDCL_CHECK_ARG(
             ctx, t != X && t != dD && t != dmean,
             "*dX must not be X, dmean or dD (they are read after it is written)");
+        ndcl_tensor_touch(t);
     } else {
         NDCL_TRY(ndcl_tensor_create(ctx, 2, X->shape, &t));
     }

@@ -38,6 +38,7 @@ static ndcl_status output(ndcl_context *ctx, ndcl_tensor **out, const char *arg,
     *created = false;
     if (*out) {
         NDCL_TRY(ndcl_tensor_check(ctx, *out, arg, ndim, shape));
+        ndcl_tensor_touch(*out);
         *t = *out;
         return NDCL_SUCCESS;
     }

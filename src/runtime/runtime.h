@@ -54,6 +54,20 @@ struct ndcl_context {
     char last_error[NDCL_ERRMSG_SIZE];
 };
 
+/* The version of one layer parameter's contents, shared by the layer and
+ * the views of it (ndcl_layer_param_tensor) and counted, so that a view
+ * may outlive its layer. The layer refolds W', b' when a version differs
+ * from the one it folded from. Not atomic: a context's objects are used by
+ * one thread at a time. */
+typedef struct ndcl_param_cell {
+    uint64_t version;
+    int refs;
+} ndcl_param_cell;
+
+/* A new cell (refs 1) or NULL; release drops one reference. */
+ndcl_param_cell *ndcl_param_cell_new(void);
+void ndcl_param_cell_release(ndcl_param_cell *c);
+
 struct ndcl_tensor {
     ndcl_context *ctx;
     cl_mem mem;
@@ -61,6 +75,7 @@ struct ndcl_tensor {
     size_t shape[NDCL_MAX_DIMS];
     size_t count;
     bool wrapped;
+    ndcl_param_cell *param; /* a view of a layer parameter, else NULL */
 };
 
 /* Takes and drops a reference to ctx; the last drop waits for the queue
@@ -172,6 +187,15 @@ ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, siz
  * argument in the message. */
 ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const char *arg,
                               int ndim, const size_t *shape);
+
+/* A view of a layer parameter's buffer (retained) sharing its cell. */
+ndcl_status ndcl_tensor_view(ndcl_context *ctx, cl_mem mem, int ndim, const size_t *shape,
+                             ndcl_param_cell *cell, ndcl_tensor **out);
+
+/* Records that an ndcl call writes t: when t is a view of a layer
+ * parameter, the layer's fold becomes stale. Every public call that writes
+ * into a tensor the caller passed in calls it. */
+void ndcl_tensor_touch(const ndcl_tensor *t);
 
 /* Sets every element to value. */
 ndcl_status ndcl_tensor_fill(ndcl_tensor *t, float value);

@@ -98,11 +98,53 @@ ndcl_status ndcl_tensor_wrap(ndcl_context *ctx, cl_mem buffer, int ndim,
     return NDCL_SUCCESS;
 }
 
+ndcl_param_cell *ndcl_param_cell_new(void)
+{
+    ndcl_param_cell *c = calloc(1, sizeof *c);
+    if (c) c->refs = 1;
+    return c;
+}
+
+void ndcl_param_cell_release(ndcl_param_cell *c)
+{
+    if (c && --c->refs == 0) free(c);
+}
+
+ndcl_status ndcl_tensor_view(ndcl_context *ctx, cl_mem mem, int ndim, const size_t *shape,
+                             ndcl_param_cell *cell, ndcl_tensor **out)
+{
+    size_t count;
+    NDCL_TRY(shape_count(ctx, ndim, shape, &count));
+    NDCL_TRY(make(ctx, mem, true, ndim, shape, count, out));
+    clRetainMemObject(mem);
+    (*out)->param = cell;
+    cell->refs++;
+    return NDCL_SUCCESS;
+}
+
+void ndcl_tensor_touch(const ndcl_tensor *t)
+{
+    if (t && t->param) t->param->version++;
+}
+
+ndcl_status ndcl_tensor_changed(ndcl_tensor *t)
+{
+    if (!t) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "t is NULL");
+    ndcl_clear_error(t->ctx);
+    /* A tensor merely wrapped around a parameter's cl_mem would leave the
+     * fold stale without a word: only views can say that it changed. */
+    NDCL_CHECK_ARG(t->ctx, t->param != NULL,
+                   "t is not a view of a layer parameter (ndcl_layer_param_tensor)");
+    t->param->version++;
+    return NDCL_SUCCESS;
+}
+
 void ndcl_tensor_destroy(ndcl_tensor *t)
 {
     if (!t) return;
     if (t->mem) clReleaseMemObject(t->mem);
     ndcl_context_release(t->ctx);
+    ndcl_param_cell_release(t->param);
     free(t);
 }
 
@@ -116,6 +158,7 @@ ndcl_status ndcl_tensor_write(ndcl_tensor *t, const float *src, size_t count)
     cl_int err = clEnqueueWriteBuffer(t->ctx->queue, t->mem, CL_TRUE, 0,
                                       count * sizeof(float), src, 0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(t->ctx, "clEnqueueWriteBuffer", err);
+    ndcl_tensor_touch(t);
     return NDCL_SUCCESS;
 }
 

@@ -1,0 +1,169 @@
+/* test_mpi_train.c - ndcl-train --sync under mpirun (suite mpi): K ranks,
+ * each on its slice of every batch, train as one process does with the
+ * whole batch (the same test accuracy, every step's loss within float
+ * rounding), with and without deconvolution, with augmented batches; a batch that does not split
+ * over the ranks exits 2 on every rank, naming it. Paths come in
+ * NDCL_TRAIN, NDCL_MPIRUN and NDCL_TRAIN_DATA. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "toolrun.h"
+
+static char tmp_root[] = "/tmp/ndcl-mpi-train-XXXXXX";
+static const char *data_dir;
+
+/* The run's settings: 512 images in 8 steps of 64, 500 test images. */
+#define RUN_ARGS "--limit 512 --batch 64 --test-limit 500 -q"
+
+static cJSON *read_json(const char *path)
+{
+    char *text = tool_output_file(path);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_msg(j != NULL, "%s is not JSON", path);
+    free(text);
+    return j;
+}
+
+/* One rank (K = 1: without mpirun or --sync) or K ranks; the record. net
+ * is the --net value, with more flags after it if need be. */
+static cJSON *train(int K, const char *net)
+{
+    static int runs;
+    char json[512], args[2048];
+    snprintf(json, sizeof json, "%s/run-%d.json", tmp_root, ++runs);
+    const char *tool = getenv("NDCL_TRAIN");
+    ck_assert_ptr_nonnull(tool);
+    run_result r;
+    if (K == 1) {
+        snprintf(args, sizeof args, "--net %s --data '%s' --json '%s' " RUN_ARGS, net,
+                 data_dir, json);
+        r = tool_run("NDCL_TRAIN", "timeout 300", args);
+    } else {
+        snprintf(args, sizeof args,
+                 "-n %d --oversubscribe %s '%s' --sync --net %s --data '%s' --json '%s' "
+                 RUN_ARGS,
+                 K, geteuid() == 0 ? "--allow-run-as-root" : "", tool, net, data_dir, json);
+        r = tool_run("NDCL_MPIRUN", "timeout 300", args);
+    }
+    ck_assert_msg(r.status == 0, "%d ranks, --net %s: exit %d\n%s", K, net, r.status, r.err);
+    run_free(&r);
+    return read_json(json);
+}
+
+static const cJSON *epoch1(const cJSON *j)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "epochs"), 0);
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number \"%s\"", key);
+    return v->valuedouble;
+}
+
+/* The first step's loss (the same initial weights, the same batch) equal
+ * within float rounding; later ones drift apart only by the rounding of
+ * sums taken in another order, through eight steps of SGD; and the same
+ * images classified correctly. */
+static void compare(const char *net, int K, double first_tol, double tol)
+{
+    cJSON *one = train(1, net), *many = train(K, net);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(many, "settings");
+    ck_assert_int_eq((int)num(s, "ranks"), K);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(epoch1(one), "losses");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(epoch1(many), "losses");
+    ck_assert_int_eq(cJSON_GetArraySize(a), 8);
+    ck_assert_int_eq(cJSON_GetArraySize(b), 8);
+    for (int i = 0; i < 8; i++) {
+        double x = cJSON_GetArrayItem(a, i)->valuedouble;
+        double y = cJSON_GetArrayItem(b, i)->valuedouble;
+        double rel = fabs(x - y) / fabs(x);
+        ck_assert_msg(rel <= (i == 0 ? first_tol : tol),
+                      "--net %s, %d ranks, step %d: loss %.7g, one rank %.7g (rel %.2g)", net,
+                      K, i + 1, y, x, rel);
+    }
+    double acc1 = num(epoch1(one), "test_acc"), accK = num(epoch1(many), "test_acc");
+    ck_assert_msg(accK == acc1, "--net %s: %d ranks reached test accuracy %.4f, one rank %.4f",
+                  net, K, accK, acc1);
+    /* Above chance: the comparison is of a run that learnt. */
+    ck_assert_msg(acc1 > 0.3, "--net %s: test accuracy %.4f", net, acc1);
+    cJSON_Delete(one);
+    cJSON_Delete(many);
+}
+
+START_TEST(nd_two_ranks)
+{
+    compare("nd", 2, 1e-6, 1e-3);
+}
+END_TEST
+
+START_TEST(nd_four_ranks)
+{
+    compare("nd", 4, 1e-6, 1e-3);
+}
+END_TEST
+
+/* Augmented batches: every rank draws its images' moves as one rank does. */
+START_TEST(nd_augmented_two_ranks)
+{
+    compare("nd --augment", 2, 1e-6, 1e-3);
+}
+END_TEST
+
+START_TEST(plain_two_ranks)
+{
+    compare("plain", 2, 1e-6, 1e-4);
+}
+END_TEST
+
+START_TEST(batch_does_not_split)
+{
+    char args[2048];
+    const char *tool = getenv("NDCL_TRAIN");
+    ck_assert_ptr_nonnull(tool);
+    snprintf(args, sizeof args, "-n 3 --oversubscribe %s '%s' --sync --data '%s' " RUN_ARGS,
+             geteuid() == 0 ? "--allow-run-as-root" : "", tool, data_dir);
+    run_result r = tool_run("NDCL_MPIRUN", "timeout 300", args);
+    ck_assert_msg(r.status == 2, "status %d: %s", r.status, r.err);
+    for (int k = 0; k < 3; k++) {
+        char want[128];
+        snprintf(want, sizeof want,
+                 "rank %d: --sync: --batch 64 does not split evenly over 3 ranks", k);
+        ck_assert_msg(strstr(r.err, want), "no message from rank %d:\n%s", k, r.err);
+    }
+    run_free(&r);
+}
+END_TEST
+
+int main(void)
+{
+    data_dir = getenv("NDCL_TRAIN_DATA");
+    if (!data_dir || !mkdtemp(tmp_root)) {
+        fprintf(stderr, "NDCL_TRAIN_DATA not set or no temporary directory\n");
+        return 1;
+    }
+    Suite *s = suite_create("mpi_train");
+    TCase *tc = tcase_create("mpirun");
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, nd_two_ranks);
+    tcase_add_test(tc, nd_four_ranks);
+    tcase_add_test(tc, nd_augmented_two_ranks);
+    tcase_add_test(tc, plain_two_ranks);
+    tcase_add_test(tc, batch_does_not_split);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
+    return failed ? 1 : 0;
+}
