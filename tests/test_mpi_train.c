@@ -1,9 +1,9 @@
 /* test_mpi_train.c - ndcl-train --sync under mpirun (suite mpi): K ranks,
  * each on its slice of every batch, train as one process does with the
  * whole batch (the same test accuracy, every step's loss within float
- * rounding), with and without deconvolution, with augmented batches; a batch that does not split
- * over the ranks exits 2 on every rank, naming it. Paths come in
- * NDCL_TRAIN, NDCL_MPIRUN and NDCL_TRAIN_DATA. */
+ * rounding), with and without deconvolution and with augmented batches; a
+ * batch that does not split over the ranks exits 2 on every rank, naming
+ * it. Paths come in NDCL_TRAIN, NDCL_MPIRUN and NDCL_TRAIN_DATA. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,12 +46,13 @@ static cJSON *train(int K, const char *net)
         r = tool_run("NDCL_TRAIN", "timeout 300", args);
     } else {
         snprintf(args, sizeof args,
-                 "-n %d --oversubscribe %s '%s' --sync --net %s --data '%s' --json '%s' "
-                 RUN_ARGS,
+                 "-n %d --oversubscribe %s '%s' --sync --net %s --data '%s' --json "
+                 "'%s' " RUN_ARGS,
                  K, geteuid() == 0 ? "--allow-run-as-root" : "", tool, net, data_dir, json);
         r = tool_run("NDCL_MPIRUN", "timeout 300", args);
     }
-    ck_assert_msg(r.status == 0, "%d ranks, --net %s: exit %d\n%s", K, net, r.status, r.err);
+    ck_assert_msg(r.status == 0, "%d ranks, --net %s: exit %d\n%s", K, net, r.status,
+                  r.err);
     run_free(&r);
     return read_json(json);
 }
@@ -86,12 +87,13 @@ static void compare(const char *net, int K, double first_tol, double tol)
         double y = cJSON_GetArrayItem(b, i)->valuedouble;
         double rel = fabs(x - y) / fabs(x);
         ck_assert_msg(rel <= (i == 0 ? first_tol : tol),
-                      "--net %s, %d ranks, step %d: loss %.7g, one rank %.7g (rel %.2g)", net,
-                      K, i + 1, y, x, rel);
+                      "--net %s, %d ranks, step %d: loss %.7g, one rank %.7g (rel %.2g)",
+                      net, K, i + 1, y, x, rel);
     }
     double acc1 = num(epoch1(one), "test_acc"), accK = num(epoch1(many), "test_acc");
-    ck_assert_msg(accK == acc1, "--net %s: %d ranks reached test accuracy %.4f, one rank %.4f",
-                  net, K, accK, acc1);
+    ck_assert_msg(accK == acc1,
+                  "--net %s: %d ranks reached test accuracy %.4f, one rank %.4f", net, K,
+                  accK, acc1);
     /* Above chance: the comparison is of a run that learnt. */
     ck_assert_msg(acc1 > 0.3, "--net %s: test accuracy %.4f", net, acc1);
     cJSON_Delete(one);

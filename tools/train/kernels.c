@@ -38,8 +38,8 @@ int tr_fail_cl(cl_int err, const char *what)
 }
 
 static const char *const kernel_names[K_COUNT] = {
-    "tr_gather",       "tr_relu_pool",   "tr_relu_pool_backward",
-    "tr_softmax_xent", "tr_sum",         "tr_count_correct",
+    "tr_gather",       "tr_relu_pool",    "tr_relu_pool_backward",
+    "tr_softmax_xent", "tr_sum",          "tr_count_correct",
     "tr_sgd",          "tr_init_uniform", "tr_gather_augment"};
 
 int tk_init(tk *t, ndcl_context *ctx)

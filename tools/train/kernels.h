@@ -67,7 +67,8 @@ cl_mem tk_buffer(tk *t, size_t bytes, const char *what);
 int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
               int pixels, cl_mem x, cl_mem y);
 int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
-                      int side, int shift, uint32_t salt, uint32_t base, cl_mem x, cl_mem y);
+                      int side, int shift, uint32_t salt, uint32_t base, cl_mem x,
+                      cl_mem y);
 int tk_relu_pool(tk *t, cl_mem x, int planes, int h, int w, cl_mem y, cl_mem arg);
 int tk_relu_pool_backward(tk *t, cl_mem dy, cl_mem arg, int planes, int h, int w,
                           cl_mem dx);

@@ -15,7 +15,7 @@ const char *const net_op_names[OP_COUNT] = {
     "gather batch",    "conv1 forward",  "relu+pool1",      "conv2 forward",
     "relu+pool2",      "linear forward", "softmax xent",    "linear backward",
     "relu+pool2 back", "conv2 backward", "relu+pool1 back", "conv1 backward",
-    "sgd (6 tensors)", "loss read",       "ranks' allreduce"};
+    "sgd (6 tensors)", "loss read",      "ranks' allreduce"};
 
 const char *const net_param_names[NET_PARAMS] = {"0.weight", "0.bias",   "3.weight",
                                                  "3.bias",   "7.weight", "7.bias"};
@@ -282,8 +282,8 @@ static int pass(train_net *net, int n, cl_mem images, cl_mem labels, cl_mem inde
         RUN(net, OP_GATHER,
             tk_gather_augment(&net->k, images, labels, index, at, local, NET_SIDE,
                               c->augment_shift, c->augment_salt,
-                              (uint32_t)step * (uint32_t)n + (uint32_t)(at - first), mem(a->x),
-                              a->labels));
+                              (uint32_t)step * (uint32_t)n + (uint32_t)(at - first),
+                              mem(a->x), a->labels));
     else
         RUN(net, OP_GATHER,
             tk_gather(&net->k, images, labels, index, at, local, NET_PIXELS, mem(a->x),
@@ -313,8 +313,8 @@ static int exchange(train_net *net, float *loss)
                                      NULL, NULL);
     for (int i = 0; err == CL_SUCCESS && i < NET_PARAMS; i++) {
         size_t c = ndcl_tensor_count(net->grad[i]);
-        err = clEnqueueReadBuffer(net->k.q, mem(net->grad[i]), CL_FALSE, 0, c * sizeof(float),
-                                  f + at, 0, NULL, NULL);
+        err = clEnqueueReadBuffer(net->k.q, mem(net->grad[i]), CL_FALSE, 0,
+                                  c * sizeof(float), f + at, 0, NULL, NULL);
         at += c;
     }
     if (err == CL_SUCCESS) err = clFinish(net->k.q);
@@ -327,8 +327,8 @@ static int exchange(train_net *net, float *loss)
     at = 1;
     for (int i = 0; !rc && i < NET_PARAMS; i++) {
         size_t c = ndcl_tensor_count(net->grad[i]);
-        err = clEnqueueWriteBuffer(net->k.q, mem(net->grad[i]), CL_TRUE, 0, c * sizeof(float),
-                                   f + at, 0, NULL, NULL);
+        err = clEnqueueWriteBuffer(net->k.q, mem(net->grad[i]), CL_TRUE, 0,
+                                   c * sizeof(float), f + at, 0, NULL, NULL);
         if (err != CL_SUCCESS) rc = tr_fail_cl(err, "writing the summed gradients");
         at += c;
     }
