@@ -42,6 +42,23 @@ static ndcl_status make(ndcl_context *ctx, cl_mem mem, bool wrapped, int ndim,
     return NDCL_SUCCESS;
 }
 
+/* A read-write device buffer of bytes, what (a tensor, a workspace) named
+ * in the message when it exceeds the device's largest allocation, call in
+ * OpenCL's failure. */
+static ndcl_status float_buffer(ndcl_context *ctx, size_t bytes, const char *what,
+                                const char *call, cl_mem *out)
+{
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                         "%s of %zu bytes exceeds the device's largest allocation "
+                         "(%llu bytes)",
+                         what, bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+    cl_int err;
+    *out = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, call, err);
+    return NDCL_SUCCESS;
+}
+
 ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
                                ndcl_tensor **out)
 {
@@ -50,15 +67,8 @@ ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     size_t count;
     NDCL_TRY(shape_count(ctx, ndim, shape, &count));
-    size_t bytes = count * sizeof(float);
-    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
-        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
-                         "tensor of %zu bytes exceeds the device's largest allocation "
-                         "(%llu bytes)",
-                         bytes, (unsigned long long)ctx->info.max_alloc_bytes);
-    cl_int err;
-    cl_mem mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer", err);
+    cl_mem mem;
+    NDCL_TRY(float_buffer(ctx, count * sizeof(float), "tensor", "clCreateBuffer", &mem));
     ndcl_status s = make(ctx, mem, false, ndim, shape, count, out);
     if (s != NDCL_SUCCESS) clReleaseMemObject(mem);
     return s;
@@ -262,14 +272,8 @@ ndcl_status ndcl_scratch_ensure(ndcl_context *ctx, ndcl_scratch *s, size_t count
     if (!ndcl_mul_ok(count, sizeof(float), &bytes))
         return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "workspace of %zu floats overflows",
                          count);
-    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
-        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
-                         "workspace of %zu bytes exceeds the device's largest allocation "
-                         "(%llu bytes)",
-                         bytes, (unsigned long long)ctx->info.max_alloc_bytes);
-    cl_int err;
-    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clCreateBuffer(workspace)", err);
+    cl_mem m;
+    NDCL_TRY(float_buffer(ctx, bytes, "workspace", "clCreateBuffer(workspace)", &m));
     ndcl_scratch_release(s);
     s->mem = m;
     s->cap = count;
