@@ -613,40 +613,36 @@ static double fold_flops(const ndcl_fold_geom *f)
     return 2.0 * (double)f->outputs * (double)f->R * (double)f->nf * (double)f->nf;
 }
 
+/* The (output, tap) pairs of one dimension that land inside the input
+ * (size), not in the padding. */
+static double taps_inside(size_t outputs, size_t k, size_t stride, size_t dil, size_t pad,
+                          size_t size)
+{
+    double n = 0;
+    for (size_t o = 0; o < outputs; o++)
+        for (size_t i = 0; i < k; i++) {
+            long long at = (long long)(o * stride + i * dil) - (long long)pad;
+            n += at >= 0 && at < (long long)size;
+        }
+    return n;
+}
+
 /* Input values the sampled im2col reads (padding is written, not read). */
 static double im2col_reads(const ndcl_patch_geom *g)
 {
     if (g->kh * g->kw == 1) return (double)g->positions * (double)g->c;
-    double cy = 0, cx = 0;
-    for (size_t o = 0; o < g->oh; o++)
-        for (size_t i = 0; i < g->kh; i++) {
-            long long y = (long long)(o * g->stride + i * g->dil) - (long long)g->pad;
-            cy += y >= 0 && y < (long long)g->h;
-        }
-    for (size_t o = 0; o < g->ow; o++)
-        for (size_t j = 0; j < g->kw; j++) {
-            long long x = (long long)(o * g->stride + j * g->dil) - (long long)g->pad;
-            cx += x >= 0 && x < (long long)g->w;
-        }
-    return (double)g->n * (double)g->c * cy * cx;
+    return (double)g->n * (double)g->c *
+           taps_inside(g->oh, g->kh, g->stride, g->dil, g->pad, g->h) *
+           taps_inside(g->ow, g->kw, g->stride, g->dil, g->pad, g->w);
 }
 
 /* Input values the convolution's im2col reads over the batch (each in-bounds
  * tap once), which col2im's gather reads back as patch values. */
 static double conv_reads(const ndcl_conv_geom *g)
 {
-    double cy = 0, cx = 0;
-    for (size_t o = 0; o < g->oh; o++)
-        for (size_t i = 0; i < g->kh; i++) {
-            long long y = (long long)(o * g->stride + i * g->dil) - (long long)g->pad;
-            cy += y >= 0 && y < (long long)g->h;
-        }
-    for (size_t o = 0; o < g->ow; o++)
-        for (size_t j = 0; j < g->kw; j++) {
-            long long x = (long long)(o * g->stride + j * g->dil) - (long long)g->pad;
-            cx += x >= 0 && x < (long long)g->w;
-        }
-    return (double)g->n * (double)g->c * cy * cx;
+    return (double)g->n * (double)g->c *
+           taps_inside(g->oh, g->kh, g->stride, g->dil, g->pad, g->h) *
+           taps_inside(g->ow, g->kw, g->stride, g->dil, g->pad, g->w);
 }
 
 static ndcl_status input_x(bench *b, unsigned seed)

@@ -132,17 +132,6 @@ ndcl_status ndcl_cov_backward_share(ndcl_context *ctx, cl_mem X, size_t rows, si
 
 /* ------------------------------------------------------------ fold */
 
-/* The block basis move of ndcl_fold (gather or scatter). */
-static ndcl_status fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
-                             cl_mem src, cl_mem dst)
-{
-    const int rows = (int)(g->outputs * g->R), R = (int)g->R, nf = (int)g->nf;
-    const int K = (int)g->K, rs = (int)g->rs, fs = (int)g->fs;
-    const ndcl_arg args[] = {NDCL_ARG(rows), NDCL_ARG(R),  NDCL_ARG(nf),  NDCL_ARG(K),
-                             NDCL_ARG(rs),   NDCL_ARG(fs), NDCL_ARG(src), NDCL_ARG(dst)};
-    return prims_launch3(ctx, name, g->nf, g->outputs * g->R, 1, args, 8);
-}
-
 /* A weight-shaped buffer in the block basis: gathered into the temporary
  * *temp (allocated when NULL, else reused), or the buffer itself when the
  * basis is the weight's own layout. */
@@ -155,7 +144,7 @@ static ndcl_status to_block(ndcl_context *ctx, const ndcl_fold_geom *g, bool dir
     }
     if (!*temp) NDCL_TRY(prims_buffer(ctx, total, temp));
     *out = *temp;
-    return fold_move(ctx, "ndcl_fold_gather", g, W, *temp);
+    return ndcl_fold_move(ctx, "ndcl_fold_gather", g, W, *temp);
 }
 
 static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W,
@@ -171,7 +160,7 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
     if (direct)
         NDCL_TRY(ndcl_buffer_copy(ctx, dWp, 0, G, 0, total));
     else
-        NDCL_TRY(fold_move(ctx, "ndcl_fold_gather", g, dWp, G));
+        NDCL_TRY(ndcl_fold_move(ctx, "ndcl_fold_gather", g, dWp, G));
     {
         const int r = (int)rows, R = (int)g->R, mi = (int)m, n = (int)nf;
         const ndcl_arg args[] = {NDCL_ARG(r),  NDCL_ARG(R),    NDCL_ARG(mi), NDCL_ARG(n),
@@ -206,7 +195,7 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
         NDCL_TRY(ndcl_blas_gemm_batched(ctx, false, true, m, nf, nf, 1.0f, G, 0, nf, m * nf,
                                         D, 0, nf, nf * nf, 0.0f, out, 0, nf, m * nf,
                                         g->batch));
-        if (!direct) NDCL_TRY(fold_move(ctx, "ndcl_fold_scatter", g, out, dW));
+        if (!direct) NDCL_TRY(ndcl_fold_move(ctx, "ndcl_fold_scatter", g, out, dW));
     }
     return NDCL_SUCCESS;
 }

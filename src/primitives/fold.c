@@ -5,8 +5,8 @@
 #include "primitives/prims.h"
 #include "primitives/prims_util.h"
 
-static ndcl_status move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
-                        cl_mem src, cl_mem dst)
+ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
+                           cl_mem src, cl_mem dst)
 {
     const int rows = (int)(g->outputs * g->R), R = (int)g->R, nf = (int)g->nf;
     const int K = (int)g->K, rs = (int)g->rs, fs = (int)g->fs;
@@ -46,7 +46,7 @@ ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_m
     ndcl_status s = NDCL_SUCCESS;
     if (!direct) {
         s = prims_buffer(ctx, total, &Wb);
-        if (s == NDCL_SUCCESS) s = move(ctx, "ndcl_fold_gather", g, W, Wb);
+        if (s == NDCL_SUCCESS) s = ndcl_fold_move(ctx, "ndcl_fold_gather", g, W, Wb);
     }
     /* W' lands in W_out directly unless it must be scattered or would
      * overwrite its own input (W_out == W). */
@@ -71,7 +71,8 @@ ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_m
             s = prims_launch3(ctx, "ndcl_fold_bias", g->outputs, 1, 1, args, 6);
         }
     }
-    if (s == NDCL_SUCCESS && !direct) s = move(ctx, "ndcl_fold_scatter", g, Wp, W_out);
+    if (s == NDCL_SUCCESS && !direct)
+        s = ndcl_fold_move(ctx, "ndcl_fold_scatter", g, Wp, W_out);
     if (s == NDCL_SUCCESS && direct && wp_temp)
         s = ndcl_buffer_copy(ctx, Wp, 0, W_out, 0, total);
     prims_release(Wb);

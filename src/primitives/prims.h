@@ -89,6 +89,12 @@ typedef struct ndcl_fold_geom {
     size_t batch;   /* groups (1 unless grouped conv) */
 } ndcl_fold_geom;
 
+/* The move between the weights' layout and the block basis (kernel name
+ * "ndcl_fold_gather" into the basis, "ndcl_fold_scatter" back), shared by
+ * the fold and its adjoint. */
+ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
+                           cl_mem src, cl_mem dst);
+
 /* W' = W·D in the block basis, scattered back to W's shape (outputs x K),
  * and b' = b - Σ_r (W'·μ)[o, r]. bias may be NULL (treated as 0); b_out may
  * be NULL (no bias correction wanted). */
