@@ -141,6 +141,14 @@ static void losses_of(const cJSON *j, double *out, int n)
         out[i] = cJSON_GetArrayItem(l, i)->valuedouble;
 }
 
+/* Two runs with the same seed: the same losses, bit for bit. */
+static void same_losses(const double *a, const double *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(a[i] == b[i], "step %d: %.17g then %.17g with the same seed", i + 1,
+                      a[i], b[i]);
+}
+
 START_TEST(same_seed_same_losses)
 {
     const char *args = "--limit 320 --batch 64 --test-limit 100 -q";
@@ -151,9 +159,7 @@ START_TEST(same_seed_same_losses)
     losses_of(a, la, 5);
     losses_of(b, lb, 5);
     losses_of(c, lc, 5);
-    for (int i = 0; i < 5; i++)
-        ck_assert_msg(la[i] == lb[i], "step %d: %.17g then %.17g with the same seed", i + 1,
-                      la[i], lb[i]);
+    same_losses(la, lb, 5);
     ck_assert_msg(memcmp(la, lc, sizeof la) != 0, "seeds 5 and 6 give the same losses");
     cJSON_Delete(a);
     cJSON_Delete(b);
@@ -174,9 +180,7 @@ START_TEST(augment_repeats_and_learns)
     losses_of(a, la, 5);
     losses_of(b, lb, 5);
     losses_of(c, lc, 5);
-    for (int i = 0; i < 5; i++)
-        ck_assert_msg(la[i] == lb[i], "step %d: %.17g then %.17g with the same seed", i + 1,
-                      la[i], lb[i]);
+    same_losses(la, lb, 5);
     ck_assert_msg(la[0] != lc[0], "the first augmented batch's loss is the plain batch's");
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(a, "settings");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "augment")));

@@ -740,7 +740,7 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
     return rc;
 }
 
-static int run(options *o_);
+static int run(const options *o);
 
 int main(int argc, char **argv)
 {
@@ -756,39 +756,39 @@ int main(int argc, char **argv)
 
 /* Everything after the command line; every rank of a --sync job takes the
  * same decisions on the same files and flags up to the training. */
-static int run(options *o_)
+static int run(const options *o)
 {
-    options o = *o_;
     int rc;
-    if (o.sync && o.batch % ranks.size != 0) {
-        msg("--sync: --batch %ld does not split evenly over %d ranks", o.batch, ranks.size);
+    if (o->sync && o->batch % ranks.size != 0) {
+        msg("--sync: --batch %ld does not split evenly over %d ranks", o->batch,
+            ranks.size);
         return EXIT_USAGE;
     }
 
-    if (o.plot && !gnuplot_available()) {
+    if (o->plot && !gnuplot_available()) {
         msg("--plot %s: gnuplot is not installed (Debian: apt-get install gnuplot-nox)",
-            o.plot);
+            o->plot);
         return EXIT_USAGE;
     }
-    if (o.json && !writable_dir_of(o.json, "--json")) return EXIT_USAGE;
-    if (o.plot && !writable_dir_of(o.plot, "--plot")) return EXIT_USAGE;
-    if (o.save) {
-        if (mkdir(o.save, 0777) != 0 && errno != EEXIST) {
-            msg("--save %s: %s", o.save, strerror(errno));
+    if (o->json && !writable_dir_of(o->json, "--json")) return EXIT_USAGE;
+    if (o->plot && !writable_dir_of(o->plot, "--plot")) return EXIT_USAGE;
+    if (o->save) {
+        if (mkdir(o->save, 0777) != 0 && errno != EEXIST) {
+            msg("--save %s: %s", o->save, strerror(errno));
             return EXIT_USAGE;
         }
-        if (access(o.save, W_OK | X_OK) != 0) {
-            msg("--save %s: %s", o.save, strerror(errno));
+        if (access(o->save, W_OK | X_OK) != 0) {
+            msg("--save %s: %s", o->save, strerror(errno));
             return EXIT_USAGE;
         }
     }
 
     /* The data before the device, so that a bad file costs no start-up. */
     char ti[4096], tl[4096], vi[4096], vl[4096];
-    data_path(o.data, "train-images-idx3-ubyte", ti, sizeof ti);
-    data_path(o.data, "train-labels-idx1-ubyte", tl, sizeof tl);
-    data_path(o.data, "t10k-images-idx3-ubyte", vi, sizeof vi);
-    data_path(o.data, "t10k-labels-idx1-ubyte", vl, sizeof vl);
+    data_path(o->data, "train-images-idx3-ubyte", ti, sizeof ti);
+    data_path(o->data, "train-labels-idx1-ubyte", tl, sizeof tl);
+    data_path(o->data, "t10k-images-idx3-ubyte", vi, sizeof vi);
+    data_path(o->data, "t10k-labels-idx1-ubyte", vl, sizeof vl);
     idx_set trs = {0}, tes = {0};
     rc = idx_load(ti, tl, NET_CLASSES, &trs);
     if (!rc) rc = idx_load(vi, vl, NET_CLASSES, &tes);
@@ -798,20 +798,20 @@ static int run(options *o_)
     if (!rc && (tes.rows != NET_SIDE || tes.cols != NET_SIDE))
         rc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", vi,
                      tes.rows, tes.cols, NET_SIDE, NET_SIDE);
-    if (!rc && o.limit && (size_t)o.limit > trs.count)
-        rc = tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o.limit, ti, trs.count);
-    if (!rc && o.test_limit && (size_t)o.test_limit > tes.count)
-        rc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o.test_limit, vi,
+    if (!rc && o->limit && (size_t)o->limit > trs.count)
+        rc = tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o->limit, ti, trs.count);
+    if (!rc && o->test_limit && (size_t)o->test_limit > tes.count)
+        rc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o->test_limit, vi,
                      tes.count);
     if (!rc) {
-        if (o.limit) trs.count = (size_t)o.limit;
-        if (o.test_limit) tes.count = (size_t)o.test_limit;
+        if (o->limit) trs.count = (size_t)o->limit;
+        if (o->test_limit) tes.count = (size_t)o->test_limit;
         if (trs.count > INT_MAX / NET_PIXELS || tes.count > INT_MAX / NET_PIXELS)
             rc = tr_fail(TR_INPUT, "%s: too many images", ti);
     }
-    if (!rc && (size_t)o.batch > trs.count)
+    if (!rc && (size_t)o->batch > trs.count)
         rc = tr_fail(TR_INPUT, "--batch %ld is larger than the %zu training images",
-                     o.batch, trs.count);
+                     o->batch, trs.count);
     if (rc) {
         fail(rc);
         idx_free(&trs);
@@ -820,13 +820,13 @@ static int run(options *o_)
     }
 
     ndcl_context_options co = ndcl_context_options_default();
-    co.spec = o.device;
+    co.spec = o->device;
     ndcl_context *ctx = NULL;
     ndcl_status s = ndcl_context_create(&co, &ctx);
     if (s != NDCL_SUCCESS) {
         const char *e = ndcl_context_last_error(NULL);
-        if (o.device)
-            msg("--device \"%s\": %s", o.device, *e ? e : ndcl_status_string(s));
+        if (o->device)
+            msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
         else
             msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
         idx_free(&trs);
@@ -834,7 +834,7 @@ static int run(options *o_)
         /* A malformed spec is the user's; no matching device is not. */
         return s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
     }
-    rc = train(&o, &trs, &tes, ctx);
+    rc = train(o, &trs, &tes, ctx);
     idx_free(&trs);
     idx_free(&tes);
     ndcl_context_destroy(ctx);

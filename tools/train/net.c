@@ -153,7 +153,8 @@ int net_create(ndcl_context *ctx, const net_config *cfg, train_net **out)
         for (int i = 0; i < NET_PARAMS; i++)
             net->exchange_count += ndcl_tensor_count(net->param[i]);
         net->exchange = malloc(net->exchange_count * sizeof(double));
-        if (!net->exchange) rc = tr_fail(TR_DEVICE, "out of memory");
+        net->exchange_f = malloc(net->exchange_count * sizeof(float));
+        if (!net->exchange || !net->exchange_f) rc = tr_fail(TR_DEVICE, "out of memory");
     }
     if (!rc && !(net->correct = tk_buffer(&net->k, sizeof(cl_int), "count")))
         rc = TR_DEVICE;
@@ -181,6 +182,7 @@ void net_destroy(train_net *net)
     if (net->loss) clReleaseMemObject(net->loss);
     if (net->correct) clReleaseMemObject(net->correct);
     free(net->exchange);
+    free(net->exchange_f);
     tk_release(&net->k);
     free(net);
 }
@@ -307,8 +309,7 @@ int net_allreduce(train_net *net, double *v, size_t n)
 static int exchange(train_net *net, float *loss)
 {
     size_t total = net->exchange_count, at = 1;
-    float *f = malloc(total * sizeof *f);
-    if (!f) return tr_fail(TR_DEVICE, "out of memory");
+    float *f = net->exchange_f;
     cl_int err = clEnqueueReadBuffer(net->k.q, net->loss, CL_FALSE, 0, sizeof(float), f, 0,
                                      NULL, NULL);
     for (int i = 0; err == CL_SUCCESS && i < NET_PARAMS; i++) {
@@ -333,7 +334,6 @@ static int exchange(train_net *net, float *loss)
         at += c;
     }
     if (!rc) *loss = f[0];
-    free(f);
     return rc;
 }
 

@@ -77,8 +77,9 @@ typedef struct train_net {
     cl_mem momentum[NET_PARAMS];
     cl_mem loss, correct;
     net_acts train, eval[2];
-    ndcl_group group; /* size 1 without a group */
-    double *exchange; /* with a group: the loss and the gradients, summed */
+    ndcl_group group;  /* size 1 without a group */
+    double *exchange;  /* with a group: the loss and the gradients, summed */
+    float *exchange_f; /* the same values in float, as the device holds them */
     size_t exchange_count;
     bool profile;
     double op_seconds[OP_COUNT]; /* with profile: wall time per operation */
