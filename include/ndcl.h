@@ -119,6 +119,12 @@ typedef struct ndcl_device_info {
     int fp16;       /* cl_khr_fp16 */
     int fp64;       /* cl_khr_fp64 */
     int is_default; /* the device ndcl_context_create(NULL) would choose */
+    /* CL_DEVICE_GLOBAL_MEM_CACHE_SIZE (a CPU runtime reports the host's
+     * last-level cache). NDCL_DEVICE_CACHE_BYTES and NDCL_DEVICE_COMPUTE_UNITS
+     * (a count with an optional K, M or G) replace this and compute_units,
+     * which ndcl reads to size its work, so that one machine can size work
+     * as another would; a malformed value fails with NDCL_ERR_INVALID_ARG. */
+    uint64_t global_mem_cache_bytes;
 } ndcl_device_info;
 
 /* Lists every device of every platform into out[0 .. cap-1] and stores the

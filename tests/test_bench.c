@@ -295,6 +295,47 @@ START_TEST(gemm_beside_host_blas)
 }
 END_TEST
 
+/* The convolution's workspace budget is printed, and it follows the device's
+ * reported cache (NDCL_DEVICE_CACHE_BYTES stands in for it) within its
+ * bounds on a CPU device: half of 6 MiB is 3, half of a virtual machine's
+ * 480 MiB is clamped to 16, no cache at all gives the 1 MiB floor. */
+START_TEST(budget_printed)
+{
+    static const struct {
+        const char *cache;
+        double mib;
+    } cases[] = {{"6M", 3}, {"480M", 16}, {"0", 1}};
+    double seen[3];
+    bool cpu = true;
+    for (size_t i = 0; i < 3; i++) {
+        char env[128];
+        snprintf(env, sizeof env, "env NDCL_DEVICE_CACHE_BYTES=%s", cases[i].cache);
+        run_result r = tool_run("NDCL_BENCH", env, "--suite conv --preset small --runs 1");
+        ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+        const char *line = strstr(r.out, "# convolution chunks: workspace budget ");
+        ck_assert_msg(line != NULL, "no budget line:\n%s", r.out);
+        ck_assert_int_eq(
+            sscanf(line, "# convolution chunks: workspace budget %lf", &seen[i]), 1);
+        cpu = strstr(line, "fixed off CPU devices") == NULL;
+        if (cpu) {
+            ck_assert_msg(fabs(seen[i] - cases[i].mib) < 0.05,
+                          "cache %s: budget %g MiB, want %g", cases[i].cache, seen[i],
+                          cases[i].mib);
+            ck_assert_msg(strstr(line, "set by NDCL_DEVICE_CACHE_BYTES"), "%s", line);
+        }
+        run_free(&r);
+    }
+    if (!cpu) ck_assert(seen[0] == seen[1] && seen[1] == seen[2]);
+
+    /* A malformed value is refused, naming the variable. */
+    run_result r = tool_run("NDCL_BENCH", "env NDCL_DEVICE_CACHE_BYTES=lots",
+                            "--suite conv --preset small --runs 1");
+    ck_assert_msg(r.status != 0 && strstr(r.err, "NDCL_DEVICE_CACHE_BYTES"), "exit %d: %s",
+                  r.status, r.err);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(help_and_usage)
 {
     run_result r = run_tool("--help");
@@ -338,6 +379,7 @@ int main(void)
     tcase_add_test(runs, backward_failure_fails);
     tcase_add_test(runs, step_rows);
     tcase_add_test(runs, bandwidth_rows);
+    tcase_add_test(runs, budget_printed);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

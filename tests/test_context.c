@@ -208,6 +208,67 @@ START_TEST(wraps_callers_objects_without_owning_them)
 }
 END_TEST
 
+/* Sets (value) or unsets (NULL) an environment variable. */
+static void set_env(const char *name, const char *value)
+{
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
+/* NDCL_DEVICE_CACHE_BYTES and NDCL_DEVICE_COMPUTE_UNITS replace what the
+ * device reports in the context's and the listing's info; a malformed
+ * value fails context creation and the listing, naming the variable. */
+START_TEST(device_overrides)
+{
+    char *cache = getenv("NDCL_DEVICE_CACHE_BYTES"),
+         *units = getenv("NDCL_DEVICE_COMPUTE_UNITS");
+    cache = cache ? strdup(cache) : NULL;
+    units = units ? strdup(units) : NULL;
+    set_env("NDCL_DEVICE_CACHE_BYTES", "3M");
+    set_env("NDCL_DEVICE_COMPUTE_UNITS", "7");
+    ndcl_context *ctx = NULL;
+    TEST_OK(NULL, ndcl_context_create(NULL, &ctx));
+    ndcl_device_info info;
+    TEST_OK(ctx, ndcl_context_device(ctx, &info));
+    ck_assert_uint_eq(info.global_mem_cache_bytes, (uint64_t)3 << 20);
+    ck_assert_uint_eq(info.compute_units, 7);
+    ndcl_context_destroy(ctx);
+    list_devices();
+    ck_assert_uint_eq(devs[0].global_mem_cache_bytes, (uint64_t)3 << 20);
+    set_env("NDCL_DEVICE_CACHE_BYTES", "2g");
+    TEST_OK(NULL, ndcl_context_create(NULL, &ctx));
+    TEST_OK(ctx, ndcl_context_device(ctx, &info));
+    ck_assert_uint_eq(info.global_mem_cache_bytes, (uint64_t)2 << 30);
+    ndcl_context_destroy(ctx);
+
+    static const struct {
+        const char *name, *value;
+    } bad[] = {
+        {"NDCL_DEVICE_CACHE_BYTES", "lots"}, {"NDCL_DEVICE_CACHE_BYTES", "12Q"},
+        {"NDCL_DEVICE_CACHE_BYTES", "-1"},   {"NDCL_DEVICE_CACHE_BYTES", ""},
+        {"NDCL_DEVICE_CACHE_BYTES", "1MB"},  {"NDCL_DEVICE_CACHE_BYTES", "99999999999G"},
+        {"NDCL_DEVICE_COMPUTE_UNITS", "0"},  {"NDCL_DEVICE_COMPUTE_UNITS", "two"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_env("NDCL_DEVICE_CACHE_BYTES", NULL);
+        set_env("NDCL_DEVICE_COMPUTE_UNITS", NULL);
+        set_env(bad[i].name, bad[i].value);
+        ctx = NULL;
+        ck_assert_int_eq(ndcl_context_create(NULL, &ctx), NDCL_ERR_INVALID_ARG);
+        ck_assert_ptr_null(ctx);
+        ck_assert_msg(strstr(ndcl_context_last_error(NULL), bad[i].name), "%s=%s: %s",
+                      bad[i].name, bad[i].value, ndcl_context_last_error(NULL));
+        size_t n = 0;
+        ck_assert_int_eq(ndcl_devices_list(devs, 64, &n), NDCL_ERR_INVALID_ARG);
+    }
+    set_env("NDCL_DEVICE_CACHE_BYTES", cache);
+    set_env("NDCL_DEVICE_COMPUTE_UNITS", units);
+    free(cache);
+    free(units);
+}
+END_TEST
+
 START_TEST(status_strings_are_distinct)
 {
     ndcl_status all[] = {NDCL_SUCCESS,           NDCL_ERR_INVALID_ARG, NDCL_ERR_NO_DEVICE,
@@ -235,6 +296,7 @@ int main(void)
     tcase_add_test(tc, honours_ndcl_device);
     tcase_add_test(tc, rejects_bad_specs);
     tcase_add_test(tc, status_strings_are_distinct);
+    tcase_add_test(tc, device_overrides);
     suite_add_tcase(s, tc);
     TCase *wrap = tcase_create("interop");
     tcase_set_timeout(wrap, 120);

@@ -269,32 +269,80 @@ START_TEST(chunked_equals_unchunked)
 }
 END_TEST
 
-/* The automatic chunk does not grow with the batch, fits the device's
- * budget and largest allocation, and an image too large for one allocation
- * is refused with a message. */
-START_TEST(plan_is_bounded)
+/* The automatic chunk, with the budget the test sets through the device's
+ * reported cache (0 bytes, 1, 32 and 480 MiB, 64 GiB: what PoCL may read
+ * off a real or a virtual machine): the budget stays within its documented
+ * bounds; the chunk is what the budget holds (or the thinnest product the
+ * plan allows), evened out over the batch but never above it, so it does
+ * not grow with the batch; the workspaces fit the budget. */
+START_TEST(plan_follows_budget)
 {
     ndcl_context *ctx = test_ctx();
     const conv_case big = {"resnet 1", 128, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1};
+    const uint64_t saved = ctx->info.global_mem_cache_bytes;
+    const ndcl_device_type saved_type = ctx->info.type;
+    const uint64_t caches[] = {0, (uint64_t)1 << 20, (uint64_t)32 << 20,
+                               (uint64_t)480 << 20, (uint64_t)64 << 30};
+    ctx->info.type = NDCL_DEVICE_CPU;
+    for (size_t i = 0; i < sizeof caches / sizeof caches[0]; i++) {
+        ctx->info.global_mem_cache_bytes = caches[i];
+        const size_t budget = ndcl_conv_budget(ctx);
+        ck_assert_uint_ge(budget, NDCL_CONV_CPU_BUDGET_MIN);
+        ck_assert_uint_le(budget, NDCL_CONV_CPU_BUDGET_MAX);
+        if (caches[i] / 2 >= NDCL_CONV_CPU_BUDGET_MIN &&
+            caches[i] / 2 <= NDCL_CONV_CPU_BUDGET_MAX)
+            ck_assert_uint_eq(budget, caches[i] / 2);
+        ndcl_conv_geom g = geom_of(&big, 0);
+        /* Floats per image of the backward's workspaces, and the thinnest
+         * chunk the plan keeps (1024 product columns). */
+        const size_t per = g.K * g.P + g.cout * g.P, thin = (1024 + g.P - 1) / g.P;
+        size_t holds = budget / sizeof(float) / per;
+        if (holds < thin) holds = thin;
+        size_t chunks[3];
+        const size_t batches[3] = {128, 1024, 7};
+        for (size_t b = 0; b < 3; b++) {
+            g.n = batches[b];
+            TEST_OK(ctx, ndcl_conv_geom_init(ctx, &g));
+            ndcl_conv_plan p;
+            TEST_OK(ctx, ndcl_conv_plan_make(ctx, &g, true, &p));
+            chunks[b] = p.chunk;
+            const size_t want = holds < g.n ? holds : g.n;
+            ck_assert_msg(p.chunk <= want && 2 * p.chunk >= want,
+                          "cache %llu: batch %zu: chunk %zu, the budget holds %zu",
+                          (unsigned long long)caches[i], g.n, p.chunk, holds);
+            /* The chunks are even: none much smaller than the rest. */
+            const size_t count = (g.n + p.chunk - 1) / p.chunk;
+            ck_assert_uint_lt(count * p.chunk - g.n, count);
+            ck_assert_uint_eq(p.col, p.chunk * g.K * g.P);
+            ck_assert_uint_eq(p.tmp, p.chunk * g.cout * g.P);
+            const size_t bytes = sizeof(float) * (p.col + p.tmp);
+            ck_assert_msg(bytes <= budget || p.chunk <= thin,
+                          "cache %llu: batch %zu: workspace %zu bytes over the budget %zu",
+                          (unsigned long long)caches[i], g.n, bytes, budget);
+        }
+        /* Not growing with the batch: 8 times the images, no larger chunk
+         * than the budget holds either way. */
+        ck_assert_uint_le(chunks[1], holds);
+        ck_assert_uint_le(chunks[0], holds);
+    }
+    ctx->info.global_mem_cache_bytes = saved;
+    ctx->info.type = saved_type;
+}
+END_TEST
+
+/* The plan within the device's largest allocation: a smaller one gives
+ * smaller chunks, down to refusing an image too large for one allocation
+ * with a message; a forced chunk is clamped to the batch. */
+START_TEST(plan_is_bounded)
+{
+    ndcl_context *ctx = test_ctx();
+    const conv_case big = {"resnet 1", 1024, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1};
     ndcl_conv_geom g = geom_of(&big, 0);
-    ndcl_conv_plan p128, p1024, pfw;
-    TEST_OK(ctx, ndcl_conv_plan_make(ctx, &g, true, &p128));
-    g.n = 1024;
     TEST_OK(ctx, ndcl_conv_geom_init(ctx, &g));
-    TEST_OK(ctx, ndcl_conv_plan_make(ctx, &g, true, &p1024));
+    ndcl_conv_plan pfw;
     TEST_OK(ctx, ndcl_conv_plan_make(ctx, &g, false, &pfw));
-    ck_assert_uint_ge(p1024.chunk, 1);
-    ck_assert_uint_lt(p1024.chunk, 128);
-    ck_assert_uint_eq(p1024.col, p1024.chunk * g.K * g.P);
-    ck_assert_uint_eq(p1024.tmp, p1024.chunk * g.cout * g.P);
-    /* Not scaling with N: the same chunk, give or take the evening out. */
-    ck_assert_uint_le(p1024.chunk, p128.chunk + 1);
-    ck_assert_uint_le(p128.chunk, p1024.chunk + 1);
-    const size_t bytes = 4 * (p1024.col + p1024.tmp);
-    ck_assert_msg(bytes <= ((size_t)128 << 20), "workspace %zu bytes", bytes);
     ck_assert(pfw.per_image && pfw.tmp == 0);
 
-    /* A smaller largest allocation gives smaller chunks, down to refusing. */
     const uint64_t saved = ctx->info.max_alloc_bytes;
     ctx->info.max_alloc_bytes = 3 * g.K * g.P * sizeof(float);
     ndcl_conv_plan small;
@@ -524,6 +572,7 @@ int main(void)
     TEST_ADD(s, small_paths);
     TEST_ADD(s, backward_outputs_alone);
     TEST_ADD(s, chunked_equals_unchunked);
+    TEST_ADD(s, plan_follows_budget);
     TEST_ADD(s, plan_is_bounded);
     TEST_ADD(s, layer_chunk_and_borrow);
     TEST_ADD(s, layer_workspace);

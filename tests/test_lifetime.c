@@ -123,11 +123,12 @@ static void destroy(world *w, int obj)
 }
 
 /* The context's reference count, once PoCL has let go of the events of
- * finished commands (it frees them in the background). */
+ * finished commands (it frees them in the background, later on a loaded
+ * machine or under valgrind: up to 30 s, returning as soon as it is want). */
 static cl_uint settled_refs(cl_context c, cl_uint want)
 {
     cl_uint n = ctx_refs(c);
-    for (int i = 0; i < 200 && n != want; i++) {
+    for (int i = 0; i < 6000 && n != want; i++) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
         n = ctx_refs(c);
@@ -136,12 +137,13 @@ static cl_uint settled_refs(cl_context c, cl_uint want)
 }
 
 /* The context's reference count once it has stopped changing (unchanged
- * for 100 ms, or after 3 s): PoCL's events of finished commands hold
- * references until its worker frees them, later on a slower build. */
+ * for 300 ms, or after 10 s): PoCL's events of finished commands hold
+ * references until its worker frees them, later on a slower build or a
+ * loaded machine. */
 static cl_uint stable_refs(cl_context c)
 {
     cl_uint n = ctx_refs(c);
-    for (int i = 0, same = 0; i < 600 && same < 20; i++) {
+    for (int i = 0, same = 0; i < 2000 && same < 60; i++) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
         cl_uint m = ctx_refs(c);

@@ -1,9 +1,11 @@
 /* test_mpi_train.c - ndcl-train --sync under mpirun (suite mpi): K ranks,
  * each on its slice of every batch, train as one process does with the
- * whole batch (the same test accuracy, every step's loss within float
- * rounding), with and without deconvolution and with augmented batches; a
- * batch that does not split over the ranks exits 2 on every rank, naming
- * it. Paths come in NDCL_TRAIN, NDCL_MPIRUN and NDCL_TRAIN_DATA. */
+ * whole batch, with and without deconvolution and with augmented batches;
+ * a batch that does not split over the ranks exits 2 on every rank, naming
+ * it. K ranks add their partial sums in another order than one rank does,
+ * so the runs agree to the rounding of those sums carried through a short
+ * run, not bit for bit: see compare(). Paths come in NDCL_TRAIN,
+ * NDCL_MPIRUN and NDCL_TRAIN_DATA. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +21,10 @@ static char tmp_root[] = "/tmp/ndcl-mpi-train-XXXXXX";
 static const char *data_dir;
 
 /* The run's settings: 512 images in 8 steps of 64, 500 test images. */
-#define RUN_ARGS "--limit 512 --batch 64 --test-limit 500 -q"
+#define TEST_IMAGES 500
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define RUN_ARGS "--limit 512 --batch 64 --test-limit " STR(TEST_IMAGES) " -q"
 
 static cJSON *read_json(const char *path)
 {
@@ -69,10 +74,18 @@ static double num(const cJSON *o, const char *key)
     return v->valuedouble;
 }
 
-/* The first step's loss (the same initial weights, the same batch) equal
- * within float rounding; later ones drift apart only by the rounding of
- * sums taken in another order, through eight steps of SGD; and the same
- * images classified correctly. */
+/* What K ranks may differ from one rank by, and why:
+ * - the first step's loss: the same weights and images, the batch's
+ *   statistics and the loss summed in another order: float rounding
+ *   (first_tol, relative);
+ * - the later losses: that rounding, carried through a few SGD steps
+ *   (tol, relative; a rank that trained on other images, another batch
+ *   split or other moves is off by far more);
+ * - the test accuracy: weights that differ by that rounding classify the
+ *   same images, except those whose two best logits are closer than the
+ *   difference; at most MAX_FLIPS of the 500 test images (one rank's
+ *   mistake on a slice, or weights from another step, moves tens). */
+#define MAX_FLIPS 5
 static void compare(const char *net, int K, double first_tol, double tol)
 {
     cJSON *one = train(1, net), *many = train(K, net);
@@ -91,9 +104,11 @@ static void compare(const char *net, int K, double first_tol, double tol)
                       net, K, i + 1, y, x, rel);
     }
     double acc1 = num(epoch1(one), "test_acc"), accK = num(epoch1(many), "test_acc");
-    ck_assert_msg(accK == acc1,
-                  "--net %s: %d ranks reached test accuracy %.4f, one rank %.4f", net, K,
-                  accK, acc1);
+    const double flips = fabs(accK - acc1) * TEST_IMAGES;
+    ck_assert_msg(flips <= MAX_FLIPS + 0.5,
+                  "--net %s: %d ranks reached test accuracy %.4f, one rank %.4f: %.0f of "
+                  "%d test images apart (at most %d allowed)",
+                  net, K, accK, acc1, flips, TEST_IMAGES, MAX_FLIPS);
     /* Above chance: the comparison is of a run that learnt. */
     ck_assert_msg(acc1 > 0.3, "--net %s: test accuracy %.4f", net, acc1);
     cJSON_Delete(one);

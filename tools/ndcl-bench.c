@@ -1074,7 +1074,8 @@ static void json_num(cJSON *o, const char *key, double v)
         cJSON_AddNullToObject(o, key);
 }
 
-static bool print_json(const row_list *rows, const char *device, const char *blas)
+static bool print_json(const row_list *rows, const char *device, const char *blas,
+                       size_t budget)
 {
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return false;
@@ -1096,6 +1097,7 @@ static bool print_json(const row_list *rows, const char *device, const char *bla
         json_num(o, "gflops", r->gflops);
         json_num(o, "gbs", r->gbs);
         json_num(o, "workspace_bytes", r->workspace);
+        json_num(o, "conv_budget_bytes", (double)budget);
         if (is_layer_row(r->suite)) json_num(o, "vs_conv", r->vs_conv);
         cJSON_AddStringToObject(o, "note", r->note);
         cJSON_AddItemToArray(arr, o);
@@ -1561,7 +1563,8 @@ int main(int argc, char **argv)
         ndcl_build_info bi;
         bool have_build = ndcl_context_build(ctx, &bi) == NDCL_SUCCESS;
         if (json) {
-            ok = print_json(&rows, dev.name, ndcl_context_blas_engine(ctx));
+            ok = print_json(&rows, dev.name, ndcl_context_blas_engine(ctx),
+                            ndcl_conv_budget(ctx));
         } else if (csv) {
             print_csv(&rows, dev.name);
         } else {
@@ -1572,6 +1575,18 @@ int main(int argc, char **argv)
             host_gemm_describe(host, sizeof host);
             printf("# BLAS engine: %s%s%s\n", ndcl_context_blas_engine(ctx),
                    host[0] ? "; host BLAS: " : "", host);
+            if (dev.type == NDCL_DEVICE_CPU)
+                printf("# convolution chunks: workspace budget %.1f MiB (half the %.1f MiB "
+                       "global memory cache %s, within [%zu, %zu] MiB)\n",
+                       ndcl_conv_budget(ctx) / 1048576.0,
+                       dev.global_mem_cache_bytes / 1048576.0,
+                       getenv("NDCL_DEVICE_CACHE_BYTES") ? "set by NDCL_DEVICE_CACHE_BYTES"
+                                                         : "the device reports",
+                       NDCL_CONV_CPU_BUDGET_MIN >> 20, NDCL_CONV_CPU_BUDGET_MAX >> 20);
+            else
+                printf("# convolution chunks: workspace budget %.1f MiB (fixed off CPU "
+                       "devices)\n",
+                       ndcl_conv_budget(ctx) / 1048576.0);
             printf("# timer: CLOCK_MONOTONIC wall clock around enqueue + ndcl_finish "
                    "(clFinish); %d warmup, %d timed runs, interleaved per shape\n",
                    o.warmup, o.runs);

@@ -19,10 +19,6 @@
  * at 64). */
 #define MIN_COLUMNS 1024
 
-/* The chunk budget where the device is not a CPU: large enough that each
- * product is big, small next to a GPU's memory. */
-#define DEVICE_BUDGET ((size_t)128 << 20)
-
 /* Work-group size asked for the memory-bound kernels (see prims_launch_wide). */
 #define WIDE_WG 4096
 
@@ -46,22 +42,13 @@ ndcl_status ndcl_conv_geom_init(ndcl_context *ctx, ndcl_conv_geom *g)
     return NDCL_SUCCESS;
 }
 
-/* Bytes the chunk's workspaces may take: half the global memory cache of
- * a CPU device (its last-level cache: the patches are read back by the
- * product while still there), a fixed budget elsewhere. */
-static ndcl_status budget(ndcl_context *ctx, size_t *out)
+size_t ndcl_conv_budget(const ndcl_context *ctx)
 {
-    if (ctx->info.type != NDCL_DEVICE_CPU) {
-        *out = DEVICE_BUDGET;
-        return NDCL_SUCCESS;
-    }
-    cl_ulong cache = 0;
-    cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache,
-                                 &cache, NULL);
-    if (err != CL_SUCCESS)
-        return ndcl_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_CACHE_SIZE)", err);
-    *out = cache >= ((cl_ulong)2 << 20) ? (size_t)(cache / 2) : ((size_t)1 << 20);
-    return NDCL_SUCCESS;
+    if (ctx->info.type != NDCL_DEVICE_CPU) return NDCL_CONV_DEVICE_BUDGET;
+    const uint64_t half = ctx->info.global_mem_cache_bytes / 2;
+    return half < NDCL_CONV_CPU_BUDGET_MIN   ? NDCL_CONV_CPU_BUDGET_MIN
+           : half > NDCL_CONV_CPU_BUDGET_MAX ? NDCL_CONV_CPU_BUDGET_MAX
+                                             : (size_t)half;
 }
 
 ndcl_status ndcl_conv_plan_make(ndcl_context *ctx, const ndcl_conv_geom *g, bool backward,
@@ -74,9 +61,7 @@ ndcl_status ndcl_conv_plan_make(ndcl_context *ctx, const ndcl_conv_geom *g, bool
     const size_t widest = need_tmp && cp > kp ? cp : kp, per = kp + (need_tmp ? cp : 0);
     size_t chunk = g->chunk;
     if (chunk == 0) {
-        size_t bytes = 0;
-        NDCL_TRY(budget(ctx, &bytes));
-        chunk = bytes / sizeof(float) / (per ? per : 1);
+        chunk = ndcl_conv_budget(ctx) / sizeof(float) / (per ? per : 1);
         const size_t thin = (MIN_COLUMNS + g->P - 1) / g->P;
         if (chunk < thin) chunk = thin;
     }

@@ -32,9 +32,24 @@ typedef struct ndcl_conv_plan {
                        alone) */
 } ndcl_conv_plan;
 
-/* The plan for g on ctx's device: chunks whose workspaces fit half the
- * device's global memory cache on a CPU device (so that the patches are
- * read back from cache), 128 MiB elsewhere, but wide enough for the
+/* The bytes a convolution's chunk workspaces aim at. On a CPU device, half
+ * its global memory cache (the last-level cache: the product reads the
+ * patches back while they are still there), clamped to
+ * [NDCL_CONV_CPU_BUDGET_MIN, NDCL_CONV_CPU_BUDGET_MAX]: the figure is what
+ * the runtime reports (PoCL: the host's L3, which a virtual machine may give
+ * as 480 MiB or as nothing) and a workspace larger than the caches gains
+ * nothing from being sized to them, so the bound is what a 32 MiB L3 gives,
+ * the size README's benchmarks were measured at. Elsewhere
+ * NDCL_CONV_DEVICE_BUDGET: large enough that each product is big, small
+ * next to a GPU's memory. */
+#define NDCL_CONV_CPU_BUDGET_MIN ((size_t)1 << 20)
+#define NDCL_CONV_CPU_BUDGET_MAX ((size_t)16 << 20)
+#define NDCL_CONV_DEVICE_BUDGET ((size_t)128 << 20)
+size_t ndcl_conv_budget(const ndcl_context *ctx);
+
+/* The plan for g on ctx's device: chunks whose workspaces fit
+ * ndcl_conv_budget (so that the patches are read back from cache on a CPU
+ * device), but wide enough for the
  * products (1024 columns at least), and each buffer the device's
  * largest allocation (NDCL_ERR_OUT_OF_MEMORY when one image does not fit),
  * evened out over the batch; g->chunk > 0 forces the chunk (clamped to N

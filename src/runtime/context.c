@@ -1,6 +1,7 @@
 /* context.c - platform and device discovery, device selection, contexts
  * created by ndcl or wrapped from the caller's OpenCL objects. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,8 +193,62 @@ static bool has_extension(cl_device_id dev, const char *ext)
     return found;
 }
 
-static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di,
-                      ndcl_device_info *info)
+/* Reads a size from the environment variable `name`: a decimal count with
+ * an optional binary suffix K, M or G. *set is 0 when the variable is unset. */
+static ndcl_status env_size(const char *name, uint64_t *value, int *set)
+{
+    *set = 0;
+    const char *s = getenv(name);
+    if (!s) return NDCL_SUCCESS;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (end != s && *end) {
+        switch (*end) {
+        case 'K':
+        case 'k': shift = 10; break;
+        case 'M':
+        case 'm': shift = 20; break;
+        case 'G':
+        case 'g': shift = 30; break;
+        default: shift = 64;
+        }
+        end++;
+    }
+    if (end == s || *end || errno || *s == '-' || shift == 64 || (v >> (63 - shift)) != 0)
+        return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG,
+                         "%s=\"%s\" is not a size (a count with an optional K, M or G)",
+                         name, s);
+    *value = (uint64_t)v << shift;
+    *set = 1;
+    return NDCL_SUCCESS;
+}
+
+/* What the sizing code reads of the device may be replaced from the
+ * environment, so that one machine can run the suites as another would
+ * size them: NDCL_DEVICE_CACHE_BYTES for the global memory cache (PoCL
+ * reports the host's L3, which a virtual machine may give as anything) and
+ * NDCL_DEVICE_COMPUTE_UNITS for the compute units. */
+static ndcl_status device_overrides(ndcl_device_info *info)
+{
+    uint64_t v = 0;
+    int set = 0;
+    NDCL_TRY(env_size("NDCL_DEVICE_CACHE_BYTES", &v, &set));
+    if (set) info->global_mem_cache_bytes = v;
+    NDCL_TRY(env_size("NDCL_DEVICE_COMPUTE_UNITS", &v, &set));
+    if (set) {
+        if (v == 0 || v > 1u << 20)
+            return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG,
+                             "NDCL_DEVICE_COMPUTE_UNITS=%s is not between 1 and %u",
+                             getenv("NDCL_DEVICE_COMPUTE_UNITS"), 1u << 20);
+        info->compute_units = (unsigned)v;
+    }
+    return NDCL_SUCCESS;
+}
+
+static ndcl_status fill_info(cl_platform_id p, cl_device_id d, int pi, int di,
+                             ndcl_device_info *info)
 {
     memset(info, 0, sizeof *info);
     info->platform_index = pi;
@@ -232,8 +287,13 @@ static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di,
     if (clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof sz, &sz, NULL) ==
         CL_SUCCESS)
         info->max_work_group_size = sz;
+    ul = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof ul, &ul, NULL) ==
+        CL_SUCCESS)
+        info->global_mem_cache_bytes = ul;
     info->fp16 = has_extension(d, "cl_khr_fp16");
     info->fp64 = has_extension(d, "cl_khr_fp64");
+    return device_overrides(info);
 }
 
 ndcl_context_options ndcl_context_options_default(void)
@@ -261,7 +321,8 @@ ndcl_status ndcl_devices_list(ndcl_device_info *out, size_t cap, size_t *count)
     int pick = -1;
     if (select_device(devs, n, &o, &pick) != NDCL_SUCCESS) pick = -1;
     for (int i = 0; i < n && (size_t)i < cap; i++) {
-        fill_info(devs[i].platform, devs[i].device, devs[i].p, devs[i].d, &out[i]);
+        NDCL_TRY(
+            fill_info(devs[i].platform, devs[i].device, devs[i].p, devs[i].d, &out[i]));
         out[i].is_default = (i == pick);
     }
     *count = (size_t)n;
@@ -285,13 +346,17 @@ static ndcl_status finish_create(cl_platform_id p, cl_device_id d, cl_context c,
     ctx->device = d;
     ctx->context = c;
     ctx->queue = q;
-    fill_info(p, d, pi, di, &ctx->info);
+    ndcl_status s = fill_info(p, d, pi, di, &ctx->info);
+    if (s != NDCL_SUCCESS) {
+        ndcl_context_destroy(ctx);
+        return s;
+    }
     cl_int err;
     cl_int zero = 0;
     ctx->flag = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof zero,
                                &zero, &err);
     if (err != CL_SUCCESS) {
-        ndcl_status s = ndcl_fail_cl(NULL, "clCreateBuffer(flag)", err);
+        s = ndcl_fail_cl(NULL, "clCreateBuffer(flag)", err);
         ndcl_context_destroy(ctx);
         return s;
     }
