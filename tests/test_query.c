@@ -40,9 +40,14 @@ static void check_listing_json(const char *json, char *spec, size_t size)
     static const char *const plat_str[] = {"name", "vendor", "version"};
     static const char *const dev_str[] = {
         "name", "type", "vendor", "driver_version", "opencl_c_version", "blas"};
-    static const char *const dev_num[] = {
-        "index",           "compute_units",   "max_clock_mhz",      "global_mem_bytes",
-        "local_mem_bytes", "max_alloc_bytes", "max_work_group_size"};
+    static const char *const dev_num[] = {"index",
+                                          "compute_units",
+                                          "max_clock_mhz",
+                                          "global_mem_bytes",
+                                          "local_mem_bytes",
+                                          "max_alloc_bytes",
+                                          "max_work_group_size",
+                                          "global_mem_cache_bytes"};
     static const char *const dev_bool[] = {"fp16", "fp64", "default"};
     cJSON *root = cJSON_Parse(json);
     ck_assert_msg(root != NULL, "--json output does not parse: %.200s", json);

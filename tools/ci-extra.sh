@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
 # CI=true, after the main build passed): the CLBlast engine on the CPU
-# device, a build without the host BLAS, AddressSanitizer +
+# device, the sizing suites as other machines would size them, a build
+# without the host BLAS, AddressSanitizer +
 # UndefinedBehaviorSanitizer, small work-groups, Oclgrind, an application
 # built against an installed copy in a scratch prefix as the README says,
 # valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
@@ -19,6 +20,17 @@ echo "== the CLBlast engine on the CPU device (NDCL_CPU_BLAS=0)"
 NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs \
     --suite primitives --suite layers --suite backward --suite sync
 NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs run
+
+# What ndcl reads of the machine to size its work is the device's cache
+# size and compute units (PoCL reports the host's L3 and cores; a virtual
+# machine may report a 480 MiB L3): the convolution, layer and training
+# suites run again as a machine with a 1 MiB cache and one core would size
+# them, on one core, and as one reporting 480 MiB and 64 units would.
+echo "== sized as on other machines: 1 MiB cache, 1 unit, one core; 480 MiB, 64 units"
+NDCL_DEVICE_CACHE_BYTES=1M NDCL_DEVICE_COMPUTE_UNITS=1 taskset -c 0 \
+    meson test -C build --print-errorlogs conv layers backward train train_tool mpi_train
+NDCL_DEVICE_CACHE_BYTES=480M NDCL_DEVICE_COMPUTE_UNITS=64 \
+    meson test -C build --print-errorlogs conv layers backward train train_tool mpi_train
 
 echo "== a build without the host BLAS (-Dhost_blas=disabled)"
 if [ ! -f build-noblas/build.ninja ]; then

@@ -735,14 +735,15 @@ static const char *blas_engine(const ndcl_device_info *d)
 
 static void print_device(const ndcl_device_info *d)
 {
-    char gmem[32], lmem[32];
+    char gmem[32], lmem[32], cache[32];
     fmt_bytes(d->global_mem_bytes, gmem, sizeof gmem);
     fmt_bytes(d->local_mem_bytes, lmem, sizeof lmem);
-    printf("%d:%d  %s  (%s, %s, %s)  %u CU, %u MHz, %s global, %s local, "
+    fmt_bytes(d->global_mem_cache_bytes, cache, sizeof cache);
+    printf("%d:%d  %s  (%s, %s, %s)  %u CU, %u MHz, %s global, %s cache, %s local, "
            "max work-group %zu, fp16 %s, fp64 %s, BLAS %s%s\n",
            d->platform_index, d->device_index, d->name, type_name(d->type, false),
-           d->vendor, d->driver_version, d->compute_units, d->max_clock_mhz, gmem, lmem,
-           d->max_work_group_size, d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no",
+           d->vendor, d->driver_version, d->compute_units, d->max_clock_mhz, gmem, cache,
+           lmem, d->max_work_group_size, d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no",
            blas_engine(d), d->is_default ? "  [default]" : "");
 }
 
@@ -773,6 +774,7 @@ static cJSON *device_json(const ndcl_device_info *d)
     cJSON_AddNumberToObject(o, "max_clock_mhz", d->max_clock_mhz);
     /* doubles hold byte counts exactly up to 2^53. */
     cJSON_AddNumberToObject(o, "global_mem_bytes", (double)d->global_mem_bytes);
+    cJSON_AddNumberToObject(o, "global_mem_cache_bytes", (double)d->global_mem_cache_bytes);
     cJSON_AddNumberToObject(o, "local_mem_bytes", (double)d->local_mem_bytes);
     cJSON_AddNumberToObject(o, "max_alloc_bytes", (double)d->max_alloc_bytes);
     cJSON_AddNumberToObject(o, "max_work_group_size", (double)d->max_work_group_size);
