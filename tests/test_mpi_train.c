@@ -78,9 +78,12 @@ static double num(const cJSON *o, const char *key)
  * - the first step's loss: the same weights and images, the batch's
  *   statistics and the loss summed in another order: float rounding
  *   (first_tol, relative);
- * - the later losses: that rounding, carried through a few SGD steps
- *   (tol, relative; a rank that trained on other images, another batch
- *   split or other moves is off by far more);
+ * - the later losses: that rounding, carried through a few SGD steps and
+ *   grown by the whitening of 64-image statistics (tol, relative: with
+ *   deconvolution 1.2e-4 to 6.5e-4 were measured after 8 steps, 5e-3 is
+ *   allowed; without, 1.1e-7 measured, 1e-4 allowed); a rank that took
+ *   other images, another batch split or other moves is off from the
+ *   first step on;
  * - the test accuracy: weights that differ by that rounding classify the
  *   same images, except those whose two best logits are closer than the
  *   difference; at most MAX_FLIPS of the 500 test images (one rank's
@@ -117,20 +120,20 @@ static void compare(const char *net, int K, double first_tol, double tol)
 
 START_TEST(nd_two_ranks)
 {
-    compare("nd", 2, 1e-6, 1e-3);
+    compare("nd", 2, 1e-6, 5e-3);
 }
 END_TEST
 
 START_TEST(nd_four_ranks)
 {
-    compare("nd", 4, 1e-6, 1e-3);
+    compare("nd", 4, 1e-6, 5e-3);
 }
 END_TEST
 
 /* Augmented batches: every rank draws its images' moves as one rank does. */
 START_TEST(nd_augmented_two_ranks)
 {
-    compare("nd --augment", 2, 1e-6, 1e-3);
+    compare("nd --augment", 2, 1e-6, 5e-3);
 }
 END_TEST
 

@@ -74,9 +74,15 @@ class SavedModel(unittest.TestCase):
         with torch.no_grad():
             logits = model(self.xte)
         right = int((logits.argmax(1) == self.yte).sum())
-        self.assertEqual(right, round(acc * TEST_IMAGES),
-                         "%s: PyTorch classifies %d of %d right, ndcl-train reported %.4f"
-                         % (net, right, TEST_IMAGES, acc))
+        # The same weights in two implementations whose sums run in other
+        # orders: the logits agree to float rounding, so only an image whose
+        # two best logits are that close may be classified otherwise.
+        top2 = logits.topk(2, dim=1).values
+        close = int(((top2[:, 0] - top2[:, 1]) <= 1e-4 * logits.abs().max()).sum())
+        self.assertLessEqual(abs(right - round(acc * TEST_IMAGES)), close,
+                             "%s: PyTorch classifies %d of %d right, ndcl-train reported "
+                             "%.4f (%d images have their two best logits within rounding)"
+                             % (net, right, TEST_IMAGES, acc, close))
         # The layer files, in the original modules, compute the same logits.
         layers = [deconv_torch.load_layer(os.path.join(d, "%d.safetensors" % i))
                   for i in (0, 3, 7)]
