@@ -575,10 +575,23 @@ NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
  *      at a time). 0 (default): sized to the device (half the global memory
  *      cache of a CPU device, 128 MiB elsewhere). A larger value needs more
  *      workspace, a smaller one more, smaller products; the results are the
- *      same up to rounding. At most 2^31-1; clamped to the batch. */
+ *      same up to rounding. At most 2^31-1; clamped to the batch.
+ *  NDCL_LAYER_STATS_EVERY   conv2d and linear: amortised statistics, opt-in.
+ *      1 (default): every training forward computes the batch's mean and
+ *      whitening matrix D, the original's arithmetic. K > 1: only every
+ *      K-th training forward does (the first after setting the option or
+ *      the counter, and every K-th after it); the K-1 in
+ *      between train on the statistics of the last one that did, as a
+ *      frozen step does on the running statistics: y is the convolution
+ *      with W·D and the folded bias, the running statistics are not
+ *      updated, and the backward's gradient does not pass through D or the
+ *      mean (dW = dW'·Dᵀ, dx through W·D alone). The statistics steps are
+ *      exact training steps. A frozen conv2d layer stays frozen. Costs two
+ *      copies of the statistics (nf² floats per group). At most 2^31-1. */
 typedef enum ndcl_layer_option {
     NDCL_LAYER_BORROW_INPUT = 1,
-    NDCL_LAYER_CONV_CHUNK = 2
+    NDCL_LAYER_CONV_CHUNK = 2,
+    NDCL_LAYER_STATS_EVERY = 4
 } ndcl_layer_option;
 
 /* Sets or reads an option. An unknown option, an option the layer's kind

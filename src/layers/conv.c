@@ -47,10 +47,16 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
 static ndcl_status eval_fold(ndcl_layer *l);
 
-/* A training step uses the batch's statistics unless the layer is frozen. */
+/* A training step uses the batch's statistics unless the layer is frozen
+ * or reuses an earlier step's (NDCL_LAYER_STATS_EVERY). */
+static bool frozen_now(const ndcl_layer *l)
+{
+    return l->conv.freeze && l->counter > l->conv.freeze_iter;
+}
+
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
 {
-    return mode == NDCL_TRAIN && !(l->conv.freeze && l->counter > l->conv.freeze_iter);
+    return mode == NDCL_TRAIN && !frozen_now(l) && !ndcl_layer_reuses_stats(l, mode);
 }
 
 /* The patch matrix's columns: nf, or C*kh*kw for a grouped convolution. */
@@ -304,7 +310,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     const ndcl_conv2d_desc *d = &l->conv;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
     bool train = mode == NDCL_TRAIN;
-    bool frozen = d->freeze && l->counter > d->freeze_iter;
+    bool frozen = frozen_now(l);
+    bool reuse = train && !frozen && ndcl_layer_reuses_stats(l, mode);
     bool group = ndcl_sync_forward_active(l, mode);
     ndcl_conv_geom cg;
     ndcl_conv_plan plan;
@@ -315,7 +322,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
 
-    if (train && !frozen) {
+    if (train && !frozen && !reuse) {
         /* First: the batch statistics replace the fold's in l->mean and
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
@@ -343,12 +350,23 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         ndcl_update u[2] = {{l->mean.mem, rm->mem, rm->count, false, 0},
                             {l->deconv.mem, rd->mem, rd->count, false, 0}};
         NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
+        NDCL_TRY(ndcl_layer_hold_stats(l));
+    } else if (reuse) {
+        /* The held statistics in l->mean and l->deconv, where the fold's
+         * adjoint reads them; the evaluation fold is folded anew after. */
+        l->fold_valid = false;
+        NDCL_TRY(ndcl_layer_use_held_stats(l));
+        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
+                                   (*y)->mem, l->col.mem, l->tmp.mem));
     } else {
         NDCL_TRY(eval_fold(l));
         NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
                                    (*y)->mem, l->col.mem, l->tmp.mem));
     }
     if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);
-    ndcl_layer_save_record(l, mode, train && !frozen, frozen && train, x, *y);
+    if (!frozen) ndcl_layer_stats_step_done(l, mode);
+    ndcl_layer_save_record(l, mode, train && !frozen && !reuse, (frozen || reuse) && train,
+                           x, *y);
     return NDCL_SUCCESS;
 }

@@ -14,6 +14,7 @@ ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_
     l->ctx = ctx;
     l->ops = ops;
     l->groups = 1;
+    l->stats_every = 1;
     cl_int err;
     cl_int zero = 0;
     l->bad = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
@@ -34,8 +35,9 @@ void ndcl_layer_destroy(ndcl_layer *l)
         if (l->params[i].mem) clReleaseMemObject(l->params[i].mem);
         ndcl_param_cell_release(l->params[i].cell);
     }
-    ndcl_scratch *s[] = {&l->w_fold, &l->b_fold, &l->mean, &l->cov,      &l->deconv,
-                         &l->X,      &l->col,    &l->tmp,  &l->ns_saved, &l->extra};
+    ndcl_scratch *s[] = {&l->w_fold,   &l->b_fold, &l->mean,      &l->cov,
+                         &l->deconv,   &l->X,      &l->col,       &l->tmp,
+                         &l->ns_saved, &l->extra,  &l->held_mean, &l->held_deconv};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         ndcl_scratch_release(s[i]);
     ndcl_layer_release_saved(l);
@@ -260,6 +262,7 @@ ndcl_status ndcl_layer_set_counter(ndcl_layer *l, int64_t value)
     NDCL_CHECK_ARG(l->ctx, value >= 0, "counter=%lld (must be >= 0)", (long long)value);
     l->counter = value;
     l->fold_valid = false; /* the freeze state may change with it */
+    l->stats_phase = 0;
     return NDCL_SUCCESS;
 }
 
@@ -280,6 +283,20 @@ ndcl_status ndcl_layer_set_option(ndcl_layer *l, ndcl_layer_option option, int64
                        "NDCL_LAYER_CONV_CHUNK=%lld (must be 0..2^31-1)", (long long)value);
         l->conv_chunk = (size_t)value;
         return NDCL_SUCCESS;
+    case NDCL_LAYER_STATS_EVERY:
+        NDCL_CHECK_ARG(
+            l->ctx, l->ops->kind == NDCL_LAYER_CONV2D || l->ops->kind == NDCL_LAYER_LINEAR,
+            "NDCL_LAYER_STATS_EVERY applies to conv2d and linear layers, not %s",
+            l->ops->name);
+        NDCL_CHECK_ARG(l->ctx, value >= 1 && value <= INT32_MAX,
+                       "NDCL_LAYER_STATS_EVERY=%lld (must be 1..2^31-1)", (long long)value);
+        l->stats_every = value;
+        l->stats_phase = 0;
+        if (value == 1) {
+            ndcl_scratch_release(&l->held_mean);
+            ndcl_scratch_release(&l->held_deconv);
+        }
+        return NDCL_SUCCESS;
     }
     return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
                      (int)option);
@@ -298,6 +315,7 @@ ndcl_status ndcl_layer_get_option(const ndcl_layer *l, ndcl_layer_option option,
                        l->ops->name);
         *value = (int64_t)l->conv_chunk;
         return NDCL_SUCCESS;
+    case NDCL_LAYER_STATS_EVERY: *value = l->stats_every; return NDCL_SUCCESS;
     }
     return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
                      (int)option);
@@ -307,9 +325,10 @@ ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *l, size_t *bytes)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     NDCL_CHECK_ARG(l->ctx, bytes != NULL, "bytes is NULL");
-    const ndcl_scratch *s[] = {&l->w_fold,   &l->b_fold, &l->mean,  &l->cov,
-                               &l->deconv,   &l->X,      &l->col,   &l->tmp,
-                               &l->ns_saved, &l->extra,  &l->xsave, &l->wsave};
+    const ndcl_scratch *s[] = {&l->w_fold,    &l->b_fold,     &l->mean,  &l->cov,
+                               &l->deconv,    &l->X,          &l->col,   &l->tmp,
+                               &l->ns_saved,  &l->extra,      &l->xsave, &l->wsave,
+                               &l->held_mean, &l->held_deconv};
     size_t floats = 0;
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         floats += s[i]->mem ? s[i]->cap : 0;
@@ -397,6 +416,44 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     }
     *y = out;
     return NDCL_SUCCESS;
+}
+
+bool ndcl_layer_reuses_stats(const ndcl_layer *l, ndcl_mode mode)
+{
+    return mode == NDCL_TRAIN && l->stats_every > 1 && l->stats_phase > 0;
+}
+
+/* The statistics' sizes: those of the running buffers they update. */
+static void stat_counts(const ndcl_layer *l, size_t *mean, size_t *deconv)
+{
+    *mean = ndcl_layer_param(l, "running_mean")->count;
+    *deconv = ndcl_layer_param(l, "running_deconv")->count;
+}
+
+ndcl_status ndcl_layer_hold_stats(ndcl_layer *l)
+{
+    if (l->stats_every <= 1) return NDCL_SUCCESS;
+    size_t nm, nd;
+    stat_counts(l, &nm, &nd);
+    NDCL_TRY(ndcl_scratch_ensure(l->ctx, &l->held_mean, nm));
+    NDCL_TRY(ndcl_scratch_ensure(l->ctx, &l->held_deconv, nd));
+    NDCL_TRY(ndcl_buffer_copy(l->ctx, l->mean.mem, 0, l->held_mean.mem, 0, nm));
+    return ndcl_buffer_copy(l->ctx, l->deconv.mem, 0, l->held_deconv.mem, 0, nd);
+}
+
+ndcl_status ndcl_layer_use_held_stats(ndcl_layer *l)
+{
+    size_t nm, nd;
+    stat_counts(l, &nm, &nd);
+    NDCL_TRY(ndcl_scratch_ensure(l->ctx, &l->mean, nm));
+    NDCL_TRY(ndcl_scratch_ensure(l->ctx, &l->deconv, nd));
+    NDCL_TRY(ndcl_buffer_copy(l->ctx, l->held_mean.mem, 0, l->mean.mem, 0, nm));
+    return ndcl_buffer_copy(l->ctx, l->held_deconv.mem, 0, l->deconv.mem, 0, nd);
+}
+
+void ndcl_layer_stats_step_done(ndcl_layer *l, ndcl_mode mode)
+{
+    if (mode == NDCL_TRAIN) l->stats_phase = (l->stats_phase + 1) % l->stats_every;
 }
 
 void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,

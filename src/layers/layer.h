@@ -103,6 +103,12 @@ struct ndcl_layer {
     /* Options (ndcl_layer_set_option). */
     bool borrow_input;
     size_t conv_chunk; /* images per chunk of the convolution; 0: automatic */
+    /* Amortised statistics: the mean and D of every stats_every-th training
+     * forward, held for the ones between, which train on them; stats_phase
+     * counts the training forwards since the last that computed them (0:
+     * the next one does). */
+    int64_t stats_every, stats_phase;
+    ndcl_scratch held_mean, held_deconv;
 
     /* The group the layer's statistics are synchronised across (sync.h). */
     ndcl_sync sync;
@@ -131,6 +137,21 @@ ndcl_status ndcl_layer_keep_input(ndcl_layer *l, const ndcl_tensor *x);
 
 /* The input ndcl_layer_keep_input kept. */
 cl_mem ndcl_layer_kept_input(const ndcl_layer *l);
+
+/* Whether a forward in mode trains on the held statistics of an earlier
+ * step (NDCL_LAYER_STATS_EVERY) instead of the batch's. */
+bool ndcl_layer_reuses_stats(const ndcl_layer *l, ndcl_mode mode);
+
+/* After a training forward that computed the batch's statistics into mean
+ * and deconv: holds a copy of them when the option asks for it. */
+ndcl_status ndcl_layer_hold_stats(ndcl_layer *l);
+
+/* Before a forward that reuses them: mean and deconv <- the held
+ * statistics (the fold and the backward read them there). */
+ndcl_status ndcl_layer_use_held_stats(ndcl_layer *l);
+
+/* Counts a successful training forward towards the next statistics step. */
+void ndcl_layer_stats_step_done(ndcl_layer *l, ndcl_mode mode);
 
 /* Records a successful forward for the backward pass. */
 void ndcl_layer_save_record(ndcl_layer *l, ndcl_mode mode, bool stats, bool frozen,

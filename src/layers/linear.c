@@ -22,8 +22,7 @@ static ndcl_status eval_fold(ndcl_layer *l);
 
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
 {
-    (void)l;
-    return mode == NDCL_TRAIN;
+    return mode == NDCL_TRAIN && !ndcl_layer_reuses_stats(l, mode);
 }
 
 static void sync_counts(const ndcl_layer *l, size_t *fwd, size_t *bw)
@@ -198,7 +197,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
 
-    if (mode == NDCL_TRAIN) {
+    const bool reuse = ndcl_layer_reuses_stats(l, mode);
+    if (mode == NDCL_TRAIN && !reuse) {
         /* First: the batch statistics replace the fold's in l->mean and
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
@@ -222,10 +222,18 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         ndcl_update u[2] = {{l->mean.mem, rm->mem, B, false, 0},
                             {l->deconv.mem, rd->mem, B * B, false, 0}};
         NDCL_TRY(ndcl_layer_update_running(l, d->momentum, u, 2));
+        NDCL_TRY(ndcl_layer_hold_stats(l));
+    } else if (reuse) {
+        /* The held statistics where the fold's adjoint reads them. */
+        l->fold_valid = false;
+        NDCL_TRY(ndcl_layer_use_held_stats(l));
+        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     } else {
         NDCL_TRY(eval_fold(l));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     }
-    ndcl_layer_save_record(l, mode, mode == NDCL_TRAIN, false, x, *y);
+    ndcl_layer_stats_step_done(l, mode);
+    ndcl_layer_save_record(l, mode, mode == NDCL_TRAIN && !reuse, reuse, x, *y);
     return NDCL_SUCCESS;
 }
