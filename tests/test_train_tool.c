@@ -407,6 +407,87 @@ static void make_data(const char *dir)
     write_idx(p, 0x801, 1, &lte, 10, 10, true);
 }
 
+/* --stats-every 1 is the default arithmetic: the same losses, bit for bit.
+ * --stats-every 4 computes statistics on steps 1, 5, 9: its first step is
+ * the default's, the later ones train otherwise, and it learns. */
+START_TEST(stats_every)
+{
+    const char *args = "--limit 640 --batch 64 --test-limit 200 -q";
+    cJSON *a = run_json("se-default.json", "%s", args);
+    cJSON *b = run_json("se-1.json", "%s --stats-every 1", args);
+    cJSON *c = run_json("se-4.json", "%s --stats-every 4", args);
+    double la[10], lb[10], lc[10];
+    losses_of(a, la, 10);
+    losses_of(b, lb, 10);
+    losses_of(c, lc, 10);
+    same_losses(la, lb, 10);
+    ck_assert_msg(lc[0] == la[0], "--stats-every 4: first step %.9g, default %.9g", lc[0],
+                  la[0]);
+    ck_assert_msg(memcmp(la + 1, lc + 1, 9 * sizeof *la) != 0,
+                  "--stats-every 4 trains exactly as every step does");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c, "settings");
+    ck_assert_int_eq((int)num(s, "stats_every"), 4);
+    const cJSON *ep = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "epochs"), 0);
+    ck_assert_msg(num(ep, "test_acc") > 0.3, "--stats-every 4: test accuracy %.4f",
+                  num(ep, "test_acc"));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    cJSON_Delete(c);
+}
+END_TEST
+
+/* --eval-every and --target-acc: an evaluation every N steps and after
+ * every epoch, in order, with the training time (evaluation excluded)
+ * growing; the target is the first evaluation that reached it, named on
+ * stdout; one that no evaluation reached is null. */
+START_TEST(target_accuracy)
+{
+    const char *args = "--limit 640 --batch 64 --test-limit 200 --epochs 2 --eval-every 4";
+    cJSON *j = run_json("target.json", "%s --target-acc 0.5", args);
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "evals");
+    /* Steps 4, 8, 10 (end of epoch 1), 12, 16, 20 (end of epoch 2). */
+    const int want[] = {4, 8, 10, 12, 16, 20};
+    ck_assert_int_eq(cJSON_GetArraySize(ev), 6);
+    double last = 0;
+    int first = -1;
+    for (int i = 0; i < 6; i++) {
+        const cJSON *e = cJSON_GetArrayItem(ev, i);
+        ck_assert_int_eq((int)num(e, "step"), want[i]);
+        ck_assert_msg(fabs(num(e, "epoch") - want[i] / 10.0) < 1e-9, "eval %d: epoch %g", i,
+                      num(e, "epoch"));
+        ck_assert_msg(num(e, "seconds") > last, "eval %d: seconds %g after %g", i,
+                      num(e, "seconds"), last);
+        last = num(e, "seconds");
+        if (first < 0 && num(e, "test_acc") >= 0.5) first = i;
+    }
+    /* The epochs' evaluations are the epochs' records. */
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "epochs");
+    for (int e = 0; e < 2; e++) {
+        const cJSON *x = cJSON_GetArrayItem(eps, e), *y = cJSON_GetArrayItem(ev, 2 + 3 * e);
+        ck_assert(num(x, "test_acc") == num(y, "test_acc"));
+    }
+    ck_assert_msg(first >= 0, "no evaluation reached 0.5: the run did not learn");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "target");
+    const cJSON *hit = cJSON_GetArrayItem(ev, first);
+    ck_assert(num(t, "test_acc") == 0.5);
+    ck_assert(num(t, "seconds") == num(hit, "seconds"));
+    ck_assert_int_eq((int)num(t, "step"), (int)num(hit, "step"));
+    ck_assert(num(t, "reached_acc") == num(hit, "test_acc"));
+    cJSON_Delete(j);
+
+    char json[512];
+    tmp_path(json, sizeof json, "target-none.json");
+    run_result r = train("--data '%s' --json '%s' %s --target-acc 1", data_dir, json, args);
+    ck_assert_msg(r.status == 0, "exit %d\n%s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "target test accuracy 1.0000 not reached"), "%s", r.out);
+    run_free(&r);
+    j = read_json(json);
+    t = cJSON_GetObjectItemCaseSensitive(j, "target");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(t, "seconds")));
+    cJSON_Delete(j);
+}
+END_TEST
+
 /* Exit status 2 with every one of the words in the message. */
 static void expect_usage(const char *args, const char *w1, const char *w2)
 {
@@ -523,6 +604,13 @@ START_TEST(bad_flags_exit_2)
     expect_usage("--seed -1", "--seed", NULL);
     expect_usage("--limit 0", "--limit", NULL);
     expect_usage("--test-limit x", "--test-limit", NULL);
+    expect_usage("--stats-every 0", "--stats-every", NULL);
+    expect_usage("--stats-every -2", "--stats-every", NULL);
+    expect_usage("--net plain --stats-every 2", "--stats-every", "--net nd");
+    expect_usage("--target-acc 0", "--target-acc", NULL);
+    expect_usage("--target-acc 1.5", "--target-acc", NULL);
+    expect_usage("--target-acc nan", "--target-acc", NULL);
+    expect_usage("--eval-every 0", "--eval-every", NULL);
     expect_usage("--bogus", "--bogus", NULL);
     expect_usage("extra", "extra", NULL);
     expect_usage("--json /nonexistent-dir/r.json", "--json", "/nonexistent-dir");
@@ -584,6 +672,8 @@ int main(void)
     ADD(plot_draws_a_png);
     ADD(bad_data_files_exit_2);
     ADD(bad_flags_exit_2);
+    ADD(stats_every);
+    ADD(target_accuracy);
     ADD(diverging_run_exits_1_naming_the_step);
     SRunner *sr = srunner_create(s);
     if (!getenv("CK_FORK")) srunner_set_fork_status(sr, CK_NOFORK);

@@ -37,7 +37,8 @@ static void usage(FILE *f)
         "Usage: %s [--net nd|plain] [--epochs E] [--batch B] [--lr LR] [--seed S]\n"
         "       [--data DIR] [--limit N] [--test-limit N] [--device SPEC]\n"
         "       [--json FILE] [--save DIR] [--plot FILE.png] [--profile] [--quiet]\n"
-        "       [--augment] [--sync]\n"
+        "       [--augment] [--sync] [--stats-every K] [--target-acc A]\n"
+        "       [--eval-every N]\n"
         "       %s --help | --version\n"
         "\n"
         "Trains a small CNN on Fashion-MNIST on one OpenCL device and reports its\n"
@@ -108,6 +109,18 @@ static void usage(FILE *f)
         "                      Rank 0 prints and writes the outputs. A failure on\n"
         "                      one rank during training aborts the job (builds\n"
         "                      with Open MPI only)\n"
+        "  --stats-every K     amortised statistics (--net nd; opt-in): the layers\n"
+        "                      compute the batch's mean and whitening matrix on\n"
+        "                      every K-th step only and train on those between\n"
+        "                      (NDCL_LAYER_STATS_EVERY: no gradient through them\n"
+        "                      on the steps between); default 1, every step, the\n"
+        "                      original's arithmetic\n"
+        "  --target-acc A      report when the test accuracy first reached A (in\n"
+        "                      (0, 1]): the training time until then (evaluation\n"
+        "                      excluded), the step and the epoch; in --json as\n"
+        "                      \"target\"\n"
+        "  --eval-every N      evaluate on the test images every N steps as well as\n"
+        "                      after every epoch (in --json as \"evals\")\n"
         "  -q, --quiet         no progress output\n"
         "  -h, --help          this text\n"
         "  -V, --version       the ndcl version\n"
@@ -152,8 +165,8 @@ static double now(void)
 typedef struct options {
     const char *data, *device, *json, *save, *plot;
     bool nd, profile, quiet, sync, augment;
-    long epochs, batch, limit, test_limit;
-    double lr, momentum, weight_decay;
+    long epochs, batch, limit, test_limit, stats_every, eval_every;
+    double lr, momentum, weight_decay, target_acc;
     unsigned long seed;
 } options;
 
@@ -180,11 +193,12 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
 /* The options that take a value; each has a long name, some a short one. */
 static const struct {
     const char *s, *l;
-} valued[] = {{NULL, "--net"},        {"-e", "--epochs"},   {"-b", "--batch"},
-              {NULL, "--lr"},         {NULL, "--momentum"}, {NULL, "--weight-decay"},
-              {NULL, "--seed"},       {NULL, "--data"},     {NULL, "--limit"},
-              {NULL, "--test-limit"}, {"-d", "--device"},   {NULL, "--json"},
-              {NULL, "--save"},       {NULL, "--plot"}};
+} valued[] = {{NULL, "--net"},        {"-e", "--epochs"},    {"-b", "--batch"},
+              {NULL, "--lr"},         {NULL, "--momentum"},  {NULL, "--weight-decay"},
+              {NULL, "--seed"},       {NULL, "--data"},      {NULL, "--limit"},
+              {NULL, "--test-limit"}, {"-d", "--device"},    {NULL, "--json"},
+              {NULL, "--save"},       {NULL, "--plot"},      {NULL, "--stats-every"},
+              {NULL, "--target-acc"}, {NULL, "--eval-every"}};
 
 /* The long name of argv[*i] if it is a valued option, with *v its value
  * ("--opt VALUE", "--opt=VALUE" or "-o VALUE"); NULL otherwise. *v is NULL
@@ -215,7 +229,8 @@ static int parse(int argc, char **argv, options *o, bool *done)
                    .lr = 0.05,
                    .momentum = 0.9,
                    .weight_decay = 1e-4,
-                   .seed = 1};
+                   .seed = 1,
+                   .stats_every = 1};
     *done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL, *flag;
@@ -272,6 +287,15 @@ static int parse(int argc, char **argv, options *o, bool *done)
         } else if (!strcmp(flag, "--test-limit")) {
             ok = parse_long(v, 1, LONG_MAX, &o->test_limit);
             if (!ok) msg("--test-limit: \"%s\" (must be an integer >= 1)", v);
+        } else if (!strcmp(flag, "--stats-every")) {
+            ok = parse_long(v, 1, INT32_MAX, &o->stats_every);
+            if (!ok) msg("--stats-every: \"%s\" (must be an integer 1..2147483647)", v);
+        } else if (!strcmp(flag, "--target-acc")) {
+            ok = parse_double(v, 0, 1, &o->target_acc) && o->target_acc > 0;
+            if (!ok) msg("--target-acc: \"%s\" (must be a number in (0, 1])", v);
+        } else if (!strcmp(flag, "--eval-every")) {
+            ok = parse_long(v, 1, LONG_MAX, &o->eval_every);
+            if (!ok) msg("--eval-every: \"%s\" (must be an integer >= 1)", v);
         } else if (!strcmp(flag, "--data")) {
             o->data = v;
         } else if (!strcmp(flag, "--device")) {
@@ -284,6 +308,12 @@ static int parse(int argc, char **argv, options *o, bool *done)
             o->plot = v;
         }
         if (!ok) return EXIT_USAGE;
+    }
+    if (o->stats_every > 1 && !o->nd) {
+        msg("--stats-every %ld: the plain network has no statistics (it applies to --net "
+            "nd)",
+            o->stats_every);
+        return EXIT_USAGE;
     }
     return EXIT_OK;
 }
@@ -408,6 +438,33 @@ typedef struct epoch_rec {
     float *losses;
 } epoch_rec;
 
+/* One evaluation on the test images: after `step` training steps
+ * (counted over the run), `seconds` of training (evaluations excluded). */
+typedef struct eval_rec {
+    int step;
+    double epoch, seconds, test_acc;
+} eval_rec;
+
+typedef struct eval_log {
+    eval_rec *v;
+    int n, cap;
+    int reached; /* index of the first at or above --target-acc, or -1 */
+} eval_log;
+
+static int eval_log_add(eval_log *log, eval_rec r, double target)
+{
+    if (log->n == log->cap) {
+        int cap = log->cap ? 2 * log->cap : 16;
+        eval_rec *v = realloc(log->v, (size_t)cap * sizeof *v);
+        if (!v) return tr_fail(TR_DEVICE, "out of memory");
+        log->v = v;
+        log->cap = cap;
+    }
+    if (log->reached < 0 && target > 0 && r.test_acc >= target) log->reached = log->n;
+    log->v[log->n++] = r;
+    return TR_OK;
+}
+
 typedef struct progress {
     bool tty, quiet;
     int epochs, steps, batch;
@@ -457,8 +514,8 @@ static void show_progress(progress *p, int epoch, int done, double epoch_seconds
 /* ------------------------------------------------------------ outputs */
 
 static int write_json(const options *o, const ndcl_device_info *dev, int ntrain, int ntest,
-                      int steps, const epoch_rec *ep, int nep, double first_step,
-                      const train_net *net, const char *path)
+                      int steps, const epoch_rec *ep, int nep, const eval_log *evals,
+                      double first_step, const train_net *net, const char *path)
 {
     cJSON *root = cJSON_CreateObject(), *s = cJSON_AddObjectToObject(root, "settings");
     cJSON_AddStringToObject(root, "tool", prog);
@@ -476,6 +533,8 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
     cJSON_AddNumberToObject(s, "steps_per_epoch", steps);
     cJSON_AddNumberToObject(s, "ranks", ranks.size);
     cJSON_AddBoolToObject(s, "augment", o->augment);
+    cJSON_AddNumberToObject(s, "stats_every", (double)o->stats_every);
+    cJSON_AddNumberToObject(s, "eval_every", (double)o->eval_every);
     cJSON *d = cJSON_AddObjectToObject(root, "device");
     cJSON_AddStringToObject(d, "name", dev->name);
     cJSON_AddStringToObject(d, "platform", dev->platform_name);
@@ -494,6 +553,28 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
         for (int i = 0; i < steps; i++)
             cJSON_AddItemToArray(l, cJSON_CreateNumber(ep[e].losses[i]));
         cJSON_AddItemToArray(arr, x);
+    }
+    cJSON *ev = cJSON_AddArrayToObject(root, "evals");
+    for (int i = 0; i < evals->n; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "step", evals->v[i].step);
+        cJSON_AddNumberToObject(x, "epoch", evals->v[i].epoch);
+        cJSON_AddNumberToObject(x, "seconds", evals->v[i].seconds);
+        cJSON_AddNumberToObject(x, "test_acc", evals->v[i].test_acc);
+        cJSON_AddItemToArray(ev, x);
+    }
+    if (o->target_acc > 0) {
+        cJSON *t = cJSON_AddObjectToObject(root, "target");
+        cJSON_AddNumberToObject(t, "test_acc", o->target_acc);
+        if (evals->reached >= 0) {
+            const eval_rec *r = &evals->v[evals->reached];
+            cJSON_AddNumberToObject(t, "seconds", r->seconds);
+            cJSON_AddNumberToObject(t, "step", r->step);
+            cJSON_AddNumberToObject(t, "epoch", r->epoch);
+            cJSON_AddNumberToObject(t, "reached_acc", r->test_acc);
+        } else {
+            cJSON_AddNullToObject(t, "seconds");
+        }
     }
     cJSON_AddNumberToObject(root, "first_step_seconds", first_step);
     if (net->profile) {
@@ -605,6 +686,25 @@ static int fail(int rc)
     return rc;
 }
 
+static double best_acc(const eval_log *log)
+{
+    double best = 0;
+    for (int i = 0; i < log->n; i++)
+        if (log->v[i].test_acc > best) best = log->v[i].test_acc;
+    return best;
+}
+
+/* The test accuracy now, every rank's slice counted. */
+static int test_accuracy(train_net *net, dev_data *dte, int ntest, double *acc)
+{
+    long correct = 0;
+    int rc = net_evaluate(net, dte->count, dte->images, dte->labels, dte->index, &correct);
+    double all_correct = (double)correct;
+    if (!rc) rc = net_allreduce(net, &all_correct, 1);
+    if (!rc) *acc = all_correct / ntest;
+    return rc;
+}
+
 static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx)
 {
     int ntrain = (int)trs->count, ntest = (int)tes->count;
@@ -620,7 +720,9 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
                       .weight_decay = (float)o->weight_decay,
                       .augment = o->augment,
                       .augment_shift = AUGMENT_SHIFT,
-                      .augment_salt = (uint32_t)o->seed * 0x9e3779b9U ^ 0x85ebca6bU};
+                      .augment_salt = (uint32_t)o->seed * 0x9e3779b9U ^ 0x85ebca6bU,
+                      .stats_every = (int)o->stats_every};
+    eval_log evals = {.reached = -1};
     train_net *net = NULL;
     dev_data dtr = {0}, dte = {0};
     epoch_rec *ep = calloc((size_t)o->epochs, sizeof *ep);
@@ -677,6 +779,18 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
             ep[e].losses[s] = loss;
             loss_sum += loss;
             show_progress(&pg, e + 1, s + 1, now() - t0, loss_sum);
+            /* Between the epochs' own evaluations, on --eval-every; the
+             * epoch's clock stops meanwhile (the step's loss was read, so
+             * the queue holds no training work). */
+            if (o->eval_every && (step + 1) % o->eval_every == 0 && s + 1 < steps) {
+                double te = now(), acc = 0;
+                eval_rec r = {step + 1, e + (double)(s + 1) / steps,
+                              pg.train_seconds + (te - t0), 0};
+                rc = test_accuracy(net, &dte, ntest, &acc);
+                r.test_acc = acc;
+                if (!rc) rc = eval_log_add(&evals, r, o->target_acc);
+                t0 += now() - te;
+            }
         }
         if (rc) break;
         ep[e].seconds = now() - t0;
@@ -699,12 +813,13 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
             rc = tr_fail_ndcl(ctx, s, "after the epoch's steps");
             break;
         }
-        long correct = 0;
-        rc = net_evaluate(net, test_count, dte.images, dte.labels, dte.index, &correct);
-        double all_correct = (double)correct;
-        if (!rc) rc = net_allreduce(net, &all_correct, 1);
+        rc = test_accuracy(net, &dte, ntest, &ep[e].test_acc);
+        if (!rc)
+            rc = eval_log_add(
+                &evals,
+                (eval_rec){(e + 1) * steps, e + 1.0, pg.train_seconds, ep[e].test_acc},
+                o->target_acc);
         if (rc) break;
-        ep[e].test_acc = all_correct / ntest;
         nep = e + 1;
         if (lead)
             printf(
@@ -719,11 +834,21 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
         printf("test accuracy %.4f  (--net %s, %ld epoch%s, %.1f s of training)\n",
                ep[nep - 1].test_acc, o->nd ? "nd" : "plain", o->epochs,
                o->epochs > 1 ? "s" : "", all);
+        if (o->target_acc > 0 && evals.reached >= 0) {
+            const eval_rec *r = &evals.v[evals.reached];
+            printf("target test accuracy %.4f reached at step %d (epoch %.2f) after %.1f s "
+                   "of training (test accuracy %.4f)\n",
+                   o->target_acc, r->step, r->epoch, r->seconds, r->test_acc);
+        } else if (o->target_acc > 0) {
+            printf("target test accuracy %.4f not reached (best %.4f)\n", o->target_acc,
+                   best_acc(&evals));
+        }
         if (o->profile) print_profile(net, steps * nep);
     }
     if (!rc && lead && o->save) rc = net_save(net, o->save);
     if (!rc && lead && o->json)
-        rc = write_json(o, &dev, ntrain, ntest, steps, ep, nep, first_step, net, o->json);
+        rc = write_json(o, &dev, ntrain, ntest, steps, ep, nep, &evals, first_step, net,
+                        o->json);
     if (!rc && lead && o->plot) rc = plot(o, ep, nep, steps, o->plot);
     if (rc) {
         fail(rc);
@@ -733,6 +858,7 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
     for (int e = 0; ep && e < o->epochs; e++)
         free(ep[e].losses);
     free(ep);
+    free(evals.v);
     free(perm);
     dev_data_release(&dtr);
     dev_data_release(&dte);

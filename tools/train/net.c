@@ -125,6 +125,11 @@ int net_create(ndcl_context *ctx, const net_config *cfg, train_net **out)
     if (!rc) rc = nd(net, ndcl_conv2d_create(ctx, &d1, &net->layer[0]), "conv1");
     if (!rc) rc = nd(net, ndcl_conv2d_create(ctx, &d2, &net->layer[1]), "conv2");
     if (!rc) rc = nd(net, ndcl_linear_create(ctx, &d3, &net->layer[2]), "linear");
+    for (int i = 0; !rc && cfg->stats_every > 1 && i < NET_LAYERS; i++)
+        rc = nd(
+            net,
+            ndcl_layer_set_option(net->layer[i], NDCL_LAYER_STATS_EVERY, cfg->stats_every),
+            "NDCL_LAYER_STATS_EVERY");
     net->group = (ndcl_group){.size = 1, .rank = 0};
     if (cfg->group) {
         net->group = *cfg->group;

@@ -36,6 +36,8 @@ typedef struct net_config {
     bool augment;
     int augment_shift;
     uint32_t augment_salt;
+    /* NDCL_LAYER_STATS_EVERY of the three layers (1: every step). */
+    int stats_every;
 } net_config;
 
 /* Operations timed apart by the profile (net_profile). */
