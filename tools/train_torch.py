@@ -21,7 +21,10 @@ step of the run (CosineAnnealingLR, T_max = steps, stepped per batch),
 inputs scaled to [0, 1], PyTorch's default initialisation, each epoch a
 fresh permutation from a seeded generator, the last partial batch dropped.
 An epoch's `seconds` is the wall time of its training steps (batch gather,
-forward, backward, update), evaluation excluded.
+forward, backward, update), evaluation excluded. --eval-every N evaluates
+every N steps as well, and --target-acc A records the training time at
+which the test accuracy first reached A, as ndcl-train does (the JSON's
+"evals" and "target" of each run).
 """
 
 import argparse
@@ -133,11 +136,18 @@ def train(args, net):
                  % (args.batch, n))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps_per_epoch * args.epochs)
     gen = torch.Generator().manual_seed(args.seed)
-    epochs = []
+    epochs, evals, trained = [], [], 0.0
+
+    def evaluation(step, seconds):
+        acc = accuracy(model, xte, yte)
+        evals.append({"step": step, "epoch": step / steps_per_epoch, "seconds": seconds,
+                      "test_acc": acc})
+        return acc
+
     for epoch in range(1, args.epochs + 1):
-        model.train()
         perm = torch.randperm(n, generator=gen)
         total, losses, t0 = 0.0, [], time.perf_counter()
+        model.train()
         for s in range(steps_per_epoch):
             idx = perm[s * args.batch:(s + 1) * args.batch]
             loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
@@ -147,14 +157,33 @@ def train(args, net):
             sched.step()
             losses.append(loss.item())
             total += losses[-1]
+            step = (epoch - 1) * steps_per_epoch + s + 1
+            if args.eval_every and step % args.eval_every == 0 and s + 1 < steps_per_epoch:
+                te = time.perf_counter()
+                evaluation(step, trained + te - t0)
+                model.train()
+                t0 += time.perf_counter() - te
         seconds = time.perf_counter() - t0
-        acc = accuracy(model, xte, yte)
+        trained += seconds
+        acc = evaluation(epoch * steps_per_epoch, trained)
         epochs.append({"epoch": epoch, "train_loss": total / steps_per_epoch,
                        "test_acc": acc, "seconds": seconds, "losses": losses})
         print("%-5s epoch %d/%d: train_loss %.4f  test_acc %.4f  %.1f s (%.1f ms/step)"
               % (net, epoch, args.epochs, total / steps_per_epoch, acc, seconds,
                  1000 * seconds / steps_per_epoch), flush=True)
-    return epochs
+    target = None
+    if args.target_acc:
+        hit = next((e for e in evals if e["test_acc"] >= args.target_acc), None)
+        target = {"test_acc": args.target_acc, "seconds": hit and hit["seconds"]}
+        if hit:
+            target.update(step=hit["step"], epoch=hit["epoch"], reached_acc=hit["test_acc"])
+            print("%-5s target test accuracy %.4f reached at step %d (epoch %.2f) after "
+                  "%.1f s of training" % (net, args.target_acc, hit["step"], hit["epoch"],
+                                          hit["seconds"]), flush=True)
+        else:
+            print("%-5s target test accuracy %.4f not reached" % (net, args.target_acc),
+                  flush=True)
+    return epochs, evals, target
 
 
 def evaluate(args):
@@ -183,10 +212,18 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="the first N training images")
     p.add_argument("--test-limit", type=int, default=0, help="the first N test images")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="evaluate every N steps as well as after every epoch")
+    p.add_argument("--target-acc", type=float, default=0, metavar="A",
+                   help="record when the test accuracy first reached A (0 < A <= 1)")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--evaluate", metavar="MODEL.safetensors",
                    help="only evaluate a folded model (ndcl-train --save) in the plain net")
     args = p.parse_args()
+    if args.eval_every < 0:
+        p.error("--eval-every must be >= 1")
+    if not 0 <= args.target_acc <= 1:
+        p.error("--target-acc must be in (0, 1]")
     torch.set_num_threads(args.threads)
     if args.evaluate:
         evaluate(args)
@@ -202,7 +239,8 @@ def main():
            "weight_decay": args.weight_decay, "seed": args.seed, "limit": args.limit,
            "runs": []}
     for net in args.net or ["plain", "bn", "nd"]:
-        out["runs"].append({"net": net, "epochs": train(args, net)})
+        epochs, evals, target = train(args, net)
+        out["runs"].append({"net": net, "epochs": epochs, "evals": evals, "target": target})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
