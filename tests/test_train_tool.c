@@ -488,6 +488,29 @@ START_TEST(target_accuracy)
 }
 END_TEST
 
+/* --profile: every operation's time in the record, and GB/s for the
+ * tool's own memory-bound kernels (the batch gather, ReLU + pooling and
+ * their backward, the loss, SGD) and for nothing else. */
+START_TEST(profile_reports_bandwidth)
+{
+    cJSON *j =
+        run_json("profile.json", "--limit 256 --batch 64 --test-limit 100 -q --profile");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    ck_assert_ptr_nonnull(p);
+    const cJSON *sec = cJSON_GetObjectItemCaseSensitive(p, "seconds"),
+                *gbs = cJSON_GetObjectItemCaseSensitive(p, "gbs");
+    ck_assert_int_eq(cJSON_GetArraySize(sec), 15);
+    static const char *const bound[] = {
+        "gather batch",    "relu+pool1",      "relu+pool2",     "softmax xent",
+        "relu+pool2 back", "relu+pool1 back", "sgd (6 tensors)"};
+    ck_assert_int_eq(cJSON_GetArraySize(gbs), 7);
+    for (size_t i = 0; i < 7; i++)
+        ck_assert_msg(num(gbs, bound[i]) > 0, "no GB/s for %s", bound[i]);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(gbs, "conv2 forward"));
+    cJSON_Delete(j);
+}
+END_TEST
+
 /* Exit status 2 with every one of the words in the message. */
 static void expect_usage(const char *args, const char *w1, const char *w2)
 {
@@ -674,6 +697,7 @@ int main(void)
     ADD(bad_flags_exit_2);
     ADD(stats_every);
     ADD(target_accuracy);
+    ADD(profile_reports_bandwidth);
     ADD(diverging_run_exits_1_naming_the_step);
     SRunner *sr = srunner_create(s);
     if (!getenv("CK_FORK")) srunner_set_fork_status(sr, CK_NOFORK);

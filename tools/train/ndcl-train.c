@@ -513,6 +513,13 @@ static void show_progress(progress *p, int epoch, int done, double epoch_seconds
 
 /* ------------------------------------------------------------ outputs */
 
+/* GB/s of a memory-bound operation over the run, 0 for the others. */
+static double op_gbs(const train_net *net, int op, int steps, int local)
+{
+    double bytes = net_op_bytes((net_op)op, local) * steps, t = net->op_seconds[op];
+    return bytes > 0 && t > 0 ? bytes / t / 1e9 : 0;
+}
+
 static int write_json(const options *o, const ndcl_device_info *dev, int ntrain, int ntest,
                       int steps, const epoch_rec *ep, int nep, const eval_log *evals,
                       double first_step, const train_net *net, const char *path)
@@ -583,6 +590,11 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
         cJSON *ops = cJSON_AddObjectToObject(p, "seconds");
         for (int i = 0; i < OP_COUNT; i++)
             cJSON_AddNumberToObject(ops, net_op_names[i], net->op_seconds[i]);
+        cJSON *gbs = cJSON_AddObjectToObject(p, "gbs");
+        for (int i = 0; i < OP_COUNT; i++) {
+            double g = op_gbs(net, i, steps * nep, (int)o->batch / ranks.size);
+            if (g > 0) cJSON_AddNumberToObject(gbs, net_op_names[i], g);
+        }
     }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -664,17 +676,25 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
     return TR_OK;
 }
 
-static void print_profile(const train_net *net, int steps)
+static void print_profile(const train_net *net, int steps, int local)
 {
     double total = 0;
     for (int i = 0; i < OP_COUNT; i++)
         total += net->op_seconds[i];
-    fprintf(stderr, "profile over %d steps (each operation waited for):\n", steps);
-    fprintf(stderr, "  %-18s %10s %10s %7s\n", "operation", "total s", "ms/step", "share");
-    for (int i = 0; i < OP_COUNT; i++)
-        fprintf(stderr, "  %-18s %10.3f %10.2f %6.1f%%\n", net_op_names[i],
+    fprintf(stderr,
+            "profile over %d steps (each operation waited for; GB/s: bytes the "
+            "tool's own kernels move / time):\n",
+            steps);
+    fprintf(stderr, "  %-18s %10s %10s %7s %8s\n", "operation", "total s", "ms/step",
+            "share", "GB/s");
+    for (int i = 0; i < OP_COUNT; i++) {
+        char gbs[32] = "";
+        double g = op_gbs(net, i, steps, local);
+        if (g > 0) snprintf(gbs, sizeof gbs, "%8.2f", g);
+        fprintf(stderr, "  %-18s %10.3f %10.2f %6.1f%% %8s\n", net_op_names[i],
                 net->op_seconds[i], 1e3 * net->op_seconds[i] / steps,
-                100 * net->op_seconds[i] / (total > 0 ? total : 1));
+                100 * net->op_seconds[i] / (total > 0 ? total : 1), gbs);
+    }
     fprintf(stderr, "  %-18s %10.3f %10.2f\n", "all", total, 1e3 * total / steps);
 }
 
@@ -843,7 +863,7 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
             printf("target test accuracy %.4f not reached (best %.4f)\n", o->target_acc,
                    best_acc(&evals));
         }
-        if (o->profile) print_profile(net, steps * nep);
+        if (o->profile) print_profile(net, steps * nep, (int)o->batch / ranks.size);
     }
     if (!rc && lead && o->save) rc = net_save(net, o->save);
     if (!rc && lead && o->json)

@@ -23,6 +23,31 @@ const int net_layer_index[NET_LAYERS] = {0, 3, 7};
 
 static const int C1 = 32, C2 = 64, FLAT = 64 * 7 * 7;
 
+double net_op_bytes(net_op op, int n)
+{
+    const double f = sizeof(float), N = n, in = NET_PIXELS, p1 = 14 * 14, p2 = 7 * 7;
+    switch (op) {
+    /* uchar pixels, label and index in; float pixels, int label out. */
+    case OP_GATHER: return N * (in * (1 + f) + 1 + 4 + 4 + 4);
+    /* The plane in; the pooled plane and its argmax (one char) out; the
+     * backward the reverse, every input pixel's gradient written. */
+    case OP_POOL1_FWD:
+    case OP_POOL1_BWD: return N * C1 * (in * f + p1 * (f + 1));
+    case OP_POOL2_FWD:
+    case OP_POOL2_BWD: return N * C2 * (p1 * f + p2 * (f + 1));
+    /* Logits and labels in; the per-image loss and dlogits out; the loss
+     * read again for the sum. */
+    case OP_LOSS: return N * (NET_CLASSES * f * 2 + 4 + f * 2);
+    /* Parameter, gradient and momentum in, parameter and momentum out. */
+    case OP_SGD: {
+        const double params =
+            C1 * 9 + C1 + C2 * C1 * 9 + C2 + FLAT * NET_CLASSES + NET_CLASSES;
+        return params * f * 5;
+    }
+    default: return 0;
+    }
+}
+
 static int nd(train_net *net, ndcl_status s, const char *what)
 {
     return s == NDCL_SUCCESS ? TR_OK : tr_fail_ndcl(net->ctx, s, what);

@@ -61,6 +61,12 @@ typedef enum net_op {
 } net_op;
 extern const char *const net_op_names[OP_COUNT];
 
+/* Bytes one training step's operation op moves to and from memory for
+ * this rank's n images (each buffer read or written once), for the tool's
+ * own memory-bound kernels; 0 for the layers and the host work, whose
+ * cost is arithmetic or latency. */
+double net_op_bytes(net_op op, int n);
+
 /* The tensors of one batch size. */
 typedef struct net_acts {
     int n;
