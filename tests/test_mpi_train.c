@@ -137,6 +137,15 @@ START_TEST(nd_augmented_two_ranks)
 }
 END_TEST
 
+/* Amortised statistics and evaluations between the epochs: every rank's
+ * layers take their statistics on the same steps, and every rank joins
+ * the same evaluations. */
+START_TEST(nd_stats_every_two_ranks)
+{
+    compare("nd --stats-every 3 --eval-every 3", 2, 1e-6, 5e-3);
+}
+END_TEST
+
 START_TEST(plain_two_ranks)
 {
     compare("plain", 2, 1e-6, 1e-4);
@@ -175,6 +184,7 @@ int main(void)
     tcase_add_test(tc, nd_two_ranks);
     tcase_add_test(tc, nd_four_ranks);
     tcase_add_test(tc, nd_augmented_two_ranks);
+    tcase_add_test(tc, nd_stats_every_two_ranks);
     tcase_add_test(tc, plain_two_ranks);
     tcase_add_test(tc, batch_does_not_split);
     suite_add_tcase(s, tc);
