@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ndcl.h"
+#include "outputs.h"
 #include "run_sync.h"
 
 /* The backward pass is being written while this tool is: a weak reference
@@ -20,7 +21,11 @@ extern ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
                                        ndcl_tensor **dbias) __attribute__((weak));
 #endif
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum {
+    EXIT_OK = TOOL_EXIT_OK,
+    EXIT_FAILED = TOOL_EXIT_DEVICE,
+    EXIT_USAGE = TOOL_EXIT_USAGE
+};
 
 static const char *prog = "ndcl-run";
 static int msg_rank = -1; /* with --sync, this process's rank in the job */
@@ -83,10 +88,15 @@ static void usage(FILE *f)
         "  -h, --help          this text\n"
         "  -V, --version       the ndcl version\n"
         "\n"
-        "Every file is written through a temporary file renamed over the target,\n"
-        "and only once the whole step has succeeded: a failed run leaves no\n"
-        "partial or stale-looking output. The same path may be given for the\n"
-        "layer and --save-state.\n"
+        "Outputs are all written or none: each is checked before any work (a new\n"
+        "name in a writable directory or an existing regular file with one link;\n"
+        "never a device, FIFO, symlink, hard link or directory, never an input,\n"
+        "never two outputs on one file: exit 2 naming both), written into a\n"
+        "staging directory beside its target once the whole step has succeeded,\n"
+        "and renamed over the targets only when every one is written. A failed or\n"
+        "interrupted run (SIGINT, SIGTERM, SIGHUP) leaves every target as it was\n"
+        "and no temporary behind. The same path may be given for the layer and\n"
+        "--save-state (chained steps).\n"
         "\n"
         "Environment:\n"
         "  NDCL_DEVICE      the default device, as SPEC above (otherwise the first\n"
@@ -97,12 +107,17 @@ static void usage(FILE *f)
         "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
         "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
         "\n"
-        "Exit status: 0 success; 1 a device or numerical failure (no usable\n"
-        "device, an OpenCL error, NaN or Inf in a training step's statistics, a\n"
-        "backward pass this build does not support); 2 bad arguments or files (a\n"
-        "usage error, a file that cannot be read or written, malformed content,\n"
-        "an input or gradient whose shape does not fit the layer). Errors are\n"
-        "reported on stderr, naming the file concerned.\n",
+        "Exit status (the same table in every ndcl tool):\n"
+        "  0  success\n"
+        "  1  a device or numerical failure: no usable OpenCL device, an OpenCL\n"
+        "     error or allocation failure, NaN or Inf in a training step's\n"
+        "     statistics, a backward pass this build does not support, another\n"
+        "     rank's failure of that kind\n"
+        "  2  bad arguments or files: a usage error, a --device SPEC that is\n"
+        "     malformed or matches no device, a file that cannot be read or\n"
+        "     written, malformed content, an input or gradient whose shape does\n"
+        "     not fit the layer, ranks whose settings disagree\n"
+        "Errors are reported on stderr, naming the file, option or rank concerned.\n",
         prog, prog);
 }
 
@@ -354,18 +369,6 @@ static int download(ndcl_context *ctx, const ndcl_tensor *t, host_tensor *h)
     return EXIT_OK;
 }
 
-static int write_npy(const char *path, const host_tensor *h)
-{
-    ndcl_status s = ndcl_npy_write(path, h->data, h->ndim, h->shape);
-    if (s != NDCL_SUCCESS) {
-        file_msg(path, ndcl_context_last_error(NULL));
-        return exit_code(s);
-    }
-    return EXIT_OK;
-}
-
-/* ------------------------------------------------------------ main */
-
 static size_t array_count(const host_array *a)
 {
     size_t n = 1;
@@ -383,14 +386,63 @@ static size_t host_count(const host_tensor *h)
     return n;
 }
 
-/* Writes every file asked for, once the whole step has succeeded. */
-static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *layer,
-                     bool has_dw, bool has_db, const host_tensor *hy,
-                     const host_tensor *hdx, const host_tensor *hdw, const host_tensor *hdb)
+/* The outputs of a run, as registered with the output set (outputs.h):
+ * the index of each, -1 when not asked for. */
+typedef struct run_outputs {
+    outputs set;
+    int y, dx, grads, state;
+} run_outputs;
+
+/* Registers the files and checks the outputs before any work (exit 2 with
+ * a message naming them when one cannot be written as asked). */
+static int check_outputs(const options *o, run_outputs *ro)
 {
-    int rc;
-    if (o->output && (rc = write_npy(o->output, hy)) != EXIT_OK) return rc;
-    if (o->grad_input && (rc = write_npy(o->grad_input, hdx)) != EXIT_OK) return rc;
+    outputs_init(&ro->set);
+    outputs_input(&ro->set, "the layer file", o->layer);
+    outputs_input(&ro->set, "--input", o->input);
+    outputs_input(&ro->set, "--grad-output", o->grad_output);
+    ro->y = outputs_add(&ro->set, "--output", o->output, false);
+    ro->dx = outputs_add(&ro->set, "--grad-input", o->grad_input, false);
+    ro->grads = outputs_add(&ro->set, "--grad-params", o->grad_params, false);
+    ro->state = outputs_add(&ro->set, "--save-state", o->save_state, false);
+    /* A layer replaced by its own next state chains training steps. */
+    outputs_allow_same(&ro->set, 0, ro->state);
+    char err[1024];
+    int rc = outputs_check(&ro->set, NULL, err, sizeof err);
+    if (rc) msg("%s", err);
+    return rc;
+}
+
+static int write_npy(const char *target, const char *path, const host_tensor *h)
+{
+    ndcl_status s = ndcl_npy_write(path, h->data, h->ndim, h->shape);
+    if (s != NDCL_SUCCESS) {
+        msg("%s: %s", target, ndcl_context_last_error(NULL));
+        return exit_code(s);
+    }
+    return EXIT_OK;
+}
+
+/* Writes every file asked for into the staging directory, once the whole
+ * step has succeeded, and renames them over their targets only when all
+ * are written: a failure leaves every target as it was. */
+static int write_all(const options *o, run_outputs *ro, ndcl_context *ctx,
+                     const ndcl_layer *layer, bool has_dw, bool has_db,
+                     const host_tensor *hy, const host_tensor *hdx, const host_tensor *hdw,
+                     const host_tensor *hdb)
+{
+    char err[1024];
+    int rc = outputs_begin(&ro->set, err, sizeof err);
+    if (rc) {
+        msg("%s", err);
+        return rc;
+    }
+    const outputs *set = &ro->set;
+    if (o->output && (rc = write_npy(o->output, outputs_tmp(set, ro->y), hy)) != EXIT_OK)
+        return rc;
+    if (o->grad_input &&
+        (rc = write_npy(o->grad_input, outputs_tmp(set, ro->dx), hdx)) != EXIT_OK)
+        return rc;
     if (o->grad_params) {
         const char *names[2] = {"weight", "bias"};
         const float *data[2] = {hdw->data, hdb->data};
@@ -399,17 +451,18 @@ static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *laye
         memcpy(shapes[0], hdw->shape, sizeof shapes[0]);
         memcpy(shapes[1], hdb->shape, sizeof shapes[1]);
         int n = !has_dw ? 0 : has_db ? 2 : 1;
-        ndcl_status s = ndcl_safetensors_write_floats(
-            o->grad_params, n, names, data, ndims, (const size_t(*)[NDCL_MAX_DIMS])shapes);
+        ndcl_status s =
+            ndcl_safetensors_write_floats(outputs_tmp(set, ro->grads), n, names, data,
+                                          ndims, (const size_t(*)[NDCL_MAX_DIMS])shapes);
         if (s != NDCL_SUCCESS) {
-            file_msg(o->grad_params, ndcl_context_last_error(NULL));
+            msg("%s: %s", o->grad_params, ndcl_context_last_error(NULL));
             return exit_code(s);
         }
     }
     if (o->save_state) {
-        ndcl_status s = ndcl_layer_save(layer, o->save_state);
+        ndcl_status s = ndcl_layer_save(layer, outputs_tmp(set, ro->state));
         if (s != NDCL_SUCCESS) {
-            file_msg(o->save_state, ndcl_context_last_error(ctx));
+            msg("%s: %s", o->save_state, ndcl_context_last_error(ctx));
             return exit_code(s);
         }
     }
@@ -420,7 +473,9 @@ static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *laye
         msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
         return EXIT_FAILED;
     }
-    return EXIT_OK;
+    rc = outputs_commit(&ro->set, NULL, err, sizeof err);
+    if (rc) msg("%s", err);
+    return rc;
 }
 
 /* In a --sync run, every rank's status so far, the largest: each rank
@@ -437,7 +492,9 @@ static int agree(const run_sync *sy, int rc)
 /* The step itself (main's body); with sy->on each rank runs its slice. */
 static int run(const options *o, const run_sync *sy)
 {
-    int rc = EXIT_OK;
+    run_outputs ro;
+    /* Every output is checked before anything is read or started. */
+    int rc = check_outputs(o, &ro);
     host_array x = {0}, dy = {0};
     host_tensor hy = {0}, hdx = {0}, hdw = {0}, hdb = {0};
     float *all_y = NULL, *all_dx = NULL, *sum_dw = NULL, *sum_db = NULL;
@@ -450,7 +507,7 @@ static int run(const options *o, const run_sync *sy)
 
     /* The input files are read before a device is touched, so that a bad
      * file is reported at once and never costs a kernel build. */
-    rc = read_npy(o->input, &x);
+    if (rc == EXIT_OK) rc = read_npy(o->input, &x);
     if (rc == EXIT_OK && o->grad_output) rc = read_npy(o->grad_output, &dy);
     if (rc == EXIT_OK && sy->on && x.shape[0] % (size_t)K != 0) {
         msg("--sync: %s holds a batch of %zu samples, which does not split evenly over %d "
@@ -473,8 +530,7 @@ static int run(const options *o, const run_sync *sy)
             msg("device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
         else
             msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
-        /* A malformed spec is the user's; no matching device is not. */
-        rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+        rc = tool_device_exit(s, o->device != NULL);
     }
     if (rc == EXIT_OK) {
         s = ndcl_layer_load(ctx, o->layer, &layer);
@@ -634,10 +690,12 @@ static int run(const options *o, const run_sync *sy)
         }
     }
     if (me == 0)
-        rc = write_all(o, ctx, layer, tdw != NULL, tdb != NULL, &hy, &hdx, &hdw, &hdb);
+        rc = write_all(o, &ro, ctx, layer, tdw != NULL, tdb != NULL, &hy, &hdx, &hdw, &hdb);
     rc = agree(sy, rc);
 
 done:
+    /* Whatever was staged and not committed goes; the targets stay. */
+    outputs_discard(&ro.set);
     ndcl_tensor_destroy(tx);
     ndcl_tensor_destroy(ty);
     ndcl_tensor_destroy(tdy);
