@@ -16,13 +16,6 @@
 
 #include "ndcl.h"
 
-int tool_device_exit(int status, bool spec_given)
-{
-    if (status == NDCL_ERR_INVALID_ARG) return TOOL_EXIT_USAGE;
-    if (status == NDCL_ERR_NO_DEVICE && spec_given) return TOOL_EXIT_USAGE;
-    return TOOL_EXIT_DEVICE;
-}
-
 void outputs_init(outputs *o)
 {
     memset(o, 0, sizeof *o);

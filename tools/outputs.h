@@ -1,26 +1,14 @@
 /* outputs.h - the output files of ndcl-run and ndcl-train: checked before
  * any work, written into a staging directory beside their targets and
  * renamed into place only once the whole run has succeeded, removed on
- * failure and on SIGINT, SIGTERM or SIGHUP. Also the tools' shared table of
- * exit codes. */
+ * failure and on SIGINT, SIGTERM or SIGHUP. */
 #ifndef NDCL_TOOLS_OUTPUTS_H
 #define NDCL_TOOLS_OUTPUTS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Every tool's exit codes: the same cause gives the same code in each. */
-enum {
-    TOOL_EXIT_OK = 0,     /* success */
-    TOOL_EXIT_DEVICE = 1, /* no usable device, an OpenCL or numerical failure */
-    TOOL_EXIT_USAGE = 2   /* bad arguments or files (named in the message) */
-};
-
-/* The exit code of a failed ndcl_context_create: a --device SPEC that is
- * malformed or matches no device is the argument's fault (2); no usable
- * device without one (or an OpenCL failure) is the machine's (1). status is
- * an ndcl_status. */
-int tool_device_exit(int status, bool spec_given);
+#include "exit_codes.h"
 
 enum { OUTPUTS_MAX = 8, OUTPUTS_MAX_INPUTS = 8 };
 
