@@ -116,7 +116,8 @@ static void usage(FILE *f)
         "  2  bad arguments or files: a usage error, a --device SPEC that is\n"
         "     malformed or matches no device, a file that cannot be read or\n"
         "     written, malformed content, an input or gradient whose shape does\n"
-        "     not fit the layer, ranks whose settings disagree\n"
+        "     not fit the layer (or whose geometry exceeds the kernels' int\n"
+        "     indexing: the message names the value), ranks whose settings disagree\n"
         "Errors are reported on stderr, naming the file, option or rank concerned.\n",
         prog, prog);
 }
@@ -568,7 +569,8 @@ static int run(const options *o, const run_sync *sy)
             else
                 msg("forward of %s on %s: %s: %s", o->layer, o->input,
                     ndcl_status_string(s), ndcl_context_last_error(ctx));
-            rc = exit_code(s);
+            /* A geometry past the kernels' int indexing is the files'. */
+            rc = s == NDCL_ERR_UNSUPPORTED ? EXIT_USAGE : exit_code(s);
         }
     }
     if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
