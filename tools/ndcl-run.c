@@ -1,14 +1,18 @@
 /* ndcl-run.c - one forward (and optionally backward) step of a layer file on
  * a .npy input: the command-line end of the PyTorch -> ndcl round trip. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ndcl.h"
 #include "outputs.h"
+#include "rank_agree.h"
 #include "run_sync.h"
 
 /* The backward pass is being written while this tool is: a weak reference
@@ -29,6 +33,9 @@ enum {
 
 static const char *prog = "ndcl-run";
 static int msg_rank = -1; /* with --sync, this process's rank in the job */
+/* The last message, without its prefix: the reason this rank gives the
+ * others at start-up (rank_agree.h). */
+static char last_msg[RANK_REASON_MAX];
 
 static void usage(FILE *f)
 {
@@ -132,8 +139,10 @@ static void msg(const char *fmt, ...)
                           : snprintf(line, sizeof line, "%s: ", prog);
     va_list ap;
     va_start(ap, fmt);
-    if (n >= 0 && (size_t)n < sizeof line)
+    if (n >= 0 && (size_t)n < sizeof line) {
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        snprintf(last_msg, sizeof last_msg, "%s", line + n);
+    }
     va_end(ap);
     size_t len = strlen(line);
     if (len + 1 < sizeof line) line[len++] = '\n';
@@ -490,6 +499,80 @@ static int agree(const run_sync *sy, int rc)
     return all;
 }
 
+/* FNV-1a over bytes, continuing h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The layer file's contents, hashed (regular files only, opened without
+ * blocking: the loader reports anything else); 0 when unreadable. */
+static uint64_t file_hash(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
+    unsigned char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        h = fnv(h, buf, (size_t)r);
+    close(fd);
+    return r < 0 ? 0 : h;
+}
+
+static void array_text(const char *name, const host_array *a, char *out, size_t n)
+{
+    char sh[96] = "none";
+    uint64_t h = 0;
+    if (a->data) {
+        shape_str(a->ndim, a->shape, sh, sizeof sh);
+        size_t count = 1;
+        for (int d = 0; d < a->ndim; d++)
+            count *= a->shape[d];
+        h = fnv(0xcbf29ce484222325ULL, a->data, count * sizeof *a->data);
+    }
+    snprintf(out, n, "%s shape=%s;%s contents=%016llx", name, sh, name,
+             (unsigned long long)h);
+}
+
+/* The settings every rank of a --sync job must share: the step, the files'
+ * contents and shapes, which gradients are asked for. */
+static void settings_text(const options *o, uint64_t layer_hash, const host_array *x,
+                          const host_array *dy, char *out, size_t n)
+{
+    char xs[160], ds[160];
+    array_text("--input", x, xs, sizeof xs);
+    array_text("--grad-output", dy, ds, sizeof ds);
+    snprintf(
+        out, n,
+        "version=%s;--mode=%s;the layer file's contents=%016llx;%s;--grad-output=%s;%s;"
+        "--grad-input=%s;--grad-params=%s",
+        ndcl_version_string(), o->mode == NDCL_TRAIN ? "train" : "eval",
+        (unsigned long long)layer_hash, xs, o->grad_output ? "given" : "not given", ds,
+        o->grad_input ? "given" : "not given", o->grad_params ? "given" : "not given");
+}
+
+/* The start-up agreement (rank_agree.h) at one of the points every rank
+ * reaches: a rank that failed, or settings that differ, stop every rank;
+ * the failing rank said why itself, rank 0 names it for the job. */
+static int start_agree(const run_sync *sy, int rc, const char *settings)
+{
+    if (!sy->on) return rc;
+    char why[RANK_REASON_MAX + 128];
+    int job =
+        rank_agree(sy->rank, sy->size, rc, rc ? last_msg : "", settings, why, sizeof why);
+    if (job != EXIT_OK && rc == EXIT_OK && sy->rank == 0) msg("--sync: stopping: %s", why);
+    return job;
+}
+
 /* The step itself (main's body); with sy->on each rank runs its slice. */
 static int run(const options *o, const run_sync *sy)
 {
@@ -516,7 +599,9 @@ static int run(const options *o, const run_sync *sy)
             o->input, x.shape[0], K);
         rc = EXIT_USAGE;
     }
-    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+    char settings[RANK_SETTINGS_MAX] = "";
+    if (sy->on) settings_text(o, file_hash(o->layer), &x, &dy, settings, sizeof settings);
+    if ((rc = start_agree(sy, rc, settings)) != EXIT_OK) goto done;
     /* Rank r takes samples [r*N/K, (r+1)*N/K). */
     xs = x;
     xs.shape[0] = x.shape[0] / (size_t)K;
@@ -549,7 +634,8 @@ static int run(const options *o, const run_sync *sy)
             rc = EXIT_FAILED;
         }
     }
-    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+    /* Every rank's device up and layer loaded, or none starts. */
+    if ((rc = start_agree(sy, rc, settings)) != EXIT_OK) goto done;
     ndcl_layer_kind kind = ndcl_layer_kind_of(layer);
 
     /* The forward: in a group its failures reach every rank (ndcl.h). */
@@ -668,6 +754,18 @@ static int run(const options *o, const run_sync *sy)
             }
         }
         if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+        /* Every rank's share the same size, or the gathered y would hold
+         * what one rank never wrote. */
+        unsigned long long sizes[] = {ny, nx, nw, nb, (unsigned long long)hy.ndim};
+        if (!run_sync_equal(sy, sizes, 5)) {
+            if (root)
+                msg("--sync: the ranks' results differ in shape (y of %zu values on rank "
+                    "0); "
+                    "nothing gathered or written",
+                    ny);
+            rc = EXIT_USAGE;
+            goto done;
+        }
         bool ok = run_sync_gather(sy, hy.data, ny, all_y);
         if (tdx) ok = run_sync_gather(sy, hdx.data, nx, all_dx) && ok;
         if (tdw) ok = run_sync_sum(sy, hdw.data, nw, sum_dw) && ok;

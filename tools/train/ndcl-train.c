@@ -19,6 +19,7 @@
 #include "idx.h"
 #include "net.h"
 #include "outputs.h"
+#include "rank_agree.h"
 #include "ranks.h"
 
 enum {
@@ -156,6 +157,9 @@ static void usage(FILE *f)
         prog, prog);
 }
 
+/* The last message printed, without its prefix. */
+static char last_msg[RANK_REASON_MAX];
+
 static void msg(const char *fmt, ...)
 {
     va_list ap;
@@ -167,6 +171,8 @@ static void msg(const char *fmt, ...)
     vsnprintf(line + at, sizeof line - (size_t)at - 1, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", line);
+    /* The reason this rank gives the others at start-up (rank_agree.h). */
+    snprintf(last_msg, sizeof last_msg, "%s", line + at);
 }
 
 static double now(void)
@@ -769,19 +775,39 @@ int main(int argc, char **argv)
 
 /* Everything after the command line; every rank of a --sync job takes the
  * same decisions on the same files and flags up to the training. */
+/* The settings every rank of a --sync job must share, as rank_agree
+ * compares them. */
+static void settings_text(const options *o, const idx_set *trs, const idx_set *tes,
+                          char *out, size_t n)
+{
+    snprintf(out, n,
+             "version=%s;--net=%s;--epochs=%ld;--batch=%ld;--lr=%.17g;--momentum=%.17g;"
+             "--weight-decay=%.17g;--seed=%lu;--limit (training images)=%zu;--test-limit "
+             "(test images)=%zu;--augment=%s;--profile=%s;--json=%s;--save=%s;--plot=%s",
+             ndcl_version_string(), o->nd ? "nd" : "plain", o->epochs, o->batch, o->lr,
+             o->momentum, o->weight_decay, o->seed, trs->count, tes->count,
+             o->augment ? "on" : "off", o->profile ? "on" : "off", o->json ? "on" : "off",
+             o->save ? "on" : "off", o->plot ? "on" : "off");
+}
+
+/* Everything after the command line. With --sync every rank gets as far as
+ * its device (or its first failure) and then meets the others once
+ * (rank_agree): the job starts only when every rank is ready and all share
+ * the settings, and otherwise stops on every rank, naming the rank. */
 static int run(const options *o)
 {
-    int rc;
+    int rc = EXIT_OK;
+    idx_set trs = {0}, tes = {0};
+    ndcl_context *ctx = NULL;
     if (o->sync && o->batch % ranks.size != 0) {
         msg("--sync: --batch %ld does not split evenly over %d ranks", o->batch,
             ranks.size);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-
-    if (o->plot && !gnuplot_available()) {
+    if (!rc && o->plot && !gnuplot_available()) {
         msg("--plot %s: gnuplot is not installed (Debian: apt-get install gnuplot-nox)",
             o->plot);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
 
     /* The data before the device, so that a bad file costs no start-up. */
@@ -792,7 +818,7 @@ static int run(const options *o)
     data_path(o->data, "t10k-labels-idx1-ubyte", vl, sizeof vl);
 
     /* The outputs are checked before hours of training, not after; nothing
-     * is created until the training has succeeded. */
+     * is created until the training has succeeded. Rank 0 writes them. */
     outputs_init(&outs);
     outputs_input(&outs, "--data", ti);
     outputs_input(&outs, "--data", tl);
@@ -802,60 +828,70 @@ static int run(const options *o)
     out_plot = outputs_add(&outs, "--plot", o->plot, false);
     out_save = outputs_add(&outs, "--save", o->save, true);
     char err[1024];
-    if (outputs_check(&outs, save_names, err, sizeof err)) {
+    if (!rc && ranks.rank == 0 && outputs_check(&outs, save_names, err, sizeof err)) {
         msg("%s", err);
-        outputs_discard(&outs);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-    idx_set trs = {0}, tes = {0};
-    rc = idx_load(ti, tl, NET_CLASSES, &trs);
-    if (!rc) rc = idx_load(vi, vl, NET_CLASSES, &tes);
-    if (!rc && (trs.rows != NET_SIDE || trs.cols != NET_SIDE))
-        rc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", ti,
-                     trs.rows, trs.cols, NET_SIDE, NET_SIDE);
-    if (!rc && (tes.rows != NET_SIDE || tes.cols != NET_SIDE))
-        rc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", vi,
-                     tes.rows, tes.cols, NET_SIDE, NET_SIDE);
-    if (!rc && o->limit && (size_t)o->limit > trs.count)
-        rc = tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o->limit, ti, trs.count);
-    if (!rc && o->test_limit && (size_t)o->test_limit > tes.count)
-        rc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o->test_limit, vi,
-                     tes.count);
-    if (!rc) {
+
+    int trc = TR_OK;
+    if (!rc) trc = idx_load(ti, tl, NET_CLASSES, &trs);
+    if (!rc && !trc) trc = idx_load(vi, vl, NET_CLASSES, &tes);
+    if (!rc && !trc && (trs.rows != NET_SIDE || trs.cols != NET_SIDE))
+        trc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", ti,
+                      trs.rows, trs.cols, NET_SIDE, NET_SIDE);
+    if (!rc && !trc && (tes.rows != NET_SIDE || tes.cols != NET_SIDE))
+        trc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", vi,
+                      tes.rows, tes.cols, NET_SIDE, NET_SIDE);
+    if (!rc && !trc && o->limit && (size_t)o->limit > trs.count)
+        trc =
+            tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o->limit, ti, trs.count);
+    if (!rc && !trc && o->test_limit && (size_t)o->test_limit > tes.count)
+        trc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o->test_limit, vi,
+                      tes.count);
+    if (!rc && !trc) {
         if (o->limit) trs.count = (size_t)o->limit;
         if (o->test_limit) tes.count = (size_t)o->test_limit;
         if (trs.count > INT_MAX / NET_PIXELS || tes.count > INT_MAX / NET_PIXELS)
-            rc = tr_fail(TR_INPUT, "%s: too many images", ti);
+            trc = tr_fail(TR_INPUT, "%s: too many images", ti);
     }
-    if (!rc && (size_t)o->batch > trs.count)
-        rc = tr_fail(TR_INPUT, "--batch %ld is larger than the %zu training images",
-                     o->batch, trs.count);
-    if (rc) {
-        fail(rc);
-        idx_free(&trs);
-        idx_free(&tes);
-        outputs_discard(&outs);
-        return rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    if (!rc && !trc && (size_t)o->batch > trs.count)
+        trc = tr_fail(TR_INPUT, "--batch %ld is larger than the %zu training images",
+                      o->batch, trs.count);
+    if (trc) {
+        fail(trc);
+        rc = trc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
     }
 
-    ndcl_context_options co = ndcl_context_options_default();
-    co.spec = o->device;
-    ndcl_context *ctx = NULL;
-    ndcl_status s = ndcl_context_create(&co, &ctx);
-    if (s != NDCL_SUCCESS) {
-        const char *e = ndcl_context_last_error(NULL);
-        if (o->device)
-            msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
-        else
-            msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
-        idx_free(&trs);
-        idx_free(&tes);
-        outputs_discard(&outs);
-        return tool_device_exit(s, o->device != NULL);
+    if (!rc) {
+        ndcl_context_options co = ndcl_context_options_default();
+        co.spec = o->device;
+        ndcl_status s = ndcl_context_create(&co, &ctx);
+        if (s != NDCL_SUCCESS) {
+            const char *e = ndcl_context_last_error(NULL);
+            if (o->device)
+                msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
+            else
+                msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
+            rc = tool_device_exit(s, o->device != NULL);
+        }
     }
-    rc = train(o, &trs, &tes, ctx);
+
+    if (o->sync) {
+        char settings[RANK_SETTINGS_MAX], why[RANK_REASON_MAX + 128];
+        settings_text(o, &trs, &tes, settings, sizeof settings);
+        int job = rank_agree(ranks.rank, ranks.size, rc, rc ? last_msg : "", settings, why,
+                             sizeof why);
+        /* The failing rank said why itself; rank 0 names it for the job. */
+        if (job && !rc && ranks.rank == 0) msg("--sync: not starting: %s", why);
+        rc = job;
+    }
+    if (!rc) {
+        rc = train(o, &trs, &tes, ctx);
+        rc = rc == TR_OK ? EXIT_OK : rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    }
     idx_free(&trs);
     idx_free(&tes);
+    outputs_discard(&outs);
     ndcl_context_destroy(ctx);
-    return rc == TR_OK ? EXIT_OK : rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    return rc;
 }
