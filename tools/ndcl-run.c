@@ -613,7 +613,7 @@ static int run(const options *o, const run_sync *sy)
     if (s != NDCL_SUCCESS) {
         const char *e = ndcl_context_last_error(NULL);
         if (o->device)
-            msg("device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
+            msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
         else
             msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
         rc = tool_device_exit(s, o->device != NULL);

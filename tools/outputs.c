@@ -355,6 +355,14 @@ const char *outputs_tmp(const outputs *o, int i)
 int outputs_commit(outputs *o, const char *const *keep, char *err, size_t es)
 {
     int rc = TOOL_EXIT_OK;
+    /* Test hook: a pause with everything staged, so that a test can signal
+     * the tool at the one moment its temporaries exist. */
+    const char *stall = getenv("NDCL_TEST_STALL_COMMIT");
+    if (stall && *stall) {
+        fprintf(stderr, "staged; pausing %d s before renaming (NDCL_TEST_STALL_COMMIT)\n",
+                atoi(stall));
+        sleep((unsigned)atoi(stall));
+    }
     for (int i = 0; i < o->n_out && !rc; i++) {
         const char *tmp = o->out[i].tmp, *real = o->out[i].real;
         struct stat st;

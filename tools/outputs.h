@@ -62,7 +62,11 @@ const char *outputs_tmp(const outputs *o, int i);
 /* Renames every staged output over its target (a directory output is
  * exchanged with the existing one, whose files in keep are then removed)
  * and removes the staging directories. Returns 0, or 2 with the reason in
- * err (the outputs not yet renamed are then discarded). */
+ * err (the outputs not yet renamed are then discarded).
+ *
+ * Test hook: with NDCL_TEST_STALL_COMMIT=S in the environment it says so on
+ * stderr and waits S seconds before renaming, everything staged, so that a
+ * test can interrupt it there. */
 int outputs_commit(outputs *o, const char *const *keep, char *err, size_t errsize);
 
 /* Removes whatever was staged and frees the set; the targets are untouched.

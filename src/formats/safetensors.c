@@ -680,17 +680,23 @@ ndcl_status ndcl_read_file_checked(ndcl_context *ctx, const char *path, size_t h
                          (intmax_t)st.st_size);
     }
     size_t total = (size_t)st.st_size;
-    unsigned char *buf = malloc(total + 1);
-    if (!buf) {
-        close(fd);
-        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
-                         path, total + 1);
-    }
-    /* The head first: a wrong magic or a header that does not match the
-     * file's size is refused before the body is read. */
+    /* The head first, into a buffer of its own size: a wrong magic or a
+     * header that does not match the file's size is refused before the
+     * body is read or its memory taken. */
     size_t head = total < head_max ? total : head_max;
-    ndcl_status s = read_exact(ctx, path, fd, buf, head);
+    unsigned char *buf = malloc(head + 1);
+    ndcl_status s = NDCL_SUCCESS;
+    if (!buf) s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    if (s == NDCL_SUCCESS) s = read_exact(ctx, path, fd, buf, head);
     if (s == NDCL_SUCCESS && check) s = check(ctx, path, buf, head, total);
+    if (s == NDCL_SUCCESS && total > head) {
+        unsigned char *all = realloc(buf, total + 1);
+        if (!all)
+            s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
+                          path, total + 1);
+        else
+            buf = all;
+    }
     if (s == NDCL_SUCCESS) s = read_exact(ctx, path, fd, buf + head, total - head);
     close(fd);
     if (s != NDCL_SUCCESS) {
