@@ -780,14 +780,15 @@ int main(int argc, char **argv)
 static void settings_text(const options *o, const idx_set *trs, const idx_set *tes,
                           char *out, size_t n)
 {
+    /* Not the outputs, the device or --profile: only rank 0 writes, and
+     * each rank may have its own device and timing. */
     snprintf(out, n,
              "version=%s;--net=%s;--epochs=%ld;--batch=%ld;--lr=%.17g;--momentum=%.17g;"
              "--weight-decay=%.17g;--seed=%lu;--limit (training images)=%zu;--test-limit "
-             "(test images)=%zu;--augment=%s;--profile=%s;--json=%s;--save=%s;--plot=%s",
+             "(test images)=%zu;--augment=%s",
              ndcl_version_string(), o->nd ? "nd" : "plain", o->epochs, o->batch, o->lr,
              o->momentum, o->weight_decay, o->seed, trs->count, tes->count,
-             o->augment ? "on" : "off", o->profile ? "on" : "off", o->json ? "on" : "off",
-             o->save ? "on" : "off", o->plot ? "on" : "off");
+             o->augment ? "on" : "off");
 }
 
 /* Everything after the command line. With --sync every rank gets as far as
