@@ -251,10 +251,11 @@ static void remove_tree(int parent, const char *name, int depth)
                 const char *entry = buf + off + 19;
                 off += reclen;
                 if (!strcmp(entry, ".") || !strcmp(entry, "..")) continue;
-                if (type == DT_DIR && depth > 0)
+                /* unlink fails on a directory (EISDIR), whatever d_type
+                 * the file system reports. */
+                if (unlinkat(fd, entry, type == DT_DIR ? AT_REMOVEDIR : 0) != 0 &&
+                    depth > 0)
                     remove_tree(fd, entry, depth - 1);
-                else
-                    unlinkat(fd, entry, 0);
             }
         }
         close(fd);
@@ -330,9 +331,11 @@ int outputs_begin(outputs *o, char *err, size_t es)
             }
             o->stage[o->n_stage++] = s;
             /* Published after it is whole: the handler may run any time. */
-            staged[n_staged] = s;
-            n_staged = n_staged + 1;
-            if (n_staged == 1) arm(true);
+            if (n_staged < OUTPUTS_MAX) {
+                staged[n_staged] = s;
+                n_staged = n_staged + 1;
+                if (n_staged == 1) arm(true);
+            }
         }
         free(dir);
         const char *base = strrchr(o->out[i].real, '/') + 1;
