@@ -17,7 +17,7 @@ void fs_assert_unchanged(char *before, const char *dir, const char *what);
 /* FNV-1a of a file's contents; 0 when it cannot be read. */
 unsigned long long fs_checksum(const char *path);
 
-/* Writes n bytes of a pattern to path (a fresh regular file). */
+/* Writes text to path (a fresh regular file). */
 void fs_write(const char *path, const char *text);
 
 #endif
