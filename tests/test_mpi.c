@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ndcl.h"
@@ -259,6 +260,63 @@ static void ranks(const char *scenario, int K)
     run_free(&r);
 }
 
+/* Ranks whose settings disagree, or one rank failing before the step,
+ * stop every rank at start-up with status 2, rank 0 naming the setting or
+ * the rank and its reason; nothing is written. Rank 1 runs ARGS1 (MPMD:
+ * mpirun -n 1 A : -n 1 B). */
+static void two_ranks_refused(const char *args0, const char *args1, const char *w1,
+                              const char *w2)
+{
+    char a[4096], out[600];
+    const char *tool = getenv("NDCL_RUN");
+    ck_assert_ptr_nonnull(tool);
+    snprintf(out, sizeof out, "%s/y-refused.npy", tmp_root);
+    snprintf(a, sizeof a,
+             "'%s' --sync '%s/conv_g1/layer.safetensors' -o '%s' %s : -n 1 '%s' --sync "
+             "'%s/conv_g1/layer.safetensors' -o '%s' %s",
+             tool, data_dir, out, args0, tool, data_dir, out, args1);
+    run_result r = mpirun(1, a);
+    ck_assert_msg(r.status == 2, "status %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.err, w1) && strstr(r.err, w2), "no \"%s\" and \"%s\" in: %s", w1,
+                  w2, r.err);
+    run_free(&r);
+    ck_assert_msg(access(out, F_OK) != 0, "a refused job wrote %s", out);
+}
+
+START_TEST(ranks_disagree)
+{
+    char x1[600], x2[600], dy[1800], dx[1900];
+    snprintf(x1, sizeof x1, "-i '%s/conv_g1/x1.npy'", data_dir);
+    snprintf(x2, sizeof x2, "-i '%s/conv_g1/x2.npy'", data_dir);
+    snprintf(dy, sizeof dy,
+             "%s --grad-output '%s/conv_g1/dy1.npy' --grad-input '%s/dx.npy'", x1, data_dir,
+             tmp_root);
+    snprintf(dx, sizeof dx, "%s -m train", dy);
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%.600s -m train", x1);
+    snprintf(b, sizeof b, "%.600s -m eval", x1);
+    two_ranks_refused(a, b, "rank 0: --sync: stopping: --mode differs between the ranks",
+                      "\"eval\" on rank 1");
+    two_ranks_refused(dx, a, "--grad-output differs between the ranks", "on rank 1");
+    two_ranks_refused(x1, x2, "--input contents differs between the ranks", "on rank 1");
+}
+END_TEST
+
+START_TEST(rank_fails_at_start)
+{
+    char x1[600], b[1400], fifo[600];
+    snprintf(x1, sizeof x1, "-i '%s/conv_g1/x1.npy'", data_dir);
+    snprintf(b, sizeof b, "%s --device 99:99", x1);
+    two_ranks_refused(x1, b, "rank 1: --device \"99:99\"",
+                      "rank 0: --sync: stopping: rank 1 failed");
+    /* A FIFO for rank 1's input: refused without blocking (no writer). */
+    snprintf(fifo, sizeof fifo, "%s/fifo.npy", tmp_root);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    snprintf(b, sizeof b, "-i '%s'", fifo);
+    two_ranks_refused(x1, b, "rank 1 failed", "FIFO");
+}
+END_TEST
+
 START_TEST(bad_rank)
 {
     ranks("bad-input", 2);
@@ -285,6 +343,8 @@ int main(void)
     tcase_add_test(tc, channel_leftover);
     tcase_add_test(tc, uneven_batch);
     tcase_add_test(tc, bad_rank);
+    tcase_add_test(tc, ranks_disagree);
+    tcase_add_test(tc, rank_fails_at_start);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -171,6 +172,111 @@ START_TEST(batch_does_not_split)
 }
 END_TEST
 
+/* Two ranks, rank 1 with more arguments (MPMD: mpirun -n 1 A : -n 1 B);
+ * the job's result. env1 goes before rank 1's tool (a command such as
+ * "env X=1"), extra0 after rank 0's arguments. */
+static run_result two_ranks(const char *extra0, const char *env1, const char *extra1)
+{
+    char args[4096];
+    const char *tool = getenv("NDCL_TRAIN");
+    ck_assert_ptr_nonnull(tool);
+    snprintf(args, sizeof args,
+             "--oversubscribe %s -n 1 '%s' --sync --data '%s' " RUN_ARGS
+             " %s : -n 1 %s '%s' --sync --data '%s' " RUN_ARGS " %s",
+             geteuid() == 0 ? "--allow-run-as-root" : "", tool, data_dir, extra0, env1,
+             tool, data_dir, extra1);
+    /* A job that hangs fails here at the timeout (status 124). */
+    return tool_run("NDCL_MPIRUN", "timeout 120", args);
+}
+
+static void refused(run_result *r, const char *w1, const char *w2)
+{
+    ck_assert_msg(r->status == 2, "status %d: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, w1) && strstr(r->err, w2), "no \"%s\" and \"%s\" in: %s",
+                  w1, w2, r->err);
+    run_free(r);
+}
+
+/* Settings that must agree: the job stops at start-up on every rank,
+ * rank 0 naming the setting and both values; nothing is written. */
+START_TEST(ranks_disagree)
+{
+    char save[600], extra[700];
+    snprintf(save, sizeof save, "%s/disagree-save", tmp_root);
+    snprintf(extra, sizeof extra, "--save '%s'", save);
+    run_result r = two_ranks(extra, "", "--seed 2");
+    refused(&r, "rank 0: --sync: not starting: --seed differs between the ranks",
+            "\"2\" on rank 1");
+    r = two_ranks(extra, "", "--net plain");
+    refused(&r, "--net differs", "\"plain\" on rank 1");
+    r = two_ranks(extra, "", "--limit 256");
+    refused(&r, "--limit (training images) differs", "\"256\" on rank 1");
+    r = two_ranks(extra, "", "--batch 32");
+    refused(&r, "--batch differs", "\"32\" on rank 1");
+    ck_assert_msg(access(save, F_OK) != 0, "a refused job created %s", save);
+}
+END_TEST
+
+/* One rank failing before training (its data missing or truncated, no
+ * such device): every rank stops with status 2, the failing rank and its
+ * reason named. */
+START_TEST(rank_fails_before_training)
+{
+    char dir[600], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/truncated", tmp_root);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for f in train-labels-idx1-ubyte t10k-images-idx3-ubyte "
+             "t10k-labels-idx1-ubyte; do ln -s '%s'/$f.gz .; done && head -c 100000 "
+             "'%s/train-images-idx3-ubyte.gz' > train-images-idx3-ubyte.gz",
+             dir, data_dir, data_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char extra[700];
+    snprintf(extra, sizeof extra, "--data '%s'", dir);
+    run_result r = two_ranks("", "", extra);
+    refused(&r, "rank 0: --sync: not starting: rank 1 failed", "truncated");
+    r = two_ranks("", "", "--data /nonexistent");
+    refused(&r, "rank 1 failed: /nonexistent", "No such file");
+    r = two_ranks("", "", "--device 99:99");
+    refused(&r, "rank 1 failed: --device \"99:99\"", "no device");
+}
+END_TEST
+
+/* A rank that fails during the run ends the job within seconds: rank 0's
+ * writing of --save fails after training (the library's short-write hook,
+ * on rank 0 only) while rank 1 has finished; rank 0 names itself and the
+ * reason, and the job ends (MPI_Abort) with nothing written. */
+START_TEST(rank_fails_during_run)
+{
+    char save[600], extra[700], args[4096];
+    snprintf(save, sizeof save, "%s/during-save", tmp_root);
+    snprintf(extra, sizeof extra, "--save '%s'", save);
+    const char *tool = getenv("NDCL_TRAIN");
+    ck_assert_ptr_nonnull(tool);
+    snprintf(args, sizeof args,
+             "--oversubscribe %s -n 1 env NDCL_TEST_SHORT_WRITE=1 '%s' --sync --data "
+             "'%s' " RUN_ARGS " %s : -n 1 '%s' --sync --data '%s' " RUN_ARGS,
+             geteuid() == 0 ? "--allow-run-as-root" : "", tool, data_dir, extra, tool,
+             data_dir);
+    run_result r = tool_run("NDCL_MPIRUN", "timeout 120", args);
+    ck_assert_msg(r.status != 0 && r.status != 124, "status %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.err, "rank 0: ") && strstr(r.err, "simulated"), "%s", r.err);
+    run_free(&r);
+    ck_assert_msg(access(save, F_OK) != 0, "a failed job created %s", save);
+    /* A rank killed in the middle of training: the job ends too. */
+    snprintf(args, sizeof args,
+             "--oversubscribe %s -n 1 '%s' --sync --data '%s' " RUN_ARGS
+             " --epochs 100 %s : -n 1 sh -c \"'%s' --sync --data '%s' " RUN_ARGS
+             " --epochs 100 & p=\\$!; sleep 8; kill -TERM \\$p; wait \\$p\"",
+             geteuid() == 0 ? "--allow-run-as-root" : "", tool, data_dir, extra, tool,
+             data_dir);
+    r = tool_run("NDCL_MPIRUN", "timeout 120", args);
+    ck_assert_msg(r.status != 0 && r.status != 124, "status %d: %s", r.status, r.err);
+    run_free(&r);
+    ck_assert_msg(access(save, F_OK) != 0, "a killed job created %s", save);
+}
+END_TEST
+
 int main(void)
 {
     data_dir = getenv("NDCL_TRAIN_DATA");
@@ -187,6 +293,9 @@ int main(void)
     tcase_add_test(tc, nd_stats_every_two_ranks);
     tcase_add_test(tc, plain_two_ranks);
     tcase_add_test(tc, batch_does_not_split);
+    tcase_add_test(tc, ranks_disagree);
+    tcase_add_test(tc, rank_fails_before_training);
+    tcase_add_test(tc, rank_fails_during_run);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

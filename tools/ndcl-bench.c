@@ -26,7 +26,13 @@
         if (bench_try_s_ != NDCL_SUCCESS) return bench_try_s_;                             \
     } while (0)
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+#include "exit_codes.h"
+
+enum {
+    EXIT_OK = TOOL_EXIT_OK,
+    EXIT_FAILED = TOOL_EXIT_DEVICE,
+    EXIT_USAGE = TOOL_EXIT_USAGE
+};
 
 static const char *prog = "ndcl-bench";
 
@@ -212,7 +218,14 @@ static void usage(FILE *f)
            "products also where the host BLAS engine would serve), NDCL_CACHE_DIR and\n"
            "NDCL_CACHE (kernel binary cache), NDCL_DEBUG (library trace on stderr).\n"
            "\n"
-           "Exit status: 0 success, 1 a device or library error, 2 usage error.\n");
+           "Exit status (the same table in every ndcl tool):\n"
+           "  0  success\n"
+           "  1  a device or numerical failure: no usable OpenCL device, an OpenCL\n"
+           "     error or allocation failure, out of memory\n"
+           "  2  bad arguments: a usage error, a --device SPEC that is malformed or\n"
+           "     matches no device, a --shape or --gemm the library refuses (an\n"
+           "     extent past its int indexing: the message names the value)\n"
+           "Errors are reported on stderr, naming the option or shape concerned.\n");
 }
 
 /* ------------------------------------------------------------ shapes */
@@ -476,10 +489,14 @@ typedef struct bench {
 } bench;
 
 static char error_msg[2048];
+/* The status behind error_msg: a shape the library refuses is the
+ * argument's fault (exit 2), anything else the device's (exit 1). */
+static ndcl_status error_status;
 
 /* Records "what: status: detail" for the caller to print. */
 static bool failed(bench *b, const char *what, ndcl_status s)
 {
+    error_status = s;
     const char *e = ndcl_context_last_error(b->ctx);
     snprintf(error_msg, sizeof error_msg, "%s %s: %s: %s%s%s", suite_names[b->suite],
              b->sh->text, what, ndcl_status_string(s), *e ? ": " : "", e);
@@ -1527,8 +1544,15 @@ int main(int argc, char **argv)
     ndcl_context_options co = ndcl_context_options_default();
     co.spec = spec;
     ndcl_context *ctx = NULL;
-    if (ndcl_context_create(&co, &ctx) != NDCL_SUCCESS) {
-        fprintf(stderr, "%s: %s\n", prog, ndcl_context_last_error(NULL));
+    ndcl_status cs = ndcl_context_create(&co, &ctx);
+    if (cs != NDCL_SUCCESS) {
+        if (spec)
+            fprintf(stderr, "%s: --device \"%s\": %s\n", prog, spec,
+                    ndcl_context_last_error(NULL));
+        else
+            fprintf(stderr, "%s: no usable OpenCL device: %s\n", prog,
+                    ndcl_context_last_error(NULL));
+        rc = tool_device_exit(cs, spec != NULL);
         goto out;
     }
     ndcl_device_info dev;
@@ -1605,7 +1629,13 @@ int main(int argc, char **argv)
     }
     free(rows.v);
     ndcl_context_destroy(ctx);
-    rc = ok ? EXIT_OK : EXIT_FAILED;
+    /* A --shape whose geometry the library refuses (an extent past the
+     * kernels' int indexing, a block that does not divide) is a bad
+     * argument, as it would be in ndcl-run. */
+    rc = ok ? EXIT_OK
+         : error_status == NDCL_ERR_INVALID_ARG || error_status == NDCL_ERR_UNSUPPORTED
+             ? EXIT_USAGE
+             : EXIT_FAILED;
     goto out;
 oom:
     fprintf(stderr, "%s: out of memory\n", prog);

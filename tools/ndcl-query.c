@@ -12,7 +12,13 @@
 #include "ndcl.h"
 #include "ref.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+#include "exit_codes.h"
+
+enum {
+    EXIT_OK = TOOL_EXIT_OK,
+    EXIT_FAILED = TOOL_EXIT_DEVICE,
+    EXIT_USAGE = TOOL_EXIT_USAGE
+};
 
 static const char *prog = "ndcl-query";
 
@@ -60,8 +66,13 @@ static void usage(FILE *f)
             "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
             "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
             "\n"
-            "Exit status: 0 success, 1 a device error or a failed self-test, 2 usage\n"
-            "error.\n",
+            "Exit status (the same table in every ndcl tool):\n"
+            "  0  success\n"
+            "  1  a device or numerical failure: no OpenCL platform or device, an\n"
+            "     OpenCL error, a failed self-test\n"
+            "  2  bad arguments: a usage error, a --device SPEC that is malformed or\n"
+            "     matches no device, NDCL_DEVICE naming no device (--default-spec)\n"
+            "Errors are reported on stderr, naming the option concerned.\n",
             prog, prog);
 }
 
@@ -962,7 +973,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: no default device (is NDCL_DEVICE=\"%s\" valid?)\n", prog,
                 getenv("NDCL_DEVICE") ? getenv("NDCL_DEVICE") : "");
         free(devs);
-        return EXIT_FAILED;
+        /* Devices exist: the setting that names none is at fault. */
+        return EXIT_USAGE;
     }
 
     /* The library resolves the spec, so that it means here exactly what it
@@ -973,10 +985,12 @@ int main(int argc, char **argv)
         ndcl_context_options o = ndcl_context_options_default();
         o.spec = spec;
         ndcl_device_info sel;
-        if (ndcl_context_create(&o, &spec_ctx) != NDCL_SUCCESS) {
-            fprintf(stderr, "%s: %s\n", prog, ndcl_context_last_error(NULL));
+        ndcl_status cs = ndcl_context_create(&o, &spec_ctx);
+        if (cs != NDCL_SUCCESS) {
+            fprintf(stderr, "%s: --device \"%s\": %s\n", prog, spec,
+                    ndcl_context_last_error(NULL));
             free(devs);
-            return EXIT_FAILED;
+            return tool_device_exit(cs, true);
         }
         if (ndcl_context_device(spec_ctx, &sel) != NDCL_SUCCESS) {
             fprintf(stderr, "%s: %s\n", prog, ndcl_context_last_error(spec_ctx));

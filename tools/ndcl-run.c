@@ -1,13 +1,18 @@
 /* ndcl-run.c - one forward (and optionally backward) step of a layer file on
  * a .npy input: the command-line end of the PyTorch -> ndcl round trip. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ndcl.h"
+#include "outputs.h"
+#include "rank_agree.h"
 #include "run_sync.h"
 
 /* The backward pass is being written while this tool is: a weak reference
@@ -20,10 +25,17 @@ extern ndcl_status ndcl_layer_backward(ndcl_layer *layer, const ndcl_tensor *dy,
                                        ndcl_tensor **dbias) __attribute__((weak));
 #endif
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum {
+    EXIT_OK = TOOL_EXIT_OK,
+    EXIT_FAILED = TOOL_EXIT_DEVICE,
+    EXIT_USAGE = TOOL_EXIT_USAGE
+};
 
 static const char *prog = "ndcl-run";
 static int msg_rank = -1; /* with --sync, this process's rank in the job */
+/* The last message, without its prefix: the reason this rank gives the
+ * others at start-up (rank_agree.h). */
+static char last_msg[RANK_REASON_MAX];
 
 static void usage(FILE *f)
 {
@@ -83,10 +95,15 @@ static void usage(FILE *f)
         "  -h, --help          this text\n"
         "  -V, --version       the ndcl version\n"
         "\n"
-        "Every file is written through a temporary file renamed over the target,\n"
-        "and only once the whole step has succeeded: a failed run leaves no\n"
-        "partial or stale-looking output. The same path may be given for the\n"
-        "layer and --save-state.\n"
+        "Outputs are all written or none: each is checked before any work (a new\n"
+        "name in a writable directory or an existing regular file with one link;\n"
+        "never a device, FIFO, symlink, hard link or directory, never an input,\n"
+        "never two outputs on one file: exit 2 naming both), written into a\n"
+        "staging directory beside its target once the whole step has succeeded,\n"
+        "and renamed over the targets only when every one is written. A failed or\n"
+        "interrupted run (SIGINT, SIGTERM, SIGHUP) leaves every target as it was\n"
+        "and no temporary behind. The same path may be given for the layer and\n"
+        "--save-state (chained steps).\n"
         "\n"
         "Environment:\n"
         "  NDCL_DEVICE      the default device, as SPEC above (otherwise the first\n"
@@ -97,12 +114,18 @@ static void usage(FILE *f)
         "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
         "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
         "\n"
-        "Exit status: 0 success; 1 a device or numerical failure (no usable\n"
-        "device, an OpenCL error, NaN or Inf in a training step's statistics, a\n"
-        "backward pass this build does not support); 2 bad arguments or files (a\n"
-        "usage error, a file that cannot be read or written, malformed content,\n"
-        "an input or gradient whose shape does not fit the layer). Errors are\n"
-        "reported on stderr, naming the file concerned.\n",
+        "Exit status (the same table in every ndcl tool):\n"
+        "  0  success\n"
+        "  1  a device or numerical failure: no usable OpenCL device, an OpenCL\n"
+        "     error or allocation failure, NaN or Inf in a training step's\n"
+        "     statistics, a backward pass this build does not support, another\n"
+        "     rank's failure of that kind\n"
+        "  2  bad arguments or files: a usage error, a --device SPEC that is\n"
+        "     malformed or matches no device, a file that cannot be read or\n"
+        "     written, malformed content, an input or gradient whose shape does\n"
+        "     not fit the layer (or whose geometry exceeds the kernels' int\n"
+        "     indexing: the message names the value), ranks whose settings disagree\n"
+        "Errors are reported on stderr, naming the file, option or rank concerned.\n",
         prog, prog);
 }
 
@@ -116,8 +139,10 @@ static void msg(const char *fmt, ...)
                           : snprintf(line, sizeof line, "%s: ", prog);
     va_list ap;
     va_start(ap, fmt);
-    if (n >= 0 && (size_t)n < sizeof line)
+    if (n >= 0 && (size_t)n < sizeof line) {
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        snprintf(last_msg, sizeof last_msg, "%s", line + n);
+    }
     va_end(ap);
     size_t len = strlen(line);
     if (len + 1 < sizeof line) line[len++] = '\n';
@@ -354,18 +379,6 @@ static int download(ndcl_context *ctx, const ndcl_tensor *t, host_tensor *h)
     return EXIT_OK;
 }
 
-static int write_npy(const char *path, const host_tensor *h)
-{
-    ndcl_status s = ndcl_npy_write(path, h->data, h->ndim, h->shape);
-    if (s != NDCL_SUCCESS) {
-        file_msg(path, ndcl_context_last_error(NULL));
-        return exit_code(s);
-    }
-    return EXIT_OK;
-}
-
-/* ------------------------------------------------------------ main */
-
 static size_t array_count(const host_array *a)
 {
     size_t n = 1;
@@ -383,14 +396,63 @@ static size_t host_count(const host_tensor *h)
     return n;
 }
 
-/* Writes every file asked for, once the whole step has succeeded. */
-static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *layer,
-                     bool has_dw, bool has_db, const host_tensor *hy,
-                     const host_tensor *hdx, const host_tensor *hdw, const host_tensor *hdb)
+/* The outputs of a run, as registered with the output set (outputs.h):
+ * the index of each, -1 when not asked for. */
+typedef struct run_outputs {
+    outputs set;
+    int y, dx, grads, state;
+} run_outputs;
+
+/* Registers the files and checks the outputs before any work (exit 2 with
+ * a message naming them when one cannot be written as asked). */
+static int check_outputs(const options *o, run_outputs *ro)
 {
-    int rc;
-    if (o->output && (rc = write_npy(o->output, hy)) != EXIT_OK) return rc;
-    if (o->grad_input && (rc = write_npy(o->grad_input, hdx)) != EXIT_OK) return rc;
+    outputs_init(&ro->set);
+    outputs_input(&ro->set, "the layer file", o->layer);
+    outputs_input(&ro->set, "--input", o->input);
+    outputs_input(&ro->set, "--grad-output", o->grad_output);
+    ro->y = outputs_add(&ro->set, "--output", o->output, false);
+    ro->dx = outputs_add(&ro->set, "--grad-input", o->grad_input, false);
+    ro->grads = outputs_add(&ro->set, "--grad-params", o->grad_params, false);
+    ro->state = outputs_add(&ro->set, "--save-state", o->save_state, false);
+    /* A layer replaced by its own next state chains training steps. */
+    outputs_allow_same(&ro->set, 0, ro->state);
+    char err[1024];
+    int rc = outputs_check(&ro->set, NULL, err, sizeof err);
+    if (rc) msg("%s", err);
+    return rc;
+}
+
+static int write_npy(const char *target, const char *path, const host_tensor *h)
+{
+    ndcl_status s = ndcl_npy_write(path, h->data, h->ndim, h->shape);
+    if (s != NDCL_SUCCESS) {
+        msg("%s: %s", target, ndcl_context_last_error(NULL));
+        return exit_code(s);
+    }
+    return EXIT_OK;
+}
+
+/* Writes every file asked for into the staging directory, once the whole
+ * step has succeeded, and renames them over their targets only when all
+ * are written: a failure leaves every target as it was. */
+static int write_all(const options *o, run_outputs *ro, ndcl_context *ctx,
+                     const ndcl_layer *layer, bool has_dw, bool has_db,
+                     const host_tensor *hy, const host_tensor *hdx, const host_tensor *hdw,
+                     const host_tensor *hdb)
+{
+    char err[1024];
+    int rc = outputs_begin(&ro->set, err, sizeof err);
+    if (rc) {
+        msg("%s", err);
+        return rc;
+    }
+    const outputs *set = &ro->set;
+    if (o->output && (rc = write_npy(o->output, outputs_tmp(set, ro->y), hy)) != EXIT_OK)
+        return rc;
+    if (o->grad_input &&
+        (rc = write_npy(o->grad_input, outputs_tmp(set, ro->dx), hdx)) != EXIT_OK)
+        return rc;
     if (o->grad_params) {
         const char *names[2] = {"weight", "bias"};
         const float *data[2] = {hdw->data, hdb->data};
@@ -399,17 +461,18 @@ static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *laye
         memcpy(shapes[0], hdw->shape, sizeof shapes[0]);
         memcpy(shapes[1], hdb->shape, sizeof shapes[1]);
         int n = !has_dw ? 0 : has_db ? 2 : 1;
-        ndcl_status s = ndcl_safetensors_write_floats(
-            o->grad_params, n, names, data, ndims, (const size_t(*)[NDCL_MAX_DIMS])shapes);
+        ndcl_status s =
+            ndcl_safetensors_write_floats(outputs_tmp(set, ro->grads), n, names, data,
+                                          ndims, (const size_t(*)[NDCL_MAX_DIMS])shapes);
         if (s != NDCL_SUCCESS) {
-            file_msg(o->grad_params, ndcl_context_last_error(NULL));
+            msg("%s: %s", o->grad_params, ndcl_context_last_error(NULL));
             return exit_code(s);
         }
     }
     if (o->save_state) {
-        ndcl_status s = ndcl_layer_save(layer, o->save_state);
+        ndcl_status s = ndcl_layer_save(layer, outputs_tmp(set, ro->state));
         if (s != NDCL_SUCCESS) {
-            file_msg(o->save_state, ndcl_context_last_error(ctx));
+            msg("%s: %s", o->save_state, ndcl_context_last_error(ctx));
             return exit_code(s);
         }
     }
@@ -420,7 +483,9 @@ static int write_all(const options *o, ndcl_context *ctx, const ndcl_layer *laye
         msg("%s: %s", ndcl_status_string(s), ndcl_context_last_error(ctx));
         return EXIT_FAILED;
     }
-    return EXIT_OK;
+    rc = outputs_commit(&ro->set, NULL, err, sizeof err);
+    if (rc) msg("%s", err);
+    return rc;
 }
 
 /* In a --sync run, every rank's status so far, the largest: each rank
@@ -434,10 +499,86 @@ static int agree(const run_sync *sy, int rc)
     return all;
 }
 
+/* FNV-1a over bytes, continuing h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The layer file's contents, hashed (regular files only, opened without
+ * blocking: the loader reports anything else); 0 when unreadable. */
+static uint64_t file_hash(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
+    unsigned char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        h = fnv(h, buf, (size_t)r);
+    close(fd);
+    return r < 0 ? 0 : h;
+}
+
+static void array_text(const char *name, const host_array *a, char *out, size_t n)
+{
+    char sh[96] = "none";
+    uint64_t h = 0;
+    if (a->data) {
+        shape_str(a->ndim, a->shape, sh, sizeof sh);
+        size_t count = 1;
+        for (int d = 0; d < a->ndim; d++)
+            count *= a->shape[d];
+        h = fnv(0xcbf29ce484222325ULL, a->data, count * sizeof *a->data);
+    }
+    snprintf(out, n, "%s shape=%s;%s contents=%016llx", name, sh, name,
+             (unsigned long long)h);
+}
+
+/* The settings every rank of a --sync job must share: the step, the files'
+ * contents and shapes, which gradients are asked for. */
+static void settings_text(const options *o, uint64_t layer_hash, const host_array *x,
+                          const host_array *dy, char *out, size_t n)
+{
+    char xs[160], ds[160];
+    array_text("--input", x, xs, sizeof xs);
+    array_text("--grad-output", dy, ds, sizeof ds);
+    snprintf(
+        out, n,
+        "version=%s;--mode=%s;the layer file's contents=%016llx;%s;--grad-output=%s;%s;"
+        "--grad-input=%s;--grad-params=%s",
+        ndcl_version_string(), o->mode == NDCL_TRAIN ? "train" : "eval",
+        (unsigned long long)layer_hash, xs, o->grad_output ? "given" : "not given", ds,
+        o->grad_input ? "given" : "not given", o->grad_params ? "given" : "not given");
+}
+
+/* The start-up agreement (rank_agree.h) at one of the points every rank
+ * reaches: a rank that failed, or settings that differ, stop every rank;
+ * the failing rank said why itself, rank 0 names it for the job. */
+static int start_agree(const run_sync *sy, int rc, const char *settings)
+{
+    if (!sy->on) return rc;
+    char why[RANK_REASON_MAX + 128];
+    int job =
+        rank_agree(sy->rank, sy->size, rc, rc ? last_msg : "", settings, why, sizeof why);
+    if (job != EXIT_OK && rc == EXIT_OK && sy->rank == 0) msg("--sync: stopping: %s", why);
+    return job;
+}
+
 /* The step itself (main's body); with sy->on each rank runs its slice. */
 static int run(const options *o, const run_sync *sy)
 {
-    int rc = EXIT_OK;
+    run_outputs ro;
+    /* Every output is checked before anything is read or started. */
+    int rc = check_outputs(o, &ro);
     host_array x = {0}, dy = {0};
     host_tensor hy = {0}, hdx = {0}, hdw = {0}, hdb = {0};
     float *all_y = NULL, *all_dx = NULL, *sum_dw = NULL, *sum_db = NULL;
@@ -450,7 +591,7 @@ static int run(const options *o, const run_sync *sy)
 
     /* The input files are read before a device is touched, so that a bad
      * file is reported at once and never costs a kernel build. */
-    rc = read_npy(o->input, &x);
+    if (rc == EXIT_OK) rc = read_npy(o->input, &x);
     if (rc == EXIT_OK && o->grad_output) rc = read_npy(o->grad_output, &dy);
     if (rc == EXIT_OK && sy->on && x.shape[0] % (size_t)K != 0) {
         msg("--sync: %s holds a batch of %zu samples, which does not split evenly over %d "
@@ -458,7 +599,9 @@ static int run(const options *o, const run_sync *sy)
             o->input, x.shape[0], K);
         rc = EXIT_USAGE;
     }
-    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+    char settings[RANK_SETTINGS_MAX] = "";
+    if (sy->on) settings_text(o, file_hash(o->layer), &x, &dy, settings, sizeof settings);
+    if ((rc = start_agree(sy, rc, settings)) != EXIT_OK) goto done;
     /* Rank r takes samples [r*N/K, (r+1)*N/K). */
     xs = x;
     xs.shape[0] = x.shape[0] / (size_t)K;
@@ -470,11 +613,10 @@ static int run(const options *o, const run_sync *sy)
     if (s != NDCL_SUCCESS) {
         const char *e = ndcl_context_last_error(NULL);
         if (o->device)
-            msg("device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
+            msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
         else
             msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
-        /* A malformed spec is the user's; no matching device is not. */
-        rc = s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+        rc = tool_device_exit(s, o->device != NULL);
     }
     if (rc == EXIT_OK) {
         s = ndcl_layer_load(ctx, o->layer, &layer);
@@ -492,7 +634,8 @@ static int run(const options *o, const run_sync *sy)
             rc = EXIT_FAILED;
         }
     }
-    if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+    /* Every rank's device up and layer loaded, or none starts. */
+    if ((rc = start_agree(sy, rc, settings)) != EXIT_OK) goto done;
     ndcl_layer_kind kind = ndcl_layer_kind_of(layer);
 
     /* The forward: in a group its failures reach every rank (ndcl.h). */
@@ -512,7 +655,8 @@ static int run(const options *o, const run_sync *sy)
             else
                 msg("forward of %s on %s: %s: %s", o->layer, o->input,
                     ndcl_status_string(s), ndcl_context_last_error(ctx));
-            rc = exit_code(s);
+            /* A geometry past the kernels' int indexing is the files'. */
+            rc = s == NDCL_ERR_UNSUPPORTED ? EXIT_USAGE : exit_code(s);
         }
     }
     if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
@@ -610,6 +754,18 @@ static int run(const options *o, const run_sync *sy)
             }
         }
         if ((rc = agree(sy, rc)) != EXIT_OK) goto done;
+        /* Every rank's share the same size, or the gathered y would hold
+         * what one rank never wrote. */
+        unsigned long long sizes[] = {ny, nx, nw, nb, (unsigned long long)hy.ndim};
+        if (!run_sync_equal(sy, sizes, 5)) {
+            if (root)
+                msg("--sync: the ranks' results differ in shape (y of %zu values on rank "
+                    "0); "
+                    "nothing gathered or written",
+                    ny);
+            rc = EXIT_USAGE;
+            goto done;
+        }
         bool ok = run_sync_gather(sy, hy.data, ny, all_y);
         if (tdx) ok = run_sync_gather(sy, hdx.data, nx, all_dx) && ok;
         if (tdw) ok = run_sync_sum(sy, hdw.data, nw, sum_dw) && ok;
@@ -634,10 +790,12 @@ static int run(const options *o, const run_sync *sy)
         }
     }
     if (me == 0)
-        rc = write_all(o, ctx, layer, tdw != NULL, tdb != NULL, &hy, &hdx, &hdw, &hdb);
+        rc = write_all(o, &ro, ctx, layer, tdw != NULL, tdb != NULL, &hy, &hdx, &hdw, &hdb);
     rc = agree(sy, rc);
 
 done:
+    /* Whatever was staged and not committed goes; the targets stay. */
+    outputs_discard(&ro.set);
     ndcl_tensor_destroy(tx);
     ndcl_tensor_destroy(ty);
     ndcl_tensor_destroy(tdy);

@@ -41,6 +41,21 @@ ndcl_status run_sync_attach(const run_sync *s, ndcl_layer *layer)
     return ndcl_mpi_attach(layer, MPI_COMM_WORLD);
 }
 
+bool run_sync_equal(const run_sync *s, const unsigned long long *v, int n)
+{
+    (void)s;
+    unsigned long long lo[8], hi[8];
+    if (n > 8) return false;
+    if (MPI_Allreduce(v, lo, n, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD) !=
+            MPI_SUCCESS ||
+        MPI_Allreduce(v, hi, n, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (lo[i] != hi[i]) return false;
+    return true;
+}
+
 bool run_sync_gather(const run_sync *s, const float *part, size_t n, float *all)
 {
     (void)s;
@@ -91,6 +106,14 @@ ndcl_status run_sync_attach(const run_sync *s, ndcl_layer *layer)
     (void)s;
     (void)layer;
     return NDCL_ERR_UNSUPPORTED;
+}
+
+bool run_sync_equal(const run_sync *s, const unsigned long long *v, int n)
+{
+    (void)s;
+    (void)v;
+    (void)n;
+    return true;
 }
 
 bool run_sync_gather(const run_sync *s, const float *part, size_t n, float *all)

@@ -25,6 +25,10 @@ bool run_sync_init(int *argc, char ***argv, run_sync *s);
  * calls it at the same points). */
 int run_sync_agree(const run_sync *s, int rc);
 
+/* Whether every rank passed the same n values (a collective; every rank
+ * gets the same answer). False on an MPI error. */
+bool run_sync_equal(const run_sync *s, const unsigned long long *v, int n);
+
 /* Attaches the layer to the world (ndcl_mpi_attach). */
 ndcl_status run_sync_attach(const run_sync *s, ndcl_layer *layer);
 

@@ -351,8 +351,17 @@ static ndcl_status as_format(ndcl_context *ctx, ndcl_status s, const char *what)
     return ndcl_error_prefix(ctx, NDCL_ERR_FORMAT, what);
 }
 
-static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
-                               const layer_spec *sp, ndcl_layer *l)
+static ndcl_status create_layer(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
+{
+    if (sp->kind == NDCL_LAYER_CONV2D) return ndcl_conv2d_create(ctx, &sp->conv, l);
+    if (sp->kind == NDCL_LAYER_LINEAR) return ndcl_linear_create(ctx, &sp->linear, l);
+    return ndcl_channel_create(ctx, &sp->channel, l);
+}
+
+/* Every parameter tensor of the file against the shape the layer l gives
+ * it (l may be a shapes-only probe). */
+static ndcl_status check_shapes(ndcl_context *ctx, const ndcl_st_file *f,
+                                const layer_spec *sp, const ndcl_layer *l)
 {
     const char *names[MAX_NAMES], *counter;
     int n = param_names(sp, names, &counter);
@@ -369,6 +378,18 @@ static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
                              "tensor \"%s\" has shape %s but the layer expects %s", t->name,
                              have, want);
         }
+    }
+    return NDCL_SUCCESS;
+}
+
+static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
+                               const layer_spec *sp, ndcl_layer *l)
+{
+    const char *names[MAX_NAMES], *counter;
+    int n = param_names(sp, names, &counter);
+    NDCL_TRY(check_shapes(ctx, f, sp, l));
+    for (int i = 0; i < n; i++) {
+        const ndcl_st_tensor *t = ndcl_st_find(f, names[i]);
         float *buf = malloc(t->count * sizeof(float) + 1);
         if (!buf) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
         ndcl_st_to_float(t, buf);
@@ -406,13 +427,20 @@ ndcl_status ndcl_layer_load_memory(ndcl_context *ctx, const void *data, size_t s
     ndcl_layer *l = NULL;
     ndcl_status s = read_spec(ctx, &f, &sp);
     if (s == NDCL_SUCCESS) s = check_names(ctx, &f, &sp);
+    /* First a layer with shapes and no device memory: the file's tensors
+     * are checked against it before the metadata alone can make ndcl
+     * allocate (a small file declaring a 20000x20000 layer). */
     if (s == NDCL_SUCCESS) {
-        if (sp.kind == NDCL_LAYER_CONV2D)
-            s = ndcl_conv2d_create(ctx, &sp.conv, &l);
-        else if (sp.kind == NDCL_LAYER_LINEAR)
-            s = ndcl_linear_create(ctx, &sp.linear, &l);
-        else
-            s = ndcl_channel_create(ctx, &sp.channel, &l);
+        ctx->shapes_only = true;
+        s = create_layer(ctx, &sp, &l);
+        ctx->shapes_only = false;
+        s = as_format(ctx, s, "the metadata describes an invalid layer");
+        if (s == NDCL_SUCCESS) s = check_shapes(ctx, &f, &sp, l);
+        ndcl_layer_destroy(l);
+        l = NULL;
+    }
+    if (s == NDCL_SUCCESS) {
+        s = create_layer(ctx, &sp, &l);
         s = as_format(ctx, s, "the metadata describes an invalid layer");
     }
     if (s == NDCL_SUCCESS) s = load_params(ctx, &f, &sp, l);
@@ -433,7 +461,8 @@ ndcl_status ndcl_layer_load(ndcl_context *ctx, const char *path, ndcl_layer **ou
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     unsigned char *buf;
     size_t size;
-    NDCL_TRY(ndcl_read_file(ctx, path, &buf, &size));
+    NDCL_TRY(
+        ndcl_read_file_checked(ctx, path, NDCL_ST_HEAD, ndcl_st_head_check, &buf, &size));
     ndcl_status s = ndcl_layer_load_memory(ctx, buf, size, out);
     free(buf);
     if (s != NDCL_SUCCESS) return ndcl_error_prefix(ctx, s, path);

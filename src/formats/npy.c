@@ -163,12 +163,19 @@ static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
     if (used < cap) snprintf(buf + used, cap - used, ")");
 }
 
-/* Validates a whole file in memory and converts its data to floats. */
-ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, float **data,
-                           int *ndim, size_t shape[NDCL_MAX_DIMS])
+/* What a .npy header says: where the data starts, its element size and
+ * count, the shape. */
+typedef struct npy_head {
+    npy_header h;
+    size_t start, hlen, esize, count;
+} npy_head;
+
+/* Validates a file's magic, header and size from its first n bytes (b)
+ * and its whole size: enough to refuse a file before its body is read. */
+static ndcl_status parse_head(const char *path, const unsigned char *b, size_t n,
+                              size_t size, npy_head *out)
 {
-    const unsigned char *b = bytes;
-    if (size < 10 || memcmp(b, magic, sizeof magic) != 0)
+    if (n < 10 || memcmp(b, magic, sizeof magic) != 0)
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: not a .npy file (bad magic; expected \\x93NUMPY)", path);
     unsigned major = b[6], minor = b[7];
@@ -177,7 +184,7 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
         hlen = (size_t)b[8] | (size_t)b[9] << 8;
         start = 10;
     } else if (major == 2 || major == 3) {
-        if (size < 12)
+        if (n < 12)
             return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: truncated .npy header", path);
         hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
                (size_t)((uint32_t)b[11] << 24);
@@ -191,6 +198,10 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          "%s: truncated .npy header (%zu bytes announced, %zu present)",
                          path, hlen, size - start);
+    if (hlen > n - start)
+        return ndcl_fail(NULL, NDCL_ERR_FORMAT,
+                         "%s: .npy header of %zu bytes (at most %zu are read as a header)",
+                         path, hlen, n - start);
     npy_header h = {0};
     NDCL_TRY(parse_header(path, (const char *)b + start, hlen, &h));
 
@@ -232,6 +243,23 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
                          path, st, h.descr, nbytes, avail);
     }
 
+    out->h = h;
+    out->start = start;
+    out->hlen = hlen;
+    out->esize = esize;
+    out->count = count;
+    return NDCL_SUCCESS;
+}
+
+/* Validates a whole file in memory and converts its data to floats. */
+ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, float **data,
+                           int *ndim, size_t shape[NDCL_MAX_DIMS])
+{
+    const unsigned char *b = bytes;
+    npy_head hd;
+    NDCL_TRY(parse_head(path, b, size, size, &hd));
+    const npy_header h = hd.h;
+    size_t start = hd.start, hlen = hd.hlen, esize = hd.esize, count = hd.count;
     float *out = malloc(count ? count * sizeof(float) : 1);
     if (!out)
         return ndcl_fail(NULL, NDCL_ERR_OUT_OF_MEMORY,
@@ -257,6 +285,18 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
     return NDCL_SUCCESS;
 }
 
+/* The most of a file read as its header (numpy itself writes a few
+ * hundred bytes at most). */
+#define NPY_HEAD ((size_t)1 << 20)
+
+static ndcl_status head_check(ndcl_context *ctx, const char *path,
+                              const unsigned char *head, size_t n, size_t total)
+{
+    (void)ctx;
+    npy_head hd;
+    return parse_head(path, head, n, total, &hd);
+}
+
 ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
                           size_t shape[NDCL_MAX_DIMS])
 {
@@ -265,7 +305,7 @@ ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
     NDCL_CHECK_ARG(NULL, data && ndim && shape, "data, ndim and shape must not be NULL");
     unsigned char *buf;
     size_t size;
-    NDCL_TRY(ndcl_read_file(NULL, path, &buf, &size));
+    NDCL_TRY(ndcl_read_file_checked(NULL, path, NPY_HEAD, head_check, &buf, &size));
     ndcl_status s = ndcl_npy_parse(path, buf, size, data, ndim, shape);
     free(buf);
     return s;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,7 +486,8 @@ ndcl_status ndcl_st_read(ndcl_context *ctx, const char *path, ndcl_st_file *out)
     NDCL_CHECK_ARG(ctx, out != NULL, "out is NULL");
     unsigned char *buf;
     size_t size;
-    NDCL_TRY(ndcl_read_file(ctx, path, &buf, &size));
+    NDCL_TRY(
+        ndcl_read_file_checked(ctx, path, NDCL_ST_HEAD, ndcl_st_head_check, &buf, &size));
     ndcl_status s = ndcl_st_parse(ctx, buf, size, out);
     if (s != NDCL_SUCCESS) {
         free(buf);
@@ -621,51 +623,123 @@ ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *ts, int n,
 
 /* ------------------------------------------------------------ files */
 
-ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **data,
-                           size_t *size)
+/* Reads exactly n bytes at the file's current offset. */
+static ndcl_status read_exact(ndcl_context *ctx, const char *path, int fd, unsigned char *p,
+                              size_t n)
 {
-    int fd = open(path, O_RDONLY);
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0)
+            return ndcl_fail(ctx, NDCL_ERR_IO, "%s: read failed: %s", path,
+                             strerror(errno));
+        if (r == 0)
+            return ndcl_fail(ctx, NDCL_ERR_IO, "%s: the file shrank while it was read",
+                             path);
+        p += r;
+        n -= (size_t)r;
+    }
+    return NDCL_SUCCESS;
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+ndcl_status ndcl_read_file_checked(ndcl_context *ctx, const char *path, size_t head_max,
+                                   ndcl_head_check check, unsigned char **data,
+                                   size_t *size)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is then
+     * refused with every other kind of file that has no size. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return ndcl_fail(ctx, NDCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    size_t cap = 4096;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-        (uintmax_t)st.st_size < SIZE_MAX - 1)
-        cap = (size_t)st.st_size + 1;
-    unsigned char *buf = malloc(cap);
-    size_t len = 0;
-    ndcl_status s = NDCL_SUCCESS;
-    if (!buf)
-        s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
-                      path, cap);
-    /* Read to the end rather than trusting st_size: pipes have none and a
-     * file may change while it is read. */
-    while (s == NDCL_SUCCESS) {
-        if (len + 1 >= cap) {
-            size_t ncap = cap * 2;
-            unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-            if (!nb) {
-                s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - 1 - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0)
-            s = ndcl_fail(ctx, NDCL_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        if (r <= 0) break;
-        len += (size_t)r;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ndcl_fail(ctx, NDCL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ndcl_fail(ctx, NDCL_ERR_IO,
+                         "%s: is %s; ndcl reads regular files only (its size bounds the "
+                         "read)",
+                         path, file_kind(st.st_mode));
+    }
+    if (st.st_size < 0 || (uintmax_t)st.st_size >= SIZE_MAX / 2) {
+        close(fd);
+        return ndcl_fail(ctx, NDCL_ERR_IO, "%s: size %jd is out of range", path,
+                         (intmax_t)st.st_size);
+    }
+    size_t total = (size_t)st.st_size;
+    /* The head first, into a buffer of its own size: a wrong magic or a
+     * header that does not match the file's size is refused before the
+     * body is read or its memory taken. */
+    size_t head = total < head_max ? total : head_max;
+    unsigned char *buf = malloc(head + 1);
+    ndcl_status s = NDCL_SUCCESS;
+    if (!buf) s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    if (s == NDCL_SUCCESS) s = read_exact(ctx, path, fd, buf, head);
+    if (s == NDCL_SUCCESS && check) s = check(ctx, path, buf, head, total);
+    if (s == NDCL_SUCCESS && total > head) {
+        unsigned char *all = realloc(buf, total + 1);
+        if (!all)
+            s = ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "%s: out of host memory (%zu bytes)",
+                          path, total + 1);
+        else
+            buf = all;
+    }
+    if (s == NDCL_SUCCESS) s = read_exact(ctx, path, fd, buf + head, total - head);
     close(fd);
     if (s != NDCL_SUCCESS) {
         free(buf);
         return s;
     }
-    buf[len] = 0;
+    buf[total] = 0;
     *data = buf;
-    *size = len;
+    *size = total;
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **data,
+                           size_t *size)
+{
+    return ndcl_read_file_checked(ctx, path, 0, NULL, data, size);
+}
+
+ndcl_status ndcl_st_head_check(ndcl_context *ctx, const char *path,
+                               const unsigned char *head, size_t n, size_t total)
+{
+    if (n < 8 || total < 8)
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT,
+                         "%s: %zu bytes: too short for the 8-byte header length", path,
+                         total);
+    uint64_t hlen = load_le64(head);
+    if (hlen > total - 8)
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT,
+                         "%s: header length %llu is larger than the file (%zu bytes; "
+                         "truncated or not a safetensors file)",
+                         path, (unsigned long long)hlen, total);
+    if (hlen > ST_MAX_HEADER)
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT,
+                         "%s: header length %llu is absurd (limit %llu)", path,
+                         (unsigned long long)hlen, ST_MAX_HEADER);
+    size_t i = 8;
+    while (i < n && i < 8 + hlen && is_json_space((char)head[i]))
+        i++;
+    if (i < n && i < 8 + hlen && head[i] != '{')
+        return ndcl_fail(ctx, NDCL_ERR_FORMAT,
+                         "%s: header is not a JSON object (byte 0x%02x at %zu; not a "
+                         "safetensors file)",
+                         path, head[i], i);
     return NDCL_SUCCESS;
 }
 

@@ -97,10 +97,32 @@ ndcl_status ndcl_st_serialize(ndcl_context *ctx, const ndcl_st_out *tensors, int
 ndcl_status ndcl_write_file_atomic(ndcl_context *ctx, const char *path, const void *data,
                                    size_t size);
 
-/* Reads a whole file into a malloc'd buffer (one extra NUL byte after the
- * end, not counted in *size). NDCL_ERR_IO on failure. */
+/* Reads a whole regular file into a malloc'd buffer (one extra NUL byte
+ * after the end, not counted in *size). Anything else (a FIFO, a device, a
+ * directory) is refused without blocking: the file's size bounds the read.
+ * NDCL_ERR_IO on failure. */
 ndcl_status ndcl_read_file(ndcl_context *ctx, const char *path, unsigned char **data,
                            size_t *size);
+
+/* Checks a file's first n bytes (n = min(its size, the head asked for))
+ * knowing its whole size, before the rest is read. */
+typedef ndcl_status (*ndcl_head_check)(ndcl_context *ctx, const char *path,
+                                       const unsigned char *head, size_t n, size_t total);
+
+/* ndcl_read_file, with check called on the file's first head_max bytes
+ * before the body is read: a wrong magic or a header that does not match
+ * the file's size costs no more than the head. */
+ndcl_status ndcl_read_file_checked(ndcl_context *ctx, const char *path, size_t head_max,
+                                   ndcl_head_check check, unsigned char **data,
+                                   size_t *size);
+
+/* How much of a safetensors file ndcl_st_head_check looks at. */
+#define NDCL_ST_HEAD 4096
+
+/* A safetensors file's head: the header length within the file and the
+ * limit, the header a JSON object (NDCL_ERR_FORMAT naming path). */
+ndcl_status ndcl_st_head_check(ndcl_context *ctx, const char *path,
+                               const unsigned char *head, size_t n, size_t total);
 
 /* Prepends "prefix: " to ctx's last error and returns status, so a parse
  * error read from a file names the file. */

@@ -70,6 +70,14 @@ ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
     size_t bytes;
     NDCL_CHECK_ARG(ctx, ndcl_mul_ok(p->count, sizeof(float), &bytes), "%s: size overflows",
                    name);
+    if (ctx->shapes_only) {
+        /* A probe of the shapes (layer_file.c): nothing on the device, and
+         * the shapes are checked before the device's limits. */
+        p->mem = NULL;
+        p->cell = NULL;
+        l->n_params++;
+        return NDCL_SUCCESS;
+    }
     if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes)
         return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
                          "%s of %zu bytes exceeds the device's largest allocation", name,

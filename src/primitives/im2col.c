@@ -50,15 +50,37 @@ ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g)
         g->rows = g->positions;
         g->cols = g->c * kk;
     }
-    /* The kernels index with int. */
-    const size_t nx = g->n * g->c * g->h * g->w, nX = g->rows * g->cols;
+    /* The kernels index with int; the message names the value that does
+     * not fit (products checked without wrapping). */
+    size_t nx = 1, nX, step;
+    const size_t dims[4] = {g->n, g->c, g->h, g->w};
+    bool nx_ok = true;
+    for (int i = 0; i < 4; i++)
+        nx_ok = nx_ok && ndcl_mul_ok(nx, dims[i], &nx);
+    if (!nx_ok || nx > INT_MAX)
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "the input [%zu, %zu, %zu, %zu] holds %s%zu values, more than "
+                         "2^31-1 (the kernels index with int)",
+                         g->n, g->c, g->h, g->w, nx_ok ? "" : "over ",
+                         nx_ok ? nx : SIZE_MAX);
+    if (!ndcl_mul_ok(g->stride, g->stride, &step) || step > INT_MAX)
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "sampling stride %zu: its square (the step between sampled "
+                         "pixels) exceeds 2^31-1 (the kernels index with int)",
+                         g->stride);
+    if (!ndcl_mul_ok(g->rows, g->cols, &nX) || nX > INT_MAX)
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "the patch matrix %zu x %zu exceeds 2^31-1 values (the kernels "
+                         "index with int)",
+                         g->rows, g->cols);
     const size_t reach = (g->h > g->w ? g->h : g->w) + 2 * g->pad +
                          g->dil * ((g->kh > g->kw ? g->kh : g->kw) - 1);
-    if (!prims_fit_int(nx, nX, g->stride * g->stride) || !prims_fit_int(reach, 0, 0))
-        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
-                         "input (%zu values), patch matrix (%zu x %zu) or padded extent "
-                         "exceeds 2^31-1 (the kernels index with int)",
-                         nx, g->rows, g->cols);
+    if (reach > INT_MAX)
+        return ndcl_fail(
+            ctx, NDCL_ERR_UNSUPPORTED,
+            "the padded extent %zu (input %zux%zu, padding %zu, kernel %zux%zu, "
+            "dilation %zu) exceeds 2^31-1 (the kernels index with int)",
+            reach, g->h, g->w, g->pad, g->kh, g->kw, g->dil);
     return NDCL_SUCCESS;
 }
 

@@ -2,6 +2,7 @@
  * context, cached on disk as a device binary; kernels are created once and
  * launched through one checked helper. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,14 +84,29 @@ static uint64_t cache_key(const ndcl_context *ctx, const char *src, size_t len,
  * entry is not trusted. */
 static unsigned char *cache_read(const char *path, uint64_t key, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    /* O_NONBLOCK: a FIFO in the cache directory must not block the open;
+     * anything but a regular file is ignored (and later replaced). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        ndcl_trace("cache entry %s is not a regular file: ignored", path);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
     char magic[8];
     uint64_t hdr[3];
     unsigned char *data = NULL;
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, CACHE_MAGIC, 8) != 0) goto bad;
     if (fread(hdr, sizeof hdr[0], 3, f) != 3 || hdr[0] != key) goto bad;
     if (hdr[1] == 0 || hdr[1] > ((uint64_t)1 << 31)) goto bad;
+    /* The header's length against the file's before anything is allocated. */
+    if ((uint64_t)st.st_size != 8 + sizeof hdr + hdr[1]) goto bad;
     data = malloc(hdr[1]);
     if (!data || fread(data, 1, hdr[1], f) != hdr[1]) goto bad;
     if (fgetc(f) != EOF) goto bad; /* trailing garbage */

@@ -51,6 +51,11 @@ struct ndcl_context {
      * read and cleared by ndcl_finish and by calls that read to the host. */
     cl_mem flag;
 
+    /* Set by the layer-file loader around a layer's creation: the layer's
+     * parameters get their shapes and no device memory, so that a file's
+     * tensors are checked against them before anything is allocated. */
+    bool shapes_only;
+
     char last_error[NDCL_ERRMSG_SIZE];
 };
 

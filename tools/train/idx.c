@@ -2,8 +2,11 @@
  * the header's magic number and dimensions are checked before the data,
  * which must be all there. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "idx.h"
@@ -41,9 +44,21 @@ static uint32_t be32(const unsigned char *p)
 /* One IDX file of unsigned bytes with ndim dimensions: dims and data. */
 static int read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **data)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return tr_fail(TR_INPUT, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    /* Regular files only, opened without blocking: a FIFO or a device
+     * (/dev/zero) has no end to bound the read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return tr_fail(TR_INPUT, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tr_fail(
+            TR_INPUT, "%s: not a regular file (ndcl-train reads regular files only)", path);
+    }
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return tr_fail(TR_INPUT, "%s: cannot open", path);
+    }
     unsigned char head[16];
     uint32_t want = 0x800u | (uint32_t)ndim;
     int rc = read_all(f, path, head, 4 + 4 * (size_t)ndim, "the header");

@@ -18,13 +18,27 @@
 
 #include "idx.h"
 #include "net.h"
+#include "outputs.h"
+#include "rank_agree.h"
 #include "ranks.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum {
+    EXIT_OK = TOOL_EXIT_OK,
+    EXIT_FAILED = TOOL_EXIT_DEVICE,
+    EXIT_USAGE = TOOL_EXIT_USAGE
+};
+
+/* What --save writes in its directory: an existing --save directory may
+ * hold these and nothing else (it is replaced whole). */
+static const char *const save_names[] = {"0.safetensors", "3.safetensors", "7.safetensors",
+                                         "model.safetensors", NULL};
 
 static const char *prog = "ndcl-train";
 /* With --sync: this process's rank of the MPI job. */
 static train_ranks ranks = {false, 0, 1};
+/* The output files (outputs.h) and the index of each, -1 when not asked. */
+static outputs outs;
+static int out_json = -1, out_plot = -1, out_save = -1;
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 /* --augment's largest move, in pixels each way. */
@@ -132,13 +146,32 @@ static void usage(FILE *f)
         "Environment: NDCL_DEVICE (the default device), NDCL_CACHE_DIR, NDCL_CACHE,\n"
         "NDCL_DEBUG, as for every ndcl tool.\n"
         "\n"
-        "Exit status: 0 success; 1 a device failure or a loss that is not finite\n"
-        "(the message names the step); 2 bad arguments or files (a missing or\n"
-        "truncated data file, a wrong magic number, image and label counts that\n"
-        "differ, --batch larger than the data, an unwritable output), named in the\n"
-        "message.\n",
+        "Outputs (--json, --plot, --save) are all written or none: each is\n"
+        "checked before the data is read (a new name in a writable directory, an\n"
+        "existing regular file with one link, for --save an existing directory\n"
+        "holding only the files it writes; never a device, FIFO, symlink, hard\n"
+        "link or an input, never two outputs on one name: exit 2 naming both),\n"
+        "written into a staging directory beside the target once training has\n"
+        "succeeded, and renamed into place together (--save's directory swapped in\n"
+        "whole). A failed or interrupted run (SIGINT, SIGTERM, SIGHUP) leaves every\n"
+        "target as it was and no temporary behind.\n"
+        "\n"
+        "Exit status (the same table in every ndcl tool):\n"
+        "  0  success\n"
+        "  1  a device or numerical failure: no usable OpenCL device, an OpenCL\n"
+        "     error, a loss that is not finite (the step named), another rank's\n"
+        "     failure of that kind\n"
+        "  2  bad arguments or files: a usage error, a --device SPEC that is\n"
+        "     malformed or matches no device, a missing or truncated data file, a\n"
+        "     wrong magic number, image and label counts that differ, --batch\n"
+        "     larger than the data, an output that cannot be written as asked,\n"
+        "     ranks whose settings disagree\n"
+        "Errors are reported on stderr, naming the file, option or rank concerned.\n",
         prog, prog);
 }
+
+/* The last message printed, without its prefix. */
+static char last_msg[RANK_REASON_MAX];
 
 static void msg(const char *fmt, ...)
 {
@@ -151,6 +184,8 @@ static void msg(const char *fmt, ...)
     vsnprintf(line + at, sizeof line - (size_t)at - 1, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", line);
+    /* The reason this rank gives the others at start-up (rank_agree.h). */
+    snprintf(last_msg, sizeof last_msg, "%s", line + at);
 }
 
 static double now(void)
@@ -316,26 +351,6 @@ static int parse(int argc, char **argv, options *o, bool *done)
         return EXIT_USAGE;
     }
     return EXIT_OK;
-}
-
-/* An output file's directory must exist and be writable before hours of
- * training, not after. */
-static bool writable_dir_of(const char *path, const char *flag)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
-    if (access(dir, W_OK | X_OK) != 0) {
-        msg("%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
-        return false;
-    }
-    return true;
 }
 
 static bool gnuplot_available(void)
@@ -522,7 +537,8 @@ static double op_gbs(const train_net *net, int op, int steps, int local)
 
 static int write_json(const options *o, const ndcl_device_info *dev, int ntrain, int ntest,
                       int steps, const epoch_rec *ep, int nep, const eval_log *evals,
-                      double first_step, const train_net *net, const char *path)
+                      double first_step, const train_net *net, const char *target,
+                      const char *path)
 {
     cJSON *root = cJSON_CreateObject(), *s = cJSON_AddObjectToObject(root, "settings");
     cJSON_AddStringToObject(root, "tool", prog);
@@ -599,24 +615,26 @@ static int write_json(const options *o, const ndcl_device_info *dev, int ntrain,
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return tr_fail(TR_DEVICE, "out of memory");
-    /* Through a temporary file renamed over the target. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
+    /* path is the staging file (outputs.h), renamed over the target once
+     * every output is written. */
+    FILE *f = fopen(path, "w");
     int rc = TR_OK;
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) != 0) {
-        rc = tr_fail(TR_INPUT, "--json %s: %s", path, strerror(errno));
-        remove(tmp);
+    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) >= 0 && fflush(f) == 0 &&
+              fsync(fileno(f)) == 0;
+    int err = errno;
+    if (f && fclose(f) != 0 && ok) {
+        ok = false;
+        err = errno;
     }
+    if (!ok) rc = tr_fail(TR_INPUT, "--json %s: %s", target, strerror(err));
     free(text);
     return rc;
 }
 
-static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const char *path)
+/* Draws into tmp, the staging file of the target path. */
+static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const char *path,
+                const char *tmp)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld.png", path, (long)getpid());
     FILE *p = popen("gnuplot", "w");
     if (!p) return tr_fail(TR_DEVICE, "--plot: cannot run gnuplot: %s", strerror(errno));
     /* The per-step losses averaged over windows of about a twentieth of an
@@ -664,15 +682,8 @@ static int plot(const options *o, const epoch_rec *ep, int nep, int steps, const
         tmp, o->nd ? "nd" : "plain", o->augment ? " --augment" : "", o->batch, o->lr,
         o->epochs, o->epochs > 1 ? "s" : "", nep * 1.04, what);
     int st = pclose(p);
-    if (st != 0) {
-        remove(tmp);
+    if (st != 0)
         return tr_fail(TR_DEVICE, "--plot %s: gnuplot failed (status %d)", path, st);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return tr_fail(TR_INPUT, "--plot %s: %s", path, strerror(e));
-    }
     return TR_OK;
 }
 
@@ -865,11 +876,19 @@ static int train(const options *o, idx_set *trs, idx_set *tes, ndcl_context *ctx
         }
         if (o->profile) print_profile(net, steps * nep, (int)o->batch / ranks.size);
     }
-    if (!rc && lead && o->save) rc = net_save(net, o->save);
+    /* Every output into its staging place, then all renamed at once. */
+    char err[1024];
+    if (!rc && lead && outs.n_out && outputs_begin(&outs, err, sizeof err))
+        rc = tr_fail(TR_INPUT, "%s", err);
+    if (!rc && lead && o->save) rc = net_save(net, outputs_tmp(&outs, out_save));
     if (!rc && lead && o->json)
         rc = write_json(o, &dev, ntrain, ntest, steps, ep, nep, &evals, first_step, net,
-                        o->json);
-    if (!rc && lead && o->plot) rc = plot(o, ep, nep, steps, o->plot);
+                        o->json, outputs_tmp(&outs, out_json));
+    if (!rc && lead && o->plot)
+        rc = plot(o, ep, nep, steps, o->plot, outputs_tmp(&outs, out_plot));
+    if (!rc && lead && outs.n_out && outputs_commit(&outs, save_names, err, sizeof err))
+        rc = tr_fail(TR_INPUT, "%s", err);
+    outputs_discard(&outs);
     if (rc) {
         fail(rc);
         /* The others may be waiting in a collective for this rank. */
@@ -900,33 +919,41 @@ int main(int argc, char **argv)
     return rc;
 }
 
-/* Everything after the command line; every rank of a --sync job takes the
- * same decisions on the same files and flags up to the training. */
+/* The settings every rank of a --sync job must share, as rank_agree
+ * compares them. */
+static void settings_text(const options *o, const idx_set *trs, const idx_set *tes,
+                          char *out, size_t n)
+{
+    /* Not the outputs, the device, --profile or --target-acc: only rank 0
+     * writes and reports, and each rank may have its own device and timing.
+     * --eval-every must agree: every rank joins each evaluation's sum. */
+    snprintf(out, n,
+             "version=%s;--net=%s;--epochs=%ld;--batch=%ld;--lr=%.17g;--momentum=%.17g;"
+             "--weight-decay=%.17g;--seed=%lu;--limit (training images)=%zu;--test-limit "
+             "(test images)=%zu;--augment=%s;--stats-every=%ld;--eval-every=%ld",
+             ndcl_version_string(), o->nd ? "nd" : "plain", o->epochs, o->batch, o->lr,
+             o->momentum, o->weight_decay, o->seed, trs->count, tes->count,
+             o->augment ? "on" : "off", o->stats_every, o->eval_every);
+}
+
+/* Everything after the command line. With --sync every rank gets as far as
+ * its device (or its first failure) and then meets the others once
+ * (rank_agree): the job starts only when every rank is ready and all share
+ * the settings, and otherwise stops on every rank, naming the rank. */
 static int run(const options *o)
 {
-    int rc;
+    int rc = EXIT_OK;
+    idx_set trs = {0}, tes = {0};
+    ndcl_context *ctx = NULL;
     if (o->sync && o->batch % ranks.size != 0) {
         msg("--sync: --batch %ld does not split evenly over %d ranks", o->batch,
             ranks.size);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-
-    if (o->plot && !gnuplot_available()) {
+    if (!rc && o->plot && !gnuplot_available()) {
         msg("--plot %s: gnuplot is not installed (Debian: apt-get install gnuplot-nox)",
             o->plot);
-        return EXIT_USAGE;
-    }
-    if (o->json && !writable_dir_of(o->json, "--json")) return EXIT_USAGE;
-    if (o->plot && !writable_dir_of(o->plot, "--plot")) return EXIT_USAGE;
-    if (o->save) {
-        if (mkdir(o->save, 0777) != 0 && errno != EEXIST) {
-            msg("--save %s: %s", o->save, strerror(errno));
-            return EXIT_USAGE;
-        }
-        if (access(o->save, W_OK | X_OK) != 0) {
-            msg("--save %s: %s", o->save, strerror(errno));
-            return EXIT_USAGE;
-        }
+        rc = EXIT_USAGE;
     }
 
     /* The data before the device, so that a bad file costs no start-up. */
@@ -935,54 +962,82 @@ static int run(const options *o)
     data_path(o->data, "train-labels-idx1-ubyte", tl, sizeof tl);
     data_path(o->data, "t10k-images-idx3-ubyte", vi, sizeof vi);
     data_path(o->data, "t10k-labels-idx1-ubyte", vl, sizeof vl);
-    idx_set trs = {0}, tes = {0};
-    rc = idx_load(ti, tl, NET_CLASSES, &trs);
-    if (!rc) rc = idx_load(vi, vl, NET_CLASSES, &tes);
-    if (!rc && (trs.rows != NET_SIDE || trs.cols != NET_SIDE))
-        rc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", ti,
-                     trs.rows, trs.cols, NET_SIDE, NET_SIDE);
-    if (!rc && (tes.rows != NET_SIDE || tes.cols != NET_SIDE))
-        rc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", vi,
-                     tes.rows, tes.cols, NET_SIDE, NET_SIDE);
-    if (!rc && o->limit && (size_t)o->limit > trs.count)
-        rc = tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o->limit, ti, trs.count);
-    if (!rc && o->test_limit && (size_t)o->test_limit > tes.count)
-        rc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o->test_limit, vi,
-                     tes.count);
-    if (!rc) {
+
+    /* The outputs are checked before hours of training, not after; nothing
+     * is created until the training has succeeded. Rank 0 writes them. */
+    outputs_init(&outs);
+    outputs_input(&outs, "--data", ti);
+    outputs_input(&outs, "--data", tl);
+    outputs_input(&outs, "--data", vi);
+    outputs_input(&outs, "--data", vl);
+    out_json = outputs_add(&outs, "--json", o->json, false);
+    out_plot = outputs_add(&outs, "--plot", o->plot, false);
+    out_save = outputs_add(&outs, "--save", o->save, true);
+    char err[1024];
+    if (!rc && ranks.rank == 0 && outputs_check(&outs, save_names, err, sizeof err)) {
+        msg("%s", err);
+        rc = EXIT_USAGE;
+    }
+
+    int trc = TR_OK;
+    if (!rc) trc = idx_load(ti, tl, NET_CLASSES, &trs);
+    if (!rc && !trc) trc = idx_load(vi, vl, NET_CLASSES, &tes);
+    if (!rc && !trc && (trs.rows != NET_SIDE || trs.cols != NET_SIDE))
+        trc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", ti,
+                      trs.rows, trs.cols, NET_SIDE, NET_SIDE);
+    if (!rc && !trc && (tes.rows != NET_SIDE || tes.cols != NET_SIDE))
+        trc = tr_fail(TR_INPUT, "%s: images of %zux%zu, the network takes %dx%d", vi,
+                      tes.rows, tes.cols, NET_SIDE, NET_SIDE);
+    if (!rc && !trc && o->limit && (size_t)o->limit > trs.count)
+        trc =
+            tr_fail(TR_INPUT, "--limit %ld: %s holds %zu images", o->limit, ti, trs.count);
+    if (!rc && !trc && o->test_limit && (size_t)o->test_limit > tes.count)
+        trc = tr_fail(TR_INPUT, "--test-limit %ld: %s holds %zu images", o->test_limit, vi,
+                      tes.count);
+    if (!rc && !trc) {
         if (o->limit) trs.count = (size_t)o->limit;
         if (o->test_limit) tes.count = (size_t)o->test_limit;
         if (trs.count > INT_MAX / NET_PIXELS || tes.count > INT_MAX / NET_PIXELS)
-            rc = tr_fail(TR_INPUT, "%s: too many images", ti);
+            trc = tr_fail(TR_INPUT, "%s: too many images", ti);
     }
-    if (!rc && (size_t)o->batch > trs.count)
-        rc = tr_fail(TR_INPUT, "--batch %ld is larger than the %zu training images",
-                     o->batch, trs.count);
-    if (rc) {
-        fail(rc);
-        idx_free(&trs);
-        idx_free(&tes);
-        return rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    if (!rc && !trc && (size_t)o->batch > trs.count)
+        trc = tr_fail(TR_INPUT, "--batch %ld is larger than the %zu training images",
+                      o->batch, trs.count);
+    if (trc) {
+        fail(trc);
+        rc = trc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
     }
 
-    ndcl_context_options co = ndcl_context_options_default();
-    co.spec = o->device;
-    ndcl_context *ctx = NULL;
-    ndcl_status s = ndcl_context_create(&co, &ctx);
-    if (s != NDCL_SUCCESS) {
-        const char *e = ndcl_context_last_error(NULL);
-        if (o->device)
-            msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
-        else
-            msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
-        idx_free(&trs);
-        idx_free(&tes);
-        /* A malformed spec is the user's; no matching device is not. */
-        return s == NDCL_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_FAILED;
+    if (!rc) {
+        ndcl_context_options co = ndcl_context_options_default();
+        co.spec = o->device;
+        ndcl_status s = ndcl_context_create(&co, &ctx);
+        if (s != NDCL_SUCCESS) {
+            const char *e = ndcl_context_last_error(NULL);
+            if (o->device)
+                msg("--device \"%s\": %s", o->device, *e ? e : ndcl_status_string(s));
+            else
+                msg("no usable OpenCL device: %s", *e ? e : ndcl_status_string(s));
+            rc = tool_device_exit(s, o->device != NULL);
+        }
     }
-    rc = train(o, &trs, &tes, ctx);
+
+    if (o->sync) {
+        char settings[RANK_SETTINGS_MAX], why[RANK_REASON_MAX + 128];
+        settings_text(o, &trs, &tes, settings, sizeof settings);
+        int job = rank_agree(ranks.rank, ranks.size, rc, rc ? last_msg : "", settings, why,
+                             sizeof why);
+        /* The failing rank said why itself; rank 0 names it for the job. */
+        if (job && !rc && ranks.rank == 0) msg("--sync: not starting: %s", why);
+        rc = job;
+    }
+    if (!rc) {
+        rc = train(o, &trs, &tes, ctx);
+        rc = rc == TR_OK ? EXIT_OK : rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    }
     idx_free(&trs);
     idx_free(&tes);
+    outputs_discard(&outs);
     ndcl_context_destroy(ctx);
-    return rc == TR_OK ? EXIT_OK : rc == TR_INPUT ? EXIT_USAGE : EXIT_FAILED;
+    return rc;
 }
