@@ -136,6 +136,17 @@ assert err < 1e-5, err'
 echo "prefix $prefix: OK"
 rm -rf "$prefix" "$work"
 
+echo "== the same application against the uninstalled build (README: meson-uninstalled)"
+work=$(mktemp -d /tmp/ndcl-app.XXXXXX)
+cp tests/embed/app.c "$work/app.c"
+(
+    export PKG_CONFIG_PATH="$PWD/build/meson-uninstalled"
+    cd "$work"
+    cc app.c $(pkg-config --cflags --libs ndcl)
+    LD_LIBRARY_PATH="$(pkg-config --libs-only-L ndcl | sed 's/^ *-L//; s/ .*//')" ./a.out >/dev/null
+)
+rm -rf "$work"
+
 echo "== valgrind memcheck: context, tensor and small layer lifecycles, teardown orders"
 vg="valgrind --suppressions=$PWD/tests/valgrind.supp --error-exitcode=1 --num-callers=30"
 $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_context
