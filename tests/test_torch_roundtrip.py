@@ -236,9 +236,9 @@ class RoundTrip(unittest.TestCase):
                                  "plain.pt", "--onnx", "net.onnx", "--input-shape", "5,3,8,8")
         self.assertEqual(rc, 0, se)
         try:
-            plain = torch.load(self.path("plain.pt"))
-        except TypeError:
             plain = torch.load(self.path("plain.pt"), weights_only=False)
+        except TypeError:  # a torch without weights_only
+            plain = torch.load(self.path("plain.pt"))
         self.assertFalse(any(ndcl_torch.layer_kind(m) for m in plain.modules()))
         plain.eval()
         with torch.no_grad():
@@ -302,6 +302,45 @@ class RoundTrip(unittest.TestCase):
         with self.assertRaises(ValueError) as cm:
             ndcl_torch.load(m, back, missing_ok=True)
         self.assertIn("conv1", str(cm.exception))
+
+    def test_model_of_a_training_script(self):
+        # Classes defined in the script that trains and saves the whole
+        # model (__main__): not importable anywhere else.
+        script = self.path("train_script.py")
+        with open(script, "w") as f:
+            f.write("import sys\n"
+                    "sys.path.insert(0, %r)\n"
+                    "import torch, torch.nn as nn\n"
+                    "from ndcl_torch.deconv_torch import FastDeconv, Delinear\n"
+                    "class Small(nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__()\n"
+                    "        self.conv = FastDeconv(3, 4, 3, padding=1, freeze=True)\n"
+                    "        self.fc = Delinear(4 * 8 * 8, 3, block=16)\n"
+                    "    def forward(self, x):\n"
+                    "        return self.fc(self.conv(x).flatten(1))\n"
+                    "def make():\n"
+                    "    return Small()\n"
+                    "if __name__ == '__main__':\n"
+                    "    torch.manual_seed(0)\n"
+                    "    m = make().train()\n"
+                    "    for _ in range(3):\n"
+                    "        m(torch.randn(4, 3, 8, 8))\n"
+                    "    torch.save(m, sys.argv[1])\n" % os.path.join(ROOT, "tools", "python"))
+        subprocess.run([sys.executable, script, self.path("script_model.pt")], check=True)
+        rc, so, se = self.export("script_model.pt", self.path("script_out"))
+        self.assertEqual(rc, 1)
+        self.assertIn("__main__", se)
+        self.assertIn("--build", se)
+        rc, so, se = self.export("script_model.pt", self.path("script_out"), "--build",
+                                 "train_script.py:make")
+        self.assertEqual(rc, 0, se)
+        from ndcl_torch import layerfile
+        t, md = layerfile.read_safetensors(self.path("script_out", "conv.safetensors"))
+        self.assertEqual((md["padding"], md["freeze"]), ("1", "true"))
+        self.assertEqual(int(t["counter"]), 3)  # the pickled module's own counter
+        self.assertEqual(sorted(os.listdir(self.path("script_out"))),
+                         ["conv.safetensors", "fc.safetensors"])
 
     # ------------------------------------------------------------- misuse
 

@@ -416,21 +416,21 @@ def parse_args(argv):
 
 def load_file(path, build_mod=None):
     """torch.load of path; classes pickled from a training script's
-    __main__ are looked up in the --build module."""
-    import pickle
-    import types
+    __main__ are looked up in the --build module (which stands in for
+    __main__ while the file loads: pickle imports a class's module by
+    name, and torch.load does not honour every pickle_module)."""
     import torch
-
-    class Unpickler(pickle.Unpickler):
-        def find_class(self, module, name):
-            if module == "__main__" and build_mod is not None and hasattr(build_mod, name):
-                return getattr(build_mod, name)
-            return super().find_class(module, name)
-    pm = types.SimpleNamespace(__name__="pickle", Unpickler=Unpickler, load=pickle.load)
+    main = sys.modules.get("__main__")
+    if build_mod is not None:
+        sys.modules["__main__"] = build_mod
     try:
-        return torch.load(path, map_location="cpu", pickle_module=pm)
-    except TypeError:  # newer torch: weights_only defaults to True
-        return torch.load(path, map_location="cpu", pickle_module=pm, weights_only=False)
+        try:  # whole modules: newer torch loads only weights by default
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except TypeError:  # a torch without weights_only
+            return torch.load(path, map_location="cpu")
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def unwrap(obj):
@@ -486,9 +486,12 @@ def run(args):
     obj = unwrap(obj)
     if isinstance(obj, nn.Module):
         if model is not None:
+            # A whole model (its classes found through --build where they
+            # were pickled from a script's __main__) is itself the model,
+            # attributes such as the freeze counter included; it must
+            # still be what --build builds.
             load_into(model, obj.state_dict(), args.build)
-        else:
-            model = obj
+        model = obj
     elif is_tensor_dict(obj):
         if model is not None:
             load_into(model, obj, args.build)
