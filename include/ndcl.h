@@ -39,7 +39,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ndcl_version.h"
+/* The version of this header. Written here rather than generated, so that
+ * the header compiles from the source tree (-I include) as installed; the
+ * build checks it against the project's version. */
+#define NDCL_VERSION_MAJOR 0
+#define NDCL_VERSION_MINOR 1
+#define NDCL_VERSION_PATCH 0
+#define NDCL_VERSION_STRING "0.1.0"
+#define NDCL_VERSION_NUMBER                                                                \
+    (NDCL_VERSION_MAJOR * 10000 + NDCL_VERSION_MINOR * 100 + NDCL_VERSION_PATCH)
 
 #ifdef __cplusplus
 extern "C" {
@@ -516,7 +524,13 @@ NDCL_API ndcl_status ndcl_layer_set_counter(ndcl_layer *layer, int64_t value);
 
 /* One forward step on x: conv2d x [N, C, H, W] -> [N, Cout, Ho, Wo];
  * linear x [N, F] -> [N, Fout]; channel x [N, C, H, W] or [N, C] -> same
- * shape. *y follows the output convention of the primitives. In NDCL_TRAIN
+ * shape. *y follows the output convention of the primitives, except that
+ * a *y that ndcl created (an earlier call's output, or
+ * ndcl_tensor_create) takes this call's shape when it has another one, so
+ * that one output serves every batch, a last smaller one included: the
+ * same handle, its buffer replaced only when it must grow (its cl_mem, from
+ * ndcl_tensor_cl_mem, may then change); a wrapped caller buffer
+ * (ndcl_tensor_wrap) of another shape stays NDCL_ERR_INVALID_ARG. In NDCL_TRAIN
  * mode the batch statistics are used and the running buffers and counters
  * are updated; a non-finite statistic leaves the running buffers as they
  * were and raises two flags on the device, reported later without a host
@@ -543,7 +557,8 @@ NDCL_API ndcl_status ndcl_layer_forward(ndcl_layer *layer, ndcl_mode mode,
  * dL/dbias (the parameters' shapes) for conv2d and linear layers; any of
  * the three may be NULL when not wanted (channel layers have no
  * parameters: pass NULL; for a layer without a bias, dbias is ignored and
- * *dbias left as it is). Outputs follow the convention of the primitives.
+ * *dbias left as it is). Outputs follow the convention of the primitives,
+ * with ndcl_layer_forward's exception: an output ndcl created is resized.
  * The forward keeps what this needs (the input, the sampled patch matrix,
  * the Newton-Schulz iterates, the statistics) until the next forward, this
  * call's success, ndcl_layer_release_saved or ndcl_layer_destroy; a second
@@ -768,13 +783,25 @@ NDCL_API void ndcl_free(void *ptr);
  * dimensions: *data is a new array (release with ndcl_free), *ndim and
  * shape[0 .. *ndim-1] its shape (*ndim is 0 for a scalar). Other dtypes,
  * Fortran order, a bad magic string, a truncated file and too many
- * dimensions are NDCL_ERR_FORMAT. No context: the message is in
+ * dimensions are NDCL_ERR_FORMAT, a file that cannot be read
+ * NDCL_ERR_IO. The message (naming the file) is in
+ * ndcl_context_last_error(ctx): pass the context whose messages the
+ * caller reads, or NULL for the calling thread's context-less slot
+ * (ndcl_context_last_error(NULL)). ctx is used for nothing else. */
+NDCL_API ndcl_status ndcl_npy_read_ctx(ndcl_context *ctx, const char *path, float **data,
+                                       int *ndim, size_t shape[NDCL_MAX_DIMS]);
+
+/* Writes a C-order '<f4' array of ndim (0 to NDCL_MAX_DIMS) dimensions as
+ * a version 1.0 .npy file (atomically: a failed write leaves no partial
+ * file). Messages as ndcl_npy_read_ctx: on ctx, or for NULL on the
+ * thread's slot. */
+NDCL_API ndcl_status ndcl_npy_write_ctx(ndcl_context *ctx, const char *path,
+                                        const float *data, int ndim, const size_t *shape);
+
+/* ndcl_npy_read_ctx and ndcl_npy_write_ctx with ctx NULL: the message in
  * ndcl_context_last_error(NULL). */
 NDCL_API ndcl_status ndcl_npy_read(const char *path, float **data, int *ndim,
                                    size_t shape[NDCL_MAX_DIMS]);
-
-/* Writes a C-order '<f4' array of ndim (0 to NDCL_MAX_DIMS) dimensions as
- * a version 1.0 .npy file. Messages in ndcl_context_last_error(NULL). */
 NDCL_API ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
                                     const size_t *shape);
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ndcl_cl.h"
 #include "ref.h"
 
 /* Gradients are compared relative to their scale: max |got - want| /
@@ -570,10 +571,21 @@ START_TEST(state_and_argument_errors)
     ck_assert_ptr_null(tdx);
     ck_assert_ptr_null(tdw);
     ck_assert_ptr_null(tdb);
-    ndcl_tensor *bad_dx = bad;
+    /* (a caller's buffer: one that ndcl created would take dx's shape) */
+    cl_int err;
+    cl_mem bad_mem = clCreateBuffer(ndcl_context_cl_context(ctx), CL_MEM_READ_WRITE,
+                                    2 * 4 * 6 * 5 * sizeof(float), NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ndcl_tensor *bad_dx = NULL;
+    TEST_OK(ctx, ndcl_tensor_wrap(ctx, bad_mem, 4, (size_t[]){2, 4, 6, 5}, &bad_dx));
+    clReleaseMemObject(bad_mem);
+    ndcl_tensor *bad_dx_in = bad_dx;
     ck_assert_int_eq(ndcl_layer_backward(l, tdy, &bad_dx, &tdw, &tdb),
                      NDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "*dx"));
+    ck_assert_ptr_eq(bad_dx, bad_dx_in);
+    ck_assert_uint_eq(ndcl_tensor_dim(bad_dx, 3), 5);
+    ndcl_tensor_destroy(bad_dx);
     ck_assert_ptr_null(tdw);
     ck_assert_int_eq(ndcl_layer_backward(l, NULL, &tdx, NULL, NULL), NDCL_ERR_INVALID_ARG);
     TEST_OK(ctx, ndcl_layer_get_param(l, "weight", w_after, 108));

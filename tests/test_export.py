@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """test_export.py - tests of tools/export_pytorch.py and the layer file
-writer/reader (tools/layerfile.py), with the PyTorch reference modules of
-tools/deconv_torch.py. Run with the system Python (torch):
+writer/reader (ndcl_torch.layerfile), with the PyTorch reference modules of
+ndcl_torch.deconv_torch (tools/python). Run with the system Python (torch):
 
   /usr/bin/python3 tests/test_export.py      (exit status 0 when all pass)
 
@@ -155,8 +155,9 @@ class ExportTest(unittest.TestCase):
     def test_state_dict(self):
         out = self.outdir("sd")
         rc, so, se = run_export(self.sd_path, out)
-        self.assertNotEqual(rc, 0)
-        self.assertIn("cannot infer", se)
+        self.assertEqual(rc, 2)
+        self.assertIn("geometry", se)
+        self.assertIn("--build", se)
         self.assertFalse(os.path.exists(out) and os.listdir(out), "nothing written on error")
         rc, so, se = run_export(self.sd_path, out, "--stride", 2, "--padding", 1, "--dilation", 1,
                                 "--conv-sampling-stride", 2, "--channel-sampling-stride", 3,
@@ -177,11 +178,21 @@ class ExportTest(unittest.TestCase):
         ckpt = os.path.join(self.tmp, "ckpt.pt")
         torch.save({"epoch": 3, "state_dict": self.model.state_dict()}, ckpt)
         out = self.outdir("sd_defaults")
+        # Defaults never give geometry: dilation left out is an error.
         rc, so, se = run_export(ckpt, out, "--use-defaults", "--set", "0.stride=2",
                                 "--set", "0.padding=1", "--set", "0.sampling_stride=2",
                                 "--set", "4.eps=0.0001", "--counter", 1)
+        self.assertEqual(rc, 2, se)
+        self.assertIn("0 (dilation)", se)
+        rc, so, se = run_export(ckpt, out, "--use-defaults", "--set", "0.stride=2",
+                                "--set", "0.padding=1", "--set", "0.dilation=1",
+                                "--set", "0.sampling_stride=2",
+                                "--set", "4.eps=0.0001", "--counter", 1)
         self.assertEqual(rc, 0, se)
         self.check_files(out)
+        # Every default used is printed.
+        self.assertIn("default 1 (channel): eps = 0.01", se)
+        self.assertNotIn("stride =", se.replace("sampling_stride =", ""))
 
     def test_original_class_names(self):
         # Classes from another module (as the original repository's
@@ -243,7 +254,8 @@ class ExportTest(unittest.TestCase):
         path = os.path.join(self.tmp, "g2.pt")
         torch.save(m.state_dict(), path)
         out = self.outdir("g2")
-        rc, so, se = run_export(path, out, "--use-defaults", "--padding", "1")
+        rc, so, se = run_export(path, out, "--use-defaults", "--stride", "1", "--padding", "1",
+                                "--dilation", "1")
         self.assertEqual(rc, 0, se)
         t, md = layerfile.read_safetensors(os.path.join(out, "0.safetensors"))
         self.assertEqual((md["groups"], md["kernel_size"], md["block"], md["bias"]),

@@ -163,6 +163,41 @@ static void npy_rejects(const char *what, const char *expect)
     ck_assert_int_eq(ndim, -7);
 }
 
+/* The _ctx variants put their message where a caller holding a context
+ * reads it, and clear an earlier one on success. */
+START_TEST(npy_errors_on_context)
+{
+    ndcl_context *ctx = test_ctx();
+    float *out = NULL;
+    int ndim = 0;
+    size_t shape[NDCL_MAX_DIMS];
+    const char *missing = tmp_path("no/such/dir/x.npy");
+    ck_assert_int_eq(ndcl_npy_read_ctx(ctx, missing, &out, &ndim, shape), NDCL_ERR_IO);
+    ERR_HAS(ctx, missing);
+    ck_assert_ptr_null(out);
+    const char *p = tmp_path("ctx.npy");
+    float f[8] = {0};
+    make_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 4), }", f, 32);
+    ck_assert_int_eq(ndcl_npy_read_ctx(ctx, p, &out, &ndim, shape), NDCL_ERR_FORMAT);
+    ERR_HAS(ctx, "'<i4'");
+    ERR_HAS(ctx, "ctx.npy");
+    ck_assert_int_eq(ndcl_npy_write_ctx(ctx, missing, f, 1, (size_t[]){8}), NDCL_ERR_IO);
+    ERR_HAS(ctx, missing);
+    ck_assert_int_eq(ndcl_npy_write_ctx(ctx, p, NULL, 1, (size_t[]){8}),
+                     NDCL_ERR_INVALID_ARG);
+    ERR_HAS(ctx, "data is NULL");
+    /* Success clears the context's message; NULL keeps the thread's slot. */
+    ck_assert_int_eq(ndcl_npy_write_ctx(ctx, p, f, 2, (size_t[]){2, 4}), NDCL_SUCCESS);
+    ck_assert_str_eq(ndcl_context_last_error(ctx), "");
+    ck_assert_int_eq(ndcl_npy_read_ctx(ctx, p, &out, &ndim, shape), NDCL_SUCCESS);
+    ck_assert_int_eq(ndim, 2);
+    ndcl_free(out);
+    ck_assert_int_eq(ndcl_npy_read_ctx(NULL, missing, &out, &ndim, shape), NDCL_ERR_IO);
+    ERR_HAS(NULL, missing);
+    ck_assert_str_eq(ndcl_context_last_error(ctx), "");
+}
+END_TEST
+
 START_TEST(npy_rejections)
 {
     const char *p = tmp_path("bad.npy");
@@ -1088,6 +1123,7 @@ int main(void)
     tcase_add_test(files, npy_round_trip);
     tcase_add_test(files, npy_versions_and_f8);
     tcase_add_test(files, npy_rejections);
+    tcase_add_test(files, npy_errors_on_context);
     tcase_add_test(files, st_parse_and_convert);
     tcase_add_test(files, st_rejections);
     tcase_add_test(files, st_float_files);

@@ -2,8 +2,10 @@
  * the double-precision host reference: two training steps (batch
  * statistics, running updates, counters) then an evaluation step, over
  * groups, strides, dilation, 1x1 kernels, gcd blocks, no bias, freezing
- * and leftover channels; plus argument validation. */
+ * and leftover channels; plus argument validation and outputs that follow
+ * the batch. */
 #include "harness.h"
+#include "ndcl_cl.h"
 #include "ref.h"
 
 /* Every parameter name a layer of that kind has, in state_dict order. */
@@ -315,6 +317,92 @@ START_TEST(rejects_bad_descriptors)
 }
 END_TEST
 
+/* An output ndcl created follows the batch, the same handle (a last
+ * smaller batch, then a larger one again); a wrapped caller buffer of
+ * another shape stays an error. */
+static float *forward_host(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x)
+{
+    ndcl_context *ctx = ndcl_layer_context(l);
+    ndcl_tensor *y = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(l, mode, x, &y));
+    float *h = test_tensor_to_host(y);
+    ndcl_tensor_destroy(y);
+    return h;
+}
+
+START_TEST(outputs_follow_the_batch)
+{
+    ndcl_context *ctx = test_ctx();
+    ndcl_conv2d_desc d = ndcl_conv2d_desc_default(3, 4, 3);
+    d.padding = 1;
+    ndcl_layer *l = NULL;
+    TEST_OK(ctx, ndcl_conv2d_create(ctx, &d, &l));
+    size_t n16 = 16 * 3 * 6 * 6;
+    float *xh = malloc(n16 * sizeof *xh);
+    test_fill_uniform(xh, n16, 5, -1.0f, 2.0f);
+    ndcl_tensor *x16 = test_tensor_from(ctx, 4, (size_t[]){16, 3, 6, 6}, xh);
+    ndcl_tensor *x8 = test_tensor_from(ctx, 4, (size_t[]){8, 3, 6, 6}, xh);
+    ndcl_tensor *t0 = NULL; /* one training step: running statistics not the identity */
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, x16, &t0));
+    ndcl_tensor_destroy(t0);
+    float *want16 = forward_host(l, NDCL_EVAL, x16);
+    float *want8 = forward_host(l, NDCL_EVAL, x8);
+
+    ndcl_tensor *y = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x16, &y));
+    ndcl_tensor *handle = y;
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x8, &y)); /* the last, smaller batch */
+    ck_assert_ptr_eq(y, handle);
+    ck_assert_uint_eq(ndcl_tensor_dim(y, 0), 8);
+    ck_assert_uint_eq(ndcl_tensor_count(y), 8 * 4 * 6 * 6);
+    float *got = test_tensor_to_host(y);
+    ck_assert_double_lt(test_rel_err_ff(got, want8, 8 * 4 * 6 * 6, 1e-3), 1e-6);
+    free(got);
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x16, &y)); /* and a full one again */
+    ck_assert_ptr_eq(y, handle);
+    ck_assert_uint_eq(ndcl_tensor_dim(y, 0), 16);
+    got = test_tensor_to_host(y);
+    ck_assert_double_lt(test_rel_err_ff(got, want16, 16 * 4 * 6 * 6, 1e-3), 1e-6);
+    free(got);
+
+    /* The backward's dx, created for 16 images, serves a step on 8. */
+    ndcl_tensor *dx = NULL;
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, x16, &y));
+    TEST_OK(ctx, ndcl_layer_backward(l, y, &dx, NULL, NULL));
+    ndcl_tensor *dx_handle = dx;
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_TRAIN, x8, &y));
+    TEST_OK(ctx, ndcl_layer_backward(l, y, &dx, NULL, NULL));
+    ck_assert_ptr_eq(dx, dx_handle);
+    ck_assert_uint_eq(ndcl_tensor_dim(dx, 0), 8);
+    ck_assert_uint_eq(ndcl_tensor_dim(dx, 1), 3);
+
+    /* A caller's buffer is never resized: the error names both shapes. */
+    cl_int err;
+    cl_mem buf = clCreateBuffer(ndcl_context_cl_context(ctx), CL_MEM_READ_WRITE,
+                                16 * 4 * 6 * 6 * sizeof(float), NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ndcl_tensor *wrapped = NULL;
+    TEST_OK(ctx, ndcl_tensor_wrap(ctx, buf, 4, (size_t[]){16, 4, 6, 6}, &wrapped));
+    ndcl_tensor *w = wrapped;
+    ck_assert_int_eq(ndcl_layer_forward(l, NDCL_EVAL, x8, &w), NDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(ndcl_context_last_error(ctx), "*y has shape [16,4,6,6]"));
+    ck_assert_ptr_eq(w, wrapped);
+    ck_assert_uint_eq(ndcl_tensor_dim(wrapped, 0), 16);
+    TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x16, &w));
+
+    ndcl_tensor_destroy(wrapped);
+    clReleaseMemObject(buf);
+    ndcl_tensor_destroy(dx);
+    ndcl_tensor_destroy(y);
+    ndcl_tensor_destroy(x8);
+    ndcl_tensor_destroy(x16);
+    free(want8);
+    free(want16);
+    free(xh);
+    ndcl_layer_destroy(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("layers");
@@ -328,5 +416,6 @@ int main(void)
     TEST_ADD(s, channel_layers);
     TEST_ADD(s, channel_eval_first_copies_batch_mean);
     TEST_ADD(s, rejects_bad_descriptors);
+    TEST_ADD(s, outputs_follow_the_batch);
     return test_run(s);
 }

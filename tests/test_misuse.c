@@ -502,6 +502,23 @@ static void layer_misuse(ndcl_layer *l, ndcl_tensor *x_ok, ndcl_tensor *x_bad,
     snap_free(&s);
 }
 
+/* A tensor wrapped around a buffer of its own: the caller's, so never
+ * resized by a forward (a created one would take the output's shape). */
+static ndcl_tensor *caller_tensor(ndcl_context *ctx, int ndim, const size_t *shape)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    cl_int err;
+    cl_mem m = clCreateBuffer(ndcl_context_cl_context(ctx), CL_MEM_READ_WRITE,
+                              n * sizeof(float), NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ndcl_tensor *t = NULL;
+    TEST_OK(ctx, ndcl_tensor_wrap(ctx, m, ndim, shape, &t));
+    clReleaseMemObject(m); /* the tensor holds its own reference */
+    return t;
+}
+
 START_TEST(layer_misuse_all_kinds)
 {
     ndcl_context *ctx = test_ctx();
@@ -517,7 +534,7 @@ START_TEST(layer_misuse_all_kinds)
     ndcl_tensor *x = test_tensor_from(ctx, 4, (size_t[]){2, 4, 6, 6}, xs);
     ndcl_tensor *x3 = test_tensor_from(ctx, 4, (size_t[]){2, 3, 6, 6}, xs);
     ndcl_tensor *xf = test_tensor_from(other, 4, (size_t[]){2, 4, 6, 6}, xs);
-    ndcl_tensor *yb = test_tensor_from(ctx, 4, (size_t[]){2, 6, 6, 6}, NULL);
+    ndcl_tensor *yb = caller_tensor(ctx, 4, (size_t[]){2, 6, 6, 6});
     layer_misuse(conv, x, x3, xf, yb);
     /* Input smaller than the kernel: no output positions. */
     ndcl_tensor *tiny = test_tensor_from(ctx, 4, (size_t[]){1, 4, 2, 2}, xs);
@@ -537,7 +554,7 @@ START_TEST(layer_misuse_all_kinds)
     ndcl_tensor *xl = test_tensor_from(ctx, 2, (size_t[]){9, 8}, xs);
     ndcl_tensor *xl7 = test_tensor_from(ctx, 2, (size_t[]){9, 7}, xs);
     ndcl_tensor *xlf = test_tensor_from(other, 2, (size_t[]){9, 8}, xs);
-    ndcl_tensor *ylb = test_tensor_from(ctx, 2, (size_t[]){9, 4}, NULL);
+    ndcl_tensor *ylb = caller_tensor(ctx, 2, (size_t[]){9, 4});
     layer_misuse(lin, xl, xl7, xlf, ylb);
     ndcl_layer_destroy(lin);
 
@@ -545,7 +562,7 @@ START_TEST(layer_misuse_all_kinds)
     ndcl_layer *ch;
     TEST_OK(ctx, ndcl_channel_create(ctx, &chd, &ch));
     ndcl_tensor *x2 = test_tensor_from(ctx, 4, (size_t[]){2, 2, 6, 6}, xs); /* C < block */
-    ndcl_tensor *y4 = test_tensor_from(ctx, 4, (size_t[]){2, 4, 6, 5}, NULL);
+    ndcl_tensor *y4 = caller_tensor(ctx, 4, (size_t[]){2, 4, 6, 5});
     layer_misuse(ch, x, x2, xf = test_tensor_from(other, 4, (size_t[]){2, 4, 6, 6}, xs),
                  y4);
     ndcl_tensor *x3d = test_tensor_from(ctx, 3, (size_t[]){2, 4, 36}, xs);

@@ -105,18 +105,20 @@ cp tests/embed/app.c "$work/app.c"
     # ... and with the library's directory recorded as an rpath instead.
     eval "$readme_cmd -Wl,-rpath,\$(pkg-config --variable=libdir ndcl) -o app-rpath"
     env -u LD_LIBRARY_PATH ./app-rpath >/dev/null
-    # The installed tools and the PyTorch exporter, run from the prefix: a
-    # model of deconv_torch's classes (imported from share/ndcl, as a user
-    # of the installed copy would) exported and run in evaluation mode.
+    # The installed tools and the Python package ndcl_torch, run from the
+    # prefix: a model of its classes (imported from the prefix's site
+    # directory, which bin/ndcl-export-pytorch links into, as a user of the
+    # installed copy would) exported and run in evaluation mode, and folded.
     LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-query" -l >/dev/null
     LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-run" --help | grep -q ndcl-export-pytorch
     "$prefix/bin/ndcl-export-pytorch" --help >/dev/null
-    /usr/bin/python3 - "$prefix/share/ndcl" <<'PY'
-import sys
+    site=$(dirname "$(dirname "$(readlink -f "$prefix/bin/ndcl-export-pytorch")")")
+    case "$site" in "$prefix"/*) ;; *) echo "ndcl_torch outside the prefix: $site"; exit 1 ;; esac
+    PYTHONPATH="$site" /usr/bin/python3 - <<'PY'
 import numpy as np
 import torch
-sys.path.insert(0, sys.argv[1])
-from deconv_torch import FastDeconv
+import ndcl_torch
+from ndcl_torch.deconv_torch import FastDeconv
 torch.manual_seed(0)
 model = torch.nn.Sequential(FastDeconv(3, 4, 3, padding=1, block=3))
 x = torch.randn(2, 3, 6, 6)
@@ -128,7 +130,12 @@ with torch.no_grad():
 np.save("x.npy", x.numpy())
 torch.save(model, "model.pt")
 PY
-    "$prefix/bin/ndcl-export-pytorch" model.pt layers >/dev/null
+    "$prefix/bin/ndcl-export-pytorch" model.pt layers --plain plain.pt >/dev/null
+    PYTHONPATH="$site" /usr/bin/python3 -c '
+import numpy as np, torch
+y = torch.load("plain.pt")(torch.from_numpy(np.load("x.npy"))).detach().numpy()
+ref = np.load("y_torch.npy")
+assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()'
     LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-run" layers/0.safetensors --input x.npy \
         --output y.npy
     /usr/bin/python3 -c '
@@ -140,6 +147,17 @@ assert err < 1e-5, err'
 )
 echo "prefix $prefix: OK"
 rm -rf "$prefix" "$work"
+
+echo "== the same application against the uninstalled build (README: meson-uninstalled)"
+work=$(mktemp -d /tmp/ndcl-app.XXXXXX)
+cp tests/embed/app.c "$work/app.c"
+(
+    export PKG_CONFIG_PATH="$PWD/build/meson-uninstalled"
+    cd "$work"
+    cc app.c $(pkg-config --cflags --libs ndcl)
+    LD_LIBRARY_PATH="$(pkg-config --libs-only-L ndcl | sed 's/^ *-L//; s/ .*//')" ./a.out >/dev/null
+)
+rm -rf "$work"
 
 echo "== valgrind memcheck: context, tensor and small layer lifecycles, teardown orders"
 vg="valgrind --suppressions=$PWD/tests/valgrind.supp --error-exitcode=1 --num-callers=30"

@@ -16,9 +16,12 @@ NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
 # tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
 # (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
 # for its peak-memory column; Open MPI for the MPI binding and its mpirun
-# suite (mpi); gnuplot for ndcl-train --plot.
+# suite (mpi); gnuplot for ndcl-train --plot; ONNX and OpenCV (its DNN
+# module runs the ONNX files of ndcl-export-pytorch --onnx in the
+# torch_roundtrip suite, a runtime other than PyTorch).
 NDCL_TEST_PACKAGES=(clang libclang-rt-14-dev oclgrind python3-torch python3-numpy valgrind
-                    libopenblas0-pthread time libopenmpi-dev openmpi-bin gnuplot-nox)
+                    libopenblas0-pthread time libopenmpi-dev openmpi-bin gnuplot-nox
+                    python3-onnx python3-opencv)
 
 ndcl_install() {
     local missing=()

@@ -360,3 +360,26 @@ ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
     free(buf);
     return s;
 }
+
+/* The context-less functions above record their message on the thread's
+ * slot; a caller that reads its context's messages finds it there too. */
+static ndcl_status on_context(ndcl_context *ctx, ndcl_status s)
+{
+    if (s != NDCL_SUCCESS && ctx)
+        return ndcl_fail(ctx, s, "%s", ndcl_context_last_error(NULL));
+    return s;
+}
+
+ndcl_status ndcl_npy_read_ctx(ndcl_context *ctx, const char *path, float **data, int *ndim,
+                              size_t shape[NDCL_MAX_DIMS])
+{
+    if (ctx) ndcl_clear_error(ctx);
+    return on_context(ctx, ndcl_npy_read(path, data, ndim, shape));
+}
+
+ndcl_status ndcl_npy_write_ctx(ndcl_context *ctx, const char *path, const float *data,
+                               int ndim, const size_t *shape)
+{
+    if (ctx) ndcl_clear_error(ctx);
+    return on_context(ctx, ndcl_npy_write(path, data, ndim, shape));
+}

@@ -376,7 +376,7 @@ ndcl_status ndcl_output(ndcl_context *ctx, ndcl_tensor **y, int ndim, const size
 {
     NDCL_CHECK_ARG(ctx, y != NULL, "y is NULL");
     if (*y) {
-        NDCL_TRY(ndcl_tensor_check(ctx, *y, "*y", ndim, shape));
+        NDCL_TRY(ndcl_tensor_fit(ctx, *y, "*y", ndim, shape));
         ndcl_tensor_touch(*y);
         return NDCL_SUCCESS;
     }
@@ -529,8 +529,8 @@ static ndcl_status bw_output(ndcl_context *ctx, ndcl_tensor **out, const char *a
     *t = NULL;
     if (!out) return NDCL_SUCCESS;
     if (*out) {
-        NDCL_TRY(ndcl_tensor_check(ctx, *out, arg, ndim, shape));
         NDCL_CHECK_ARG(ctx, *out != dy, "%s must not be dy", arg);
+        NDCL_TRY(ndcl_tensor_fit(ctx, *out, arg, ndim, shape));
         ndcl_tensor_touch(*out);
         *t = *out;
         return NDCL_SUCCESS;

@@ -79,6 +79,7 @@ struct ndcl_tensor {
     int ndim;
     size_t shape[NDCL_MAX_DIMS];
     size_t count;
+    size_t cap; /* floats in mem when ndcl created it (>= count), else 0 */
     bool wrapped;
     ndcl_param_cell *param; /* a view of a layer parameter, else NULL */
 };
@@ -190,6 +191,13 @@ ndcl_status ndcl_tensor_new(ndcl_context *ctx, ndcl_tensor **out, size_t d0, siz
 
 /* Checks that t belongs to ctx and has exactly the given shape; names the
  * argument in the message. */
+/* An output tensor the caller passed (arg names it): one that ndcl created
+ * in ctx takes the shape, its buffer replaced only when it must grow (a
+ * last, smaller batch keeps it), so that callers may reuse one output for
+ * every batch; a wrapped buffer or a parameter view must already have the
+ * shape (ndcl_tensor_check). */
+ndcl_status ndcl_tensor_fit(ndcl_context *ctx, ndcl_tensor *t, const char *arg, int ndim,
+                            const size_t *shape);
 ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const char *arg,
                               int ndim, const size_t *shape);
 

@@ -70,7 +70,10 @@ ndcl_status ndcl_tensor_create(ndcl_context *ctx, int ndim, const size_t *shape,
     cl_mem mem;
     NDCL_TRY(float_buffer(ctx, count * sizeof(float), "tensor", "clCreateBuffer", &mem));
     ndcl_status s = make(ctx, mem, false, ndim, shape, count, out);
-    if (s != NDCL_SUCCESS) clReleaseMemObject(mem);
+    if (s != NDCL_SUCCESS)
+        clReleaseMemObject(mem);
+    else
+        (*out)->cap = count;
     return s;
 }
 
@@ -242,6 +245,32 @@ ndcl_status ndcl_tensor_check(ndcl_context *ctx, const ndcl_tensor *t, const cha
         return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG, "%s has shape [%s], expected [%s]", arg,
                          have, want);
     }
+    return NDCL_SUCCESS;
+}
+
+ndcl_status ndcl_tensor_fit(ndcl_context *ctx, ndcl_tensor *t, const char *arg, int ndim,
+                            const size_t *shape)
+{
+    NDCL_CHECK_ARG(ctx, t != NULL, "%s is NULL", arg);
+    if (t->wrapped || t->param || t->ctx != ctx || t->cap == 0)
+        return ndcl_tensor_check(ctx, t, arg, ndim, shape);
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (same) return NDCL_SUCCESS;
+    size_t count;
+    NDCL_TRY(shape_count(ctx, ndim, shape, &count));
+    if (count > t->cap) {
+        cl_mem m;
+        NDCL_TRY(float_buffer(ctx, count * sizeof(float), arg, "clCreateBuffer", &m));
+        /* Commands still queued on the old buffer hold their own reference. */
+        clReleaseMemObject(t->mem);
+        t->mem = m;
+        t->cap = count;
+    }
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->count = count;
     return NDCL_SUCCESS;
 }
 
