@@ -6,6 +6,7 @@
 #define NDCL_LAYER_H
 
 #include "blas/blas.h"
+#include "conv/conv_algo.h"
 #include "layers/sync.h"
 #include "primitives/prims.h"
 #include "runtime/runtime.h"
@@ -103,6 +104,10 @@ struct ndcl_layer {
     /* Options (ndcl_layer_set_option). */
     bool borrow_input;
     size_t conv_chunk; /* images per chunk of the convolution; 0: automatic */
+
+    /* The plain convolution's algorithms (conv2d): col and tmp its chunk
+     * workspaces, the forced algorithm (NDCL_LAYER_CONV_ALGO) in it. */
+    ndcl_conv_ws cws;
 
     /* The group the layer's statistics are synchronised across (sync.h). */
     ndcl_sync sync;
