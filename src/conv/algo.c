@@ -359,18 +359,23 @@ static ndcl_status measure(ndcl_context *ctx, const ndcl_conv_geom *g,
             const ndcl_conv_algo *a = cand[c];
             double err = 0;
             /* The first run builds what the algorithm caches and gives the
-             * outputs; the second is timed. */
+             * outputs; the next are timed. */
             ndcl_status r = run_pass(ctx, &mg, &ws, a, p, &b);
             if (r == NDCL_SUCCESS) r = check_pass(ctx, p, &b, c == 0, &err);
             if (r != NDCL_SUCCESS) {
                 if (c == 0) s = r; /* the reference must run */
                 continue;
             }
-            clFinish(ctx->queue);
-            const double t0 = now();
-            r = run_pass(ctx, &mg, &ws, a, p, &b);
-            clFinish(ctx->queue);
-            const double t = now() - t0;
+            /* The faster of two timed runs: a shared machine's noise only
+             * ever adds. */
+            double t = INFINITY;
+            for (int k = 0; k < 2 && r == NDCL_SUCCESS; k++) {
+                clFinish(ctx->queue);
+                const double t0 = now();
+                r = run_pass(ctx, &mg, &ws, a, p, &b);
+                clFinish(ctx->queue);
+                if (now() - t0 < t) t = now() - t0;
+            }
             ndcl_trace("conv %s pass %d: %.3f ms, error %.2e", a->name, p, t * 1e3, err);
             if (r == NDCL_SUCCESS && err <= AUTO_TOLERANCE && t < t_best[p])
                 best[p] = a, t_best[p] = t;
