@@ -408,6 +408,7 @@ static ndcl_status choose_auto(ndcl_context *ctx, const ndcl_conv_geom *g,
         char why[256];
         if (a->available(ctx) && a->fits(ctx, g, why, sizeof why)) cand[n++] = a;
     }
+    if (n == 0) cand[n++] = &ndcl_conv_gemm; /* it always fits */
     for (int p = 0; p < NDCL_CONV_PASSES; p++)
         out[p] = cand[0];
     if (n == 1) return NDCL_SUCCESS; /* nothing to measure */
