@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
 # CI=true, after the main build passed): the CLBlast engine on the CPU
-# device, a build without the host BLAS, AddressSanitizer +
+# device, oneDNN's convolution for every layer, a build without the host
+# BLAS and oneDNN, AddressSanitizer +
 # UndefinedBehaviorSanitizer, small work-groups, Oclgrind, an application
 # built against an installed copy in a scratch prefix as the README says,
 # valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
@@ -20,17 +21,31 @@ NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs \
     --suite primitives --suite layers --suite backward --suite sync
 NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs run
 
-echo "== a build without the host BLAS (-Dhost_blas=disabled)"
+# Every convolution algorithm passes the same numeric suites: the
+# conv_algo suite (in primitives, above and below) runs each on its own
+# shapes; here every layer's convolution is oneDNN's direct one (it fits
+# every geometry of the library), for the layer, backward and golden-data
+# suites. Winograd fits only some shapes: conv_algo covers it.
+if ldd build/src/libndcl.so | grep -q libdnnl; then
+    echo "== oneDNN's convolution for every layer (NDCL_CONV_ALGO=dnnl)"
+    NDCL_CONV_ALGO=dnnl meson test -C build --print-errorlogs \
+        --suite layers --suite backward conv run
+fi
+
+echo "== a build without the host BLAS and oneDNN (-Dhost_blas=disabled -Ddnnl=disabled)"
 if [ ! -f build-noblas/build.ninja ]; then
-    meson setup build-noblas -Dhost_blas=disabled -Dwerror=true
+    meson setup build-noblas -Dhost_blas=disabled -Ddnnl=disabled -Dwerror=true
 fi
+meson configure build-noblas -Ddnnl=disabled >/dev/null
 ninja -C build-noblas
-if ldd build-noblas/src/libndcl.so | grep -q openblas; then
-    echo "build-noblas links OpenBLAS" >&2
-    exit 1
-fi
+for lib in openblas dnnl; do
+    if ldd build-noblas/src/libndcl.so | grep -q $lib; then
+        echo "build-noblas links $lib" >&2
+        exit 1
+    fi
+done
 meson test -C build-noblas --print-errorlogs --suite primitives
-meson test -C build-noblas --print-errorlogs bench
+meson test -C build-noblas --print-errorlogs bench query
 
 echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
 POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \
