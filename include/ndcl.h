@@ -246,7 +246,7 @@ NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
  * with its own order of sums; against the double-precision reference the
  * largest error of an output, relative to the largest output, stays below
  * 1e-4 for gemm and dnnl and below 1e-3 for winograd (measured at the
- * cifar-resnet18 shapes: README, Guarantees); auto takes an algorithm only
+ * cifar-resnet18 shapes: README, Performance); auto takes an algorithm only
  * when its outputs agree with gemm's within that bound on its measurement
  * data. */
 typedef enum ndcl_conv_algorithm {
