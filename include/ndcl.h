@@ -224,8 +224,10 @@ NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
  *                      remembered in the find-db file conv-find.txt of the
  *                      kernel cache directory (NDCL_CACHE_DIR; a corrupt
  *                      or foreign entry is measured again, never trusted;
- *                      NDCL_CACHE=0 measures in every process). Where only
- *                      im2col + GEMM fits nothing is measured.
+ *                      NDCL_CACHE=0 measures in every process; the
+ *                      measurement runs on a queue of its own, so it never
+ *                      waits for the context's queue). Where only im2col +
+ *                      GEMM fits nothing is measured.
  *  NDCL_CONV_GEMM      "gemm": im2col + GEMM by the context's BLAS engine,
  *                      a chunk of images at a time; every device, every
  *                      geometry.

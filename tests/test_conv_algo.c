@@ -570,8 +570,9 @@ START_TEST(queue_order)
     if (!dnnl_here()) return;
     ndcl_context *ctx = test_ctx();
     unsetenv("NDCL_CONV_ALGO");
-    fixture f;
+    fixture f, f2;
     fixture_init(&f, &cases[7], 500);
+    fixture_init(&f2, &cases[8], 600); /* before the queue is held */
     cl_program prog;
     ndcl_build_info info;
     TEST_OK(ctx,
@@ -605,6 +606,27 @@ START_TEST(queue_order)
     ndcl_conv_ws ws = {.col = &col, .tmp = &tmp, .force = NDCL_CONV_DNNL};
     TEST_OK(ctx,
             ndcl_conv_run_forward(ctx, &f.g, &ws, MEM(x), MEM(f.tw), MEM(f.tb), MEM(f.ty)));
+    /* auto meeting a geometry it has not measured (an empty find-db)
+     * measures on a queue of its own and returns: it does not wait for
+     * the held queue. */
+    char dir[] = "/tmp/ndcl-find-XXXXXX", path[1100];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *old = getenv("NDCL_CACHE_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("NDCL_CACHE_DIR", dir, 1);
+    ndcl_scratch col2 = {0}, tmp2 = {0};
+    ndcl_conv_ws ws2 = {.col = &col2, .tmp = &tmp2};
+    TEST_OK(ctx, ndcl_conv_run_forward(ctx, &f2.g, &ws2, MEM(f2.tx), MEM(f2.tw), MEM(f2.tb),
+                                       MEM(f2.ty)));
+    ck_assert(ndcl_conv_find_db_path(path, sizeof path));
+    ck_assert_int_eq(access(path, F_OK), 0);
+    remove(path);
+    rmdir(dir);
+    if (saved)
+        setenv("NDCL_CACHE_DIR", saved, 1);
+    else
+        unsetenv("NDCL_CACHE_DIR");
+    free(saved);
     TEST_OK(ctx, ndcl_conv_run_backward(ctx, &f.g, &ws, MEM(x), MEM(f.tw), MEM(dy),
                                         MEM(f.tdx), MEM(f.tdw), MEM(f.tdb)));
     const struct {
@@ -633,6 +655,14 @@ START_TEST(queue_order)
            ex = test_rel_err_f(dx, f.rdx, f.nx, 1e-6);
     ck_assert_msg(ey < 1e-5 && ex < 1e-5, "y %g dx %g", ey, ex);
     free(y), free(dx);
+    y = test_tensor_to_host(f2.ty);
+    ey = test_rel_err_f(y, f2.ry, f2.ny, 1e-6);
+    ck_assert_msg(ey < 1e-4, "auto's y %g", ey);
+    free(y);
+    ndcl_conv_ws_release(ctx, &ws2);
+    ndcl_scratch_release(&col2);
+    ndcl_scratch_release(&tmp2);
+    fixture_free(&f2);
     clReleaseEvent(gate);
     clReleaseKernel(k);
     clReleaseProgram(prog);

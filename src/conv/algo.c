@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,7 +216,11 @@ static void db_store(uint64_t dev, const char *gk,
     snprintf(head, sizeof head, "%s %016" PRIx64 " %s ", FIND_TAG, dev, gk);
     char dir[1024];
     if (ndcl_cache_dir(dir, sizeof dir)) ndcl_make_dirs(dir);
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    /* Unique per process and call: contexts on other threads may store
+     * at once. */
+    static atomic_uint serial;
+    snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),
+             atomic_fetch_add(&serial, 1));
     FILE *out = fopen(tmp, "w");
     if (!out) return;
     FILE *in = fopen(path, "r");
@@ -347,6 +352,16 @@ static ndcl_status measure(ndcl_context *ctx, const ndcl_conv_geom *g,
     if (mg.n > MEASURE_N) mg.n = MEASURE_N;
     mg.chunk = 0;
     NDCL_TRY(ndcl_conv_geom_init(ctx, &mg));
+    /* On a queue of its own, so that the measurement never waits for the
+     * context's queue: an application may hold that one with its events
+     * while it enqueues (the call then measures and returns). */
+    cl_int qerr;
+    cl_command_queue own = clCreateCommandQueue(ctx->context, ctx->device, 0, &qerr),
+                     main_q;
+    if (qerr != CL_SUCCESS)
+        return ndcl_fail_cl(ctx, "clCreateCommandQueue(measurement)", qerr);
+    main_q = ctx->queue;
+    ctx->queue = own;
     ndcl_scratch col = {0}, tmp = {0};
     ndcl_conv_ws ws = {.col = &col, .tmp = &tmp};
     bench b = {0};
@@ -384,6 +399,9 @@ static ndcl_status measure(ndcl_context *ctx, const ndcl_conv_geom *g,
     ndcl_scratch_release(&col);
     ndcl_scratch_release(&tmp);
     bench_free(&b);
+    clFinish(own);
+    ctx->queue = main_q;
+    clReleaseCommandQueue(own);
     if (s == NDCL_SUCCESS) ndcl_clear_error(ctx);
     return s;
 }
