@@ -159,6 +159,11 @@ $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_params
 for c in conv_basic linear_layers; do
     CK_RUN_CASE=$c $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_layers
 done
+# The convolution table: oneDNN's passes beside im2col + GEMM's, as host
+# work on mapped buffers, and their states released (about 50 s; nothing
+# without oneDNN).
+CK_RUN_CASE=mixed_passes $vg --leak-check=full --errors-for-leak-kinds=definite \
+    build/tests/test_conv_algo
 
 echo "== helgrind: two contexts on two threads"
 # PoCL's worker threads, LLVM and CLBlast synchronise in ways helgrind
