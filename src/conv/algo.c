@@ -505,14 +505,3 @@ void ndcl_conv_ws_release(ndcl_context *ctx, ndcl_conv_ws *ws)
     }
     ws->chosen = false;
 }
-
-size_t ndcl_conv_ws_bytes(const ndcl_conv_ws *ws)
-{
-    size_t sum = 0;
-    for (size_t k = 0; k < ndcl_conv_algo_count; k++) {
-        const ndcl_conv_algo *a = ndcl_conv_algos[k];
-        if (a->slot >= 0 && ws->state[a->slot] && a->state_bytes)
-            sum += a->state_bytes(ws->state[a->slot]);
-    }
-    return sum;
-}

@@ -67,8 +67,6 @@ typedef struct ndcl_conv_algo {
                             cl_mem x, cl_mem w, cl_mem dy, cl_mem dx, cl_mem dW, cl_mem db);
     /* Frees its state (NULL allowed); the queue has finished. */
     void (*release)(void *state);
-    /* The bytes its state holds (NULL: none). */
-    size_t (*state_bytes)(const void *state);
 } ndcl_conv_algo;
 
 /* The table: im2col + GEMM first (every device, every geometry), then the
@@ -106,9 +104,6 @@ ndcl_status ndcl_conv_run_backward(ndcl_context *ctx, const ndcl_conv_geom *g,
 /* Waits for ctx's queue and frees each algorithm's state (not the
  * scratches, the owner's). */
 void ndcl_conv_ws_release(ndcl_context *ctx, ndcl_conv_ws *ws);
-
-/* The host bytes the algorithms' states hold (blocked copies, scratchpads). */
-size_t ndcl_conv_ws_bytes(const ndcl_conv_ws *ws);
 
 /* The find-db file of ctx's device (for tests and ndcl-query): false when
  * there is no cache directory or the cache is off (NDCL_CACHE=0). */

@@ -220,12 +220,6 @@ static void release(void *v)
     pthread_mutex_unlock(&arena_lock);
 }
 
-static size_t state_bytes(const void *v)
-{
-    (void)v;
-    return 0; /* the arena is shared: see ndcl_conv_dnnl_arena */
-}
-
 /* A port of pass p: the caller's layout umd (user >= 0) against the
  * primitive's (queried by what). */
 static bool add_port(pass *p, int arg, dnnl_query_t what, int index,
@@ -578,7 +572,6 @@ const ndcl_conv_algo ndcl_conv_dnnl = {
     .backward_data = direct_backward_data,
     .backward_weights = direct_backward_weights,
     .release = release,
-    .state_bytes = state_bytes,
 };
 
 const ndcl_conv_algo ndcl_conv_winograd = {
@@ -592,5 +585,4 @@ const ndcl_conv_algo ndcl_conv_winograd = {
     .backward_data = wino_backward_data,
     .backward_weights = wino_backward_weights,
     .release = release,
-    .state_bytes = state_bytes,
 };
