@@ -229,6 +229,60 @@ NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out)
  * or this call; NDCL_CPU_BLAS is read then) and kept for its lifetime. */
 NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
 
+/* Algorithms of the plain convolution every conv2d layer ends with (its
+ * forward, backward-data and backward-weights passes):
+ *  NDCL_CONV_AUTO      the default: per device and geometry, the fastest
+ *                      algorithm that fits and keeps the accuracy contract
+ *                      below, measured once (the passes chosen apart: dx
+ *                      and dW may come from different algorithms) and
+ *                      remembered in the find-db file conv-find.txt of the
+ *                      kernel cache directory (NDCL_CACHE_DIR; a corrupt
+ *                      or foreign entry is measured again, never trusted;
+ *                      NDCL_CACHE=0 measures in every process; the
+ *                      measurement runs on a queue of its own, so it never
+ *                      waits for the context's queue). Where only im2col +
+ *                      GEMM fits nothing is measured.
+ *  NDCL_CONV_GEMM      "gemm": im2col + GEMM by the context's BLAS engine,
+ *                      a chunk of images at a time; every device, every
+ *                      geometry.
+ *  NDCL_CONV_DNNL      "dnnl": oneDNN's direct convolution on blocked
+ *                      tensors (reordered from and to NCHW at each call),
+ *                      run in the queue's order as host work on CPU
+ *                      devices whose memory is the host's (PoCL), in
+ *                      builds with the dnnl meson feature.
+ *  NDCL_CONV_WINOGRAD  "winograd": oneDNN's Winograd F(4x4, 3x3), where
+ *                      oneDNN has it (3x3, stride 1, no dilation, one
+ *                      group, channels a multiple of 16, AVX-512).
+ * The environment variable NDCL_CONV_ALGO (gemm, dnnl, winograd, auto)
+ * forces one for every layer; the layer option NDCL_LAYER_CONV_ALGO
+ * forces one per layer and wins over the variable. A forced algorithm that
+ * is not built, does not serve the device or does not fit the geometry
+ * fails the pass with NDCL_ERR_UNSUPPORTED naming both.
+ * Accuracy contract: every algorithm computes the same function in float
+ * with its own order of sums; against the double-precision reference the
+ * largest error of an output, relative to the largest output, stays below
+ * 1e-4 for gemm and dnnl and below 1e-3 for winograd (measured at the
+ * cifar-resnet18 shapes: README, Performance); auto takes an algorithm only
+ * when its outputs agree with gemm's within that bound on its measurement
+ * data. */
+typedef enum ndcl_conv_algorithm {
+    NDCL_CONV_AUTO = 0,
+    NDCL_CONV_GEMM = 1,
+    NDCL_CONV_DNNL = 2,
+    NDCL_CONV_WINOGRAD = 3
+} ndcl_conv_algorithm;
+
+/* The name of an algorithm ("auto", "gemm", "dnnl", "winograd"), or NULL
+ * for a value that is none. */
+NDCL_API const char *ndcl_conv_algorithm_name(ndcl_conv_algorithm algorithm);
+
+/* *available <- 1 when the algorithm is built and serves ctx's device
+ * (whether it fits a geometry is decided per geometry), else 0; auto and
+ * gemm are always available. An unknown value is NDCL_ERR_INVALID_ARG. */
+NDCL_API ndcl_status ndcl_conv_algorithm_available(ndcl_context *ctx,
+                                                   ndcl_conv_algorithm algorithm,
+                                                   int *available);
+
 /* --------------------------------------------------------------- tensors */
 
 /* A float32 device tensor of up to NDCL_MAX_DIMS dimensions, C order. */
@@ -591,6 +645,11 @@ NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
  *      cache of a CPU device, 128 MiB elsewhere). A larger value needs more
  *      workspace, a smaller one more, smaller products; the results are the
  *      same up to rounding. At most 2^31-1; clamped to the batch.
+ *  NDCL_LAYER_CONV_ALGO     conv2d only: the algorithm of the plain
+ *      convolution, an ndcl_conv_algorithm. NDCL_CONV_AUTO (default):
+ *      NDCL_CONV_ALGO's when that is set, else the measured fastest. Any
+ *      other value forces that algorithm, whatever NDCL_CONV_ALGO says; a
+ *      pass it does not fit fails with NDCL_ERR_UNSUPPORTED.
  *  NDCL_LAYER_STATS_EVERY   conv2d and linear: amortised statistics, opt-in.
  *      1 (default): every training forward computes the batch's mean and
  *      whitening matrix D, the original's arithmetic. K > 1: only every
@@ -606,6 +665,7 @@ NDCL_API void ndcl_layer_release_saved(ndcl_layer *layer);
 typedef enum ndcl_layer_option {
     NDCL_LAYER_BORROW_INPUT = 1,
     NDCL_LAYER_CONV_CHUNK = 2,
+    NDCL_LAYER_CONV_ALGO = 3,
     NDCL_LAYER_STATS_EVERY = 4
 } ndcl_layer_option;
 

@@ -9,6 +9,7 @@
 #define NDCL_BENCH_H
 
 #include "blas/blas.h"
+#include "conv/conv_algo.h"
 #include "primitives/conv2d.h"
 #include "primitives/prims.h"
 

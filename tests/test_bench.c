@@ -194,6 +194,43 @@ START_TEST(step_rows)
 }
 END_TEST
 
+/* A row per convolution algorithm the device has and fits; the conv and
+ * conv-backward rows name what auto took. */
+START_TEST(algorithm_rows)
+{
+    run_result r =
+        run_tool("--suite conv,conv-backward,conv/gemm,conv/dnnl,conv/winograd,"
+                 "conv-backward/gemm,conv-backward/dnnl --shape 2,16,8,8,16,3,1,1 "
+                 "--runs 1 --warmup 0 --json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    cJSON *root = cJSON_Parse(r.out);
+    ck_assert_ptr_nonnull(root);
+    const char *note =
+        cJSON_GetObjectItemCaseSensitive(row_of(root, "conv"), "note")->valuestring;
+    ck_assert_msg(strstr(note, "auto: "), "conv note: %s", note);
+    note = cJSON_GetObjectItemCaseSensitive(row_of(root, "conv-backward"), "note")
+               ->valuestring;
+    ck_assert_msg(strstr(note, "auto: dx "), "conv-backward note: %s", note);
+    positive(row_of(root, "conv/gemm"), "median_ms");
+    positive(row_of(root, "conv-backward/gemm"), "median_ms");
+#ifdef NDCL_DNNL
+    positive(row_of(root, "conv/dnnl"), "median_ms");
+    positive(row_of(root, "conv-backward/dnnl"), "median_ms");
+#else
+    /* Not built: no row, and the run still succeeds. */
+    const cJSON *row;
+    cJSON_ArrayForEach(row, root)
+    {
+        const char *suite = cJSON_GetObjectItemCaseSensitive(row, "suite")->valuestring;
+        ck_assert_msg(!strstr(suite, "dnnl") && !strstr(suite, "winograd"), "row %s",
+                      suite);
+    }
+#endif
+    cJSON_Delete(root);
+    run_free(&r);
+}
+END_TEST
+
 /* The memory-bound suites report a bandwidth. */
 START_TEST(bandwidth_rows)
 {
@@ -344,7 +381,8 @@ START_TEST(help_and_usage)
         "--shape",       "--preset",        "cifar-resnet18",  "small",     "--suite",
         "layer-train",   "--json",          "--csv",           "--runs",    "--warmup",
         "--device",      "CLOCK_MONOTONIC", "vs_conv",         "gemm-host", "NDCL_CPU_BLAS",
-        "conv-backward", "layer-step",      "workspace_bytes", "copy",      "col2im"};
+        "conv-backward", "layer-step",      "workspace_bytes", "copy",      "col2im",
+        "conv/ALGO",     "NDCL_CONV_ALGO"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help does not mention %s", words[i]);
     run_free(&r);
@@ -380,6 +418,7 @@ int main(void)
     tcase_add_test(runs, step_rows);
     tcase_add_test(runs, bandwidth_rows);
     tcase_add_test(runs, budget_printed);
+    tcase_add_test(runs, algorithm_rows);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

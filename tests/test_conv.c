@@ -5,7 +5,7 @@
 #include <stdbool.h>
 
 #include "harness.h"
-#include "primitives/conv2d.h"
+#include "conv/conv_algo.h"
 #include "ref.h"
 #include "runtime/runtime.h"
 
@@ -114,27 +114,32 @@ static void device_run(run *r, const conv_case *k, size_t chunk, bool with_bias,
     ndcl_tensor *b = vec(ctx, k->cout, r->b), *dy = vec(ctx, r->ny, r->dy);
     ndcl_tensor *y = vec(ctx, r->ny, NULL), *dx = vec(ctx, r->nx, NULL);
     ndcl_tensor *dw = vec(ctx, r->nw, NULL), *db = vec(ctx, k->cout, NULL);
-    size_t ws_col = bp.col > fp.col ? bp.col : fp.col;
-    size_t ws_tmp = bp.tmp > fp.tmp ? bp.tmp : fp.tmp;
-    ndcl_tensor *col = vec(ctx, ws_col, NULL), *tmp = vec(ctx, ws_tmp ? ws_tmp : 1, NULL);
-    TEST_OK(ctx, ndcl_conv_forward(
-                     ctx, &g, &fp, ndcl_tensor_cl_mem(x), ndcl_tensor_cl_mem(w),
-                     with_bias ? ndcl_tensor_cl_mem(b) : NULL, ndcl_tensor_cl_mem(y),
-                     ndcl_tensor_cl_mem(col), fp.tmp ? ndcl_tensor_cl_mem(tmp) : NULL));
-    TEST_OK(ctx, ndcl_conv_backward(ctx, &g, &bp, ndcl_tensor_cl_mem(x),
-                                    ndcl_tensor_cl_mem(w), ndcl_tensor_cl_mem(dy),
-                                    want_dx ? ndcl_tensor_cl_mem(dx) : NULL,
-                                    want_dw ? ndcl_tensor_cl_mem(dw) : NULL,
-                                    want_db ? ndcl_tensor_cl_mem(db) : NULL,
-                                    ndcl_tensor_cl_mem(col), ndcl_tensor_cl_mem(tmp)));
+    /* Through the table's im2col + GEMM entry, which cuts the chunks. */
+    ndcl_scratch col = {0}, tmp = {0};
+    ndcl_conv_ws ws = {.col = &col, .tmp = &tmp, .force = NDCL_CONV_GEMM};
+    TEST_OK(ctx, ndcl_conv_run_forward(
+                     ctx, &g, &ws, ndcl_tensor_cl_mem(x), ndcl_tensor_cl_mem(w),
+                     with_bias ? ndcl_tensor_cl_mem(b) : NULL, ndcl_tensor_cl_mem(y)));
+    TEST_OK(ctx, ndcl_conv_run_backward(ctx, &g, &ws, ndcl_tensor_cl_mem(x),
+                                        ndcl_tensor_cl_mem(w), ndcl_tensor_cl_mem(dy),
+                                        want_dx ? ndcl_tensor_cl_mem(dx) : NULL,
+                                        want_dw ? ndcl_tensor_cl_mem(dw) : NULL,
+                                        want_db ? ndcl_tensor_cl_mem(db) : NULL));
+    /* The chunk workspaces are the plans' (the forward's within the
+     * backward's). */
+    ck_assert_uint_ge(col.cap, bp.col);
+    ck_assert_uint_ge(col.cap, fp.col);
     TEST_OK(ctx, ndcl_finish(ctx));
     r->y = test_tensor_to_host(y);
     r->dx = want_dx ? test_tensor_to_host(dx) : NULL;
     r->dw = want_dw ? test_tensor_to_host(dw) : NULL;
     r->db = want_db ? test_tensor_to_host(db) : NULL;
-    ndcl_tensor *t[] = {x, w, b, dy, y, dx, dw, db, col, tmp};
+    ndcl_tensor *t[] = {x, w, b, dy, y, dx, dw, db};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         ndcl_tensor_destroy(t[i]);
+    ndcl_conv_ws_release(ctx, &ws);
+    ndcl_scratch_release(&col);
+    ndcl_scratch_release(&tmp);
 }
 
 /* The host reference of r's inputs. */

@@ -121,6 +121,44 @@ static const char *pocl_engine(const char *json)
     return name;
 }
 
+/* The convolution algorithms of each device: gemm everywhere, oneDNN's on
+ * PoCL in a build with it. */
+START_TEST(conv_algorithms_listed)
+{
+    run_result r = run_tool("env -u NDCL_CPU_BLAS", "--json");
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    cJSON *root = cJSON_Parse(r.out);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *p, *d;
+    int devices = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "platforms"))
+    {
+        cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(p, "devices"))
+        {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(d, "conv_algorithms");
+            ck_assert(cJSON_IsArray(a));
+            ck_assert(cJSON_GetArraySize(a) >= 1);
+            ck_assert_str_eq(cJSON_GetArrayItem(a, 0)->valuestring, "gemm");
+#ifdef NDCL_DNNL
+            if (is_pocl(p)) {
+                ck_assert(cJSON_GetArraySize(a) >= 2);
+                ck_assert_str_eq(cJSON_GetArrayItem(a, 1)->valuestring, "dnnl");
+            }
+#else
+            ck_assert_int_eq(cJSON_GetArraySize(a), 1);
+#endif
+            devices++;
+        }
+    }
+    ck_assert_int_gt(devices, 0);
+    cJSON_Delete(root);
+    run_free(&r);
+    r = run_tool("env -u NDCL_CPU_BLAS", "");
+    ck_assert_msg(r.status == 0 && strstr(r.out, ", conv gemm"), "listing: %s", r.out);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(blas_engine_listed)
 {
 #ifdef NDCL_HOST_BLAS
@@ -294,6 +332,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, json_listing);
     tcase_add_test(tc, blas_engine_listed);
+    tcase_add_test(tc, conv_algorithms_listed);
     tcase_add_test(tc, text_listings);
     tcase_add_test(tc, help_and_usage);
     tcase_add_test(tc, bad_device);

@@ -22,11 +22,14 @@ Usage (system Python, which has torch), from a built tree:
 
 Timing: time.perf_counter around each call (PyTorch's CPU ops are
 synchronous); --warmup untimed calls, then --runs timed calls with the
-three interleaved round-robin; medians reported (ndcl-bench times the same
+five interleaved round-robin; medians reported (ndcl-bench times the same
 way around enqueue + clFinish). The training forward records the autograd
 graph (x requires grad, as in a network); the evaluation forward runs under
 torch.no_grad(); the step is forward + y.backward(dy), giving dx, dW and
-db, as ndcl's backward does. Inputs and weights are random from a fixed
+db, as ndcl's backward does. The plain convolution alone (torch's
+F.conv2d; ndcl-bench's conv and conv-backward, by the algorithm auto takes,
+named in the last column) is timed the same way: forward under no_grad,
+and forward + backward to dx, dW, db. Inputs and weights are random from a fixed
 seed. The original's eval forward folds the running statistics into the
 weights on every call, where ndcl caches W', b'.
 
@@ -120,13 +123,31 @@ def torch_eval_forward(m, x):
         m(x)
 
 
+def torch_conv(m, x):
+    """The plain convolution the layer ends with, alone (no autograd)."""
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation,
+                                   m.groups)
+
+
+def torch_conv_step(m, x, dy):
+    """The plain convolution's forward + backward (dx, dW, db)."""
+    xg = x.detach().requires_grad_(True)
+    m.weight.grad = m.bias.grad = None
+    y = torch.nn.functional.conv2d(xg, m.weight, m.bias, m.stride, m.padding, m.dilation,
+                                   m.groups)
+    y.backward(dy)
+
+
 def torch_times(s, runs, warmup):
-    """Median ms of the train forward, eval forward and step, and the cold
-    (first) call of each."""
+    """Median ms of the train forward, eval forward and step, and of the
+    plain convolution's forward and forward + backward."""
     m, x, dy = make_layer(s)
     calls = [("train", lambda: torch_train_forward(m, x)),
              ("eval", lambda: torch_eval_forward(m, x)),
-             ("step", lambda: torch_step(m, x, dy))]
+             ("step", lambda: torch_step(m, x, dy)),
+             ("conv", lambda: torch_conv(m, x)),
+             ("conv_step", lambda: torch_conv_step(m, x, dy))]
     times = {name: [] for name, _ in calls}
     for _ in range(warmup + 1):
         for _, f in calls:
@@ -198,14 +219,18 @@ def ndcl_bench(bench, args):
 
 def ndcl_times(bench, s, runs, warmup):
     rows = ndcl_bench(bench, ["--shape", shape_arg(s), "--suite",
-                              "layer-train,layer-eval,layer-backward",
+                              "layer-train,layer-eval,layer-backward,conv,conv-backward",
                               "--runs", str(runs), "--warmup", str(warmup)])
     med = {r["suite"]: r["median_ms"] for r in rows}
     if "layer-backward" not in med:
         raise SystemExit("ndcl-bench gave no layer-backward row for %s" % shape_text(s))
+    notes = {r["suite"]: r.get("note", "") for r in rows}
+    took = [n.split("auto: ")[-1] for n in (notes.get("conv", ""), notes.get("conv-backward", ""))
+            if "auto: " in n]
     return {"train": med["layer-train"], "eval": med["layer-eval"],
             "step": med["layer-train"] + med["layer-backward"],
-            "blas": rows[0].get("blas", "?")}
+            "conv": med["conv"], "conv_step": med["conv"] + med["conv-backward"],
+            "conv_algo": "; ".join(took), "blas": rows[0].get("blas", "?")}
 
 
 def ndcl_peak(run_tool, s, tmp):
@@ -324,6 +349,12 @@ def main():
     head += ["torch step (fwd+bwd)"]
     if not a.torch_only:
         head += ["ndcl fwd+bwd", "ndcl/torch"]
+    head += ["torch conv"]
+    if not a.torch_only:
+        head += ["ndcl conv", "ndcl/torch"]
+    head += ["torch conv fwd+bwd"]
+    if not a.torch_only:
+        head += ["ndcl conv fwd+bwd", "ndcl/torch", "ndcl conv algorithm (auto)"]
     if not a.no_memory:
         head += ["torch peak MB"] + ([] if a.torch_only else ["ndcl peak MB", "ndcl/torch"])
     print("| " + " | ".join(head) + " |")
@@ -331,10 +362,12 @@ def main():
     for r in rows:
         t, n = r["torch"], r.get("ndcl")
         cells = [r["shape"]]
-        for key in ("train", "eval", "step"):
+        for key in ("train", "eval", "step", "conv", "conv_step"):
             cells.append(fmt_ms(t[key]))
             if n:
                 cells += [fmt_ms(n[key]), "%.2f" % (n[key] / t[key])]
+        if n:
+            cells.append(n["conv_algo"])
         if not a.no_memory:
             tp = t.get("peak_bytes")
             cells.append("%.0f" % (tp / 2 ** 20) if tp else "?")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
 # CI=true, after the main build passed): the CLBlast engine on the CPU
-# device, the sizing suites as other machines would size them, a build
-# without the host BLAS, AddressSanitizer +
+# device, the sizing suites as other machines would size them, oneDNN's
+# convolution for every layer, a build without the host BLAS and oneDNN,
+# AddressSanitizer +
 # UndefinedBehaviorSanitizer, small work-groups, Oclgrind, an application
 # built against an installed copy in a scratch prefix as the README says,
 # valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
@@ -32,17 +33,31 @@ NDCL_DEVICE_CACHE_BYTES=1M NDCL_DEVICE_COMPUTE_UNITS=1 taskset -c 0 \
 NDCL_DEVICE_CACHE_BYTES=480M NDCL_DEVICE_COMPUTE_UNITS=64 \
     meson test -C build --print-errorlogs conv layers backward train train_tool mpi_train
 
-echo "== a build without the host BLAS (-Dhost_blas=disabled)"
+# Every convolution algorithm passes the same numeric suites: the
+# conv_algo suite (in primitives, above and below) runs each on its own
+# shapes; here every layer's convolution is oneDNN's direct one (it fits
+# every geometry of the library), for the layer, backward and golden-data
+# suites. Winograd fits only some shapes: conv_algo covers it.
+if ldd build/src/libndcl.so | grep -q libdnnl; then
+    echo "== oneDNN's convolution for every layer (NDCL_CONV_ALGO=dnnl)"
+    NDCL_CONV_ALGO=dnnl meson test -C build --print-errorlogs \
+        --suite layers --suite backward conv run
+fi
+
+echo "== a build without the host BLAS and oneDNN (-Dhost_blas=disabled -Ddnnl=disabled)"
 if [ ! -f build-noblas/build.ninja ]; then
-    meson setup build-noblas -Dhost_blas=disabled -Dwerror=true
+    meson setup build-noblas -Dhost_blas=disabled -Ddnnl=disabled -Dwerror=true
 fi
+meson configure build-noblas -Ddnnl=disabled >/dev/null
 ninja -C build-noblas
-if ldd build-noblas/src/libndcl.so | grep -q openblas; then
-    echo "build-noblas links OpenBLAS" >&2
-    exit 1
-fi
+for lib in openblas dnnl; do
+    if ldd build-noblas/src/libndcl.so | grep -q $lib; then
+        echo "build-noblas links $lib" >&2
+        exit 1
+    fi
+done
 meson test -C build-noblas --print-errorlogs --suite primitives
-meson test -C build-noblas --print-errorlogs bench
+meson test -C build-noblas --print-errorlogs bench query
 
 echo "== kernels with POCL_MAX_WORK_GROUP_SIZE=256"
 POCL_MAX_WORK_GROUP_SIZE=256 meson test -C build --print-errorlogs \
@@ -174,6 +189,11 @@ $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_params
 for c in conv_basic linear_layers; do
     CK_RUN_CASE=$c $vg --leak-check=full --errors-for-leak-kinds=definite build/tests/test_layers
 done
+# The convolution table: oneDNN's passes beside im2col + GEMM's, as host
+# work on mapped buffers, and their states released (about 50 s; nothing
+# without oneDNN).
+CK_RUN_CASE=mixed_passes $vg --leak-check=full --errors-for-leak-kinds=definite \
+    build/tests/test_conv_algo
 
 echo "== helgrind: two contexts on two threads"
 # PoCL's worker threads, LLVM and CLBlast synchronise in ways helgrind

@@ -58,6 +58,12 @@ typedef enum suite_id {
     S_FOLD,
     S_CONV,
     S_CBACK,
+    S_CONV_GEMM, /* the plain conv by one algorithm each: forward, then backward */
+    S_CONV_DNNL,
+    S_CONV_WINO,
+    S_CBACK_GEMM,
+    S_CBACK_DNNL,
+    S_CBACK_WINO,
     S_LTRAIN,
     S_LEVAL,
     S_LBACK,
@@ -67,11 +73,51 @@ typedef enum suite_id {
     S_LSTEP = S_COUNT /* derived row, not a suite of its own */
 } suite_id;
 
-static const char *const suite_names[S_COUNT + 1] = {
-    "gemm",           "gemm-host", "copy",          "im2col",      "conv-im2col",
-    "col2im",         "layout",    "bias-grad",     "cov",         "isqrt",
-    "fold",           "conv",      "conv-backward", "layer-train", "layer-eval",
-    "layer-backward", "linear",    "channel",       "layer-step"};
+static const char *const suite_names[S_COUNT + 1] = {"gemm",
+                                                     "gemm-host",
+                                                     "copy",
+                                                     "im2col",
+                                                     "conv-im2col",
+                                                     "col2im",
+                                                     "layout",
+                                                     "bias-grad",
+                                                     "cov",
+                                                     "isqrt",
+                                                     "fold",
+                                                     "conv",
+                                                     "conv-backward",
+                                                     "conv/gemm",
+                                                     "conv/dnnl",
+                                                     "conv/winograd",
+                                                     "conv-backward/gemm",
+                                                     "conv-backward/dnnl",
+                                                     "conv-backward/winograd",
+                                                     "layer-train",
+                                                     "layer-eval",
+                                                     "layer-backward",
+                                                     "linear",
+                                                     "channel",
+                                                     "layer-step"};
+
+/* The algorithm a plain-conv suite forces (NDCL_CONV_AUTO: conv and
+ * conv-backward, the table's choice). */
+static ndcl_conv_algorithm algo_of(suite_id s)
+{
+    switch (s) {
+    case S_CONV_GEMM:
+    case S_CBACK_GEMM: return NDCL_CONV_GEMM;
+    case S_CONV_DNNL:
+    case S_CBACK_DNNL: return NDCL_CONV_DNNL;
+    case S_CONV_WINO:
+    case S_CBACK_WINO: return NDCL_CONV_WINOGRAD;
+    default: return NDCL_CONV_AUTO;
+    }
+}
+
+static bool is_conv_fwd(suite_id s)
+{
+    return s == S_CONV || s == S_CONV_GEMM || s == S_CONV_DNNL || s == S_CONV_WINO;
+}
 
 /* The suites a --gemm problem runs. */
 static bool is_gemm_row(suite_id s)
@@ -139,10 +185,16 @@ static void usage(FILE *f)
         "  isqrt           Newton-Schulz (%d iterations) on the nf x nf covariance,\n"
         "                  the G groups batched\n"
         "  fold            W' = W*D in the block basis and the bias correction\n"
-        "  conv            the plain convolution as ndcl computes the layer's own\n"
-        "                  (chunks of im2col + products written to NCHW with the bias),\n"
-        "                  no deconvolution\n"
+        "  conv            the plain convolution as ndcl computes the layer's own,\n"
+        "                  no deconvolution, by the algorithm auto takes (the note\n"
+        "                  names it; NDCL_CONV_ALGO forces one)\n"
         "  conv-backward   its backward: dx, dW and db from dy (x and W given)\n"
+        "  conv/ALGO, conv-backward/ALGO\n"
+        "                  the same by one algorithm each, ALGO gemm (chunks of\n"
+        "                  im2col + products), dnnl (oneDNN direct on blocked\n"
+        "                  tensors) or winograd (oneDNN Winograd F(4x4,3x3)); no\n"
+        "                  row where the algorithm is not built, does not serve the\n"
+        "                  device or does not fit the shape\n"
         "  layer-train     the deconvolved conv layer (FastDeconv), training forward\n"
         "  layer-eval      the same layer, evaluation forward (folded weights cached)\n"
         "  layer-backward  its backward after a training forward (the forward is not\n"
@@ -480,6 +532,11 @@ typedef struct bench {
     ndcl_tensor *x, *X, *mean, *cov, *D, *W, *bias, *Wout, *bout, *y, *col, *tmp, *a, *b,
         *c, *dy, *dx, *dw, *db;
     ndcl_layer *layer;
+    /* The plain conv suites' table workspace and its chunk buffers; skip: an
+     * algorithm suite whose algorithm does not fit (no row). */
+    ndcl_conv_ws cws;
+    ndcl_scratch cws_col, cws_tmp;
+    bool skip;
 
     double flops, bytes; /* per call; 0: not counted */
     char note[96];
@@ -852,11 +909,26 @@ static bool bench_setup(bench *b)
         return true;
     case S_CONV:
     case S_CBACK:
+    case S_CONV_GEMM:
+    case S_CONV_DNNL:
+    case S_CONV_WINO:
+    case S_CBACK_GEMM:
+    case S_CBACK_DNNL:
+    case S_CBACK_WINO: {
+        /* Through the table, as the conv layer runs it. */
+        const ndcl_conv_algorithm id = algo_of(b->suite);
+        b->cws = (ndcl_conv_ws){.col = &b->cws_col, .tmp = &b->cws_tmp, .force = id};
+        if (id != NDCL_CONV_AUTO) {
+            const ndcl_conv_algo *a = ndcl_conv_algo_find(id);
+            char why[256];
+            if (!a || !a->available(ctx) || !a->fits(ctx, cg, why, sizeof why)) {
+                b->skip = true;
+                return true;
+            }
+        }
         TRY(b, input_x(b, 31));
         TRY(b, tensor(ctx, 4, wshape, 0.05f, 41, &b->W));
-        TRY(b, tensor1(ctx, pl->col, 0, 0, &b->col));
-        TRY(b, tensor1(ctx, pl->tmp, 0, 0, &b->tmp));
-        if (b->suite == S_CONV) {
+        if (is_conv_fwd(b->suite)) {
             TRY(b, tensor1(ctx, s->cout, 0.1f, 42, &b->bias));
             TRY(b, tensor(ctx, 4, yshape, 0, 0, &b->y));
             b->flops = conv_flops(s, cg);
@@ -872,7 +944,11 @@ static bool bench_setup(bench *b)
             snprintf(b->note, sizeof b->note, "dx, dW, db; %zu chunks of %zu images",
                      (cg->n + pl->chunk - 1) / pl->chunk, pl->chunk);
         }
+        if (id != NDCL_CONV_AUTO && id != NDCL_CONV_GEMM)
+            snprintf(b->note, sizeof b->note, "%s",
+                     is_conv_fwd(b->suite) ? "" : "dx, dW, db");
         return true;
+    }
     case S_LTRAIN:
         if (!conv_layer(b)) return false;
         b->flops = conv_flops(s, cg) + cov_flops(s, pg) + ns_flops((double)G, (double)nf) +
@@ -928,6 +1004,9 @@ static void bench_teardown(bench *b)
     host_gemm_destroy(b->host);
     b->host = NULL;
     ndcl_layer_destroy(b->layer);
+    ndcl_conv_ws_release(b->ctx, &b->cws);
+    ndcl_scratch_release(&b->cws_col);
+    ndcl_scratch_release(&b->cws_tmp);
     ndcl_tensor *ts[] = {b->x,    b->X,    b->mean, b->cov, b->D,   b->W, b->bias,
                          b->Wout, b->bout, b->y,    b->col, b->tmp, b->a, b->b,
                          b->c,    b->dy,   b->dx,   b->dw,  b->db};
@@ -1006,12 +1085,17 @@ static ndcl_status bench_call(bench *b)
         return ndcl_fold(ctx, &b->fg, MEM(b->W), MEM(b->bias), MEM(b->D), MEM(b->mean),
                          MEM(b->Wout), MEM(b->bout));
     case S_CONV:
-        return ndcl_conv_forward(ctx, &b->cg, &b->plan, MEM(b->x), MEM(b->W), MEM(b->bias),
-                                 MEM(b->y), MEM(b->col), MEM(b->tmp));
+    case S_CONV_GEMM:
+    case S_CONV_DNNL:
+    case S_CONV_WINO:
+        return ndcl_conv_run_forward(ctx, &b->cg, &b->cws, MEM(b->x), MEM(b->W),
+                                     MEM(b->bias), MEM(b->y));
     case S_CBACK:
-        return ndcl_conv_backward(ctx, &b->cg, &b->plan, MEM(b->x), MEM(b->W), MEM(b->dy),
-                                  MEM(b->dx), MEM(b->dw), MEM(b->db), MEM(b->col),
-                                  MEM(b->tmp));
+    case S_CBACK_GEMM:
+    case S_CBACK_DNNL:
+    case S_CBACK_WINO:
+        return ndcl_conv_run_backward(ctx, &b->cg, &b->cws, MEM(b->x), MEM(b->W),
+                                      MEM(b->dy), MEM(b->dx), MEM(b->dw), MEM(b->db));
     case S_LTRAIN:
     case S_LINEAR:
     case S_CHANNEL: return ndcl_layer_forward(b->layer, NDCL_TRAIN, b->x, &b->y);
@@ -1024,6 +1108,10 @@ static ndcl_status bench_call(bench *b)
 /* One timed call; false with error_msg set on failure. */
 static bool bench_time(bench *b, double *ms)
 {
+    if (b->skip) {
+        if (ms) *ms = 0;
+        return true;
+    }
     ndcl_status s = bench_prepare(b);
     if (s != NDCL_SUCCESS) return failed(b, "forward before the backward", s);
     double t0 = now_ms();
@@ -1295,6 +1383,19 @@ static bool run_shape(ndcl_context *ctx, const shape *s, const options *o, row_l
         bool have[S_COUNT + 1] = {false};
         for (int i = 0; i < nb; i++) {
             bench *b = &benches[i];
+            if (b->skip) continue;
+            if ((b->suite == S_CONV || b->suite == S_CBACK) && b->cws.chosen) {
+                /* Which algorithms auto took. */
+                const ndcl_conv_algo *const *c = b->cws.pass;
+                size_t len = strlen(b->note);
+                if (b->suite == S_CONV)
+                    snprintf(b->note + len, sizeof b->note - len, "%sauto: %s",
+                             len ? "; " : "", c[NDCL_CONV_FWD]->name);
+                else
+                    snprintf(b->note + len, sizeof b->note - len, "%sauto: dx %s, dW %s",
+                             len ? "; " : "", c[NDCL_CONV_BWD_DATA]->name,
+                             c[NDCL_CONV_BWD_WEIGHTS]->name);
+            }
             double mn = b->times[0];
             for (int r = 1; r < o->runs; r++)
                 mn = fmin(mn, b->times[r]);

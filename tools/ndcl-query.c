@@ -36,7 +36,10 @@ static void usage(FILE *f)
             "                   work-group size, fp16/fp64, the engine of its matrix\n"
             "                   products (BLAS openblas: the host's OpenBLAS, on CPU\n"
             "                   devices with host-unified memory; BLAS clblast:\n"
-            "                   CLBlast); \"[default]\" marks the device\n"
+            "                   CLBlast); the algorithms of its convolution (conv\n"
+            "                   gemm: im2col + GEMM, every device; dnnl, winograd:\n"
+            "                   oneDNN's, on CPU devices with host-unified memory in\n"
+            "                   builds with oneDNN); \"[default]\" marks the device\n"
             "                   ndcl_context_create(NULL) would choose\n"
             "  -l, --list       device names only, grouped by platform (as clinfo -l)\n"
             "  --json           the listing as JSON, every field of the device info\n"
@@ -744,18 +747,46 @@ static const char *blas_engine(const ndcl_device_info *d)
     return name;
 }
 
+/* The convolution algorithms d has (ndcl_conv_algorithm_available), comma
+ * separated into buf; "unknown" when no context can be made. */
+static const char *conv_algorithms(const ndcl_device_info *d, char *buf, size_t size)
+{
+    ndcl_context_options o = ndcl_context_options_default();
+    o.platform_index = d->platform_index;
+    o.device_index = d->device_index;
+    ndcl_context *ctx = NULL;
+    snprintf(buf, size, "unknown");
+    if (ndcl_context_create(&o, &ctx) != NDCL_SUCCESS) return buf;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int a = NDCL_CONV_GEMM; ndcl_conv_algorithm_name((ndcl_conv_algorithm)a); a++) {
+        int ok = 0;
+        if (ndcl_conv_algorithm_available(ctx, (ndcl_conv_algorithm)a, &ok) !=
+                NDCL_SUCCESS ||
+            !ok)
+            continue;
+        int n = snprintf(buf + len, size - len, "%s%s", len ? "," : "",
+                         ndcl_conv_algorithm_name((ndcl_conv_algorithm)a));
+        if (n > 0 && (size_t)n < size - len) len += (size_t)n;
+    }
+    ndcl_context_destroy(ctx);
+    return buf;
+}
+
 static void print_device(const ndcl_device_info *d)
 {
+    char algos[128];
     char gmem[32], lmem[32], cache[32];
     fmt_bytes(d->global_mem_bytes, gmem, sizeof gmem);
     fmt_bytes(d->local_mem_bytes, lmem, sizeof lmem);
     fmt_bytes(d->global_mem_cache_bytes, cache, sizeof cache);
     printf("%d:%d  %s  (%s, %s, %s)  %u CU, %u MHz, %s global, %s cache, %s local, "
-           "max work-group %zu, fp16 %s, fp64 %s, BLAS %s%s\n",
+           "max work-group %zu, fp16 %s, fp64 %s, BLAS %s, conv %s%s\n",
            d->platform_index, d->device_index, d->name, type_name(d->type, false),
            d->vendor, d->driver_version, d->compute_units, d->max_clock_mhz, gmem, cache,
            lmem, d->max_work_group_size, d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no",
-           blas_engine(d), d->is_default ? "  [default]" : "");
+           blas_engine(d), conv_algorithms(d, algos, sizeof algos),
+           d->is_default ? "  [default]" : "");
 }
 
 /* As clinfo -l: platform headers, device names beneath. */
@@ -793,6 +824,12 @@ static cJSON *device_json(const ndcl_device_info *d)
     cJSON_AddBoolToObject(o, "fp64", d->fp64);
     cJSON_AddBoolToObject(o, "default", d->is_default);
     cJSON_AddStringToObject(o, "blas", blas_engine(d));
+    /* The convolution algorithms, as an array of names. */
+    char algos[128];
+    conv_algorithms(d, algos, sizeof algos);
+    cJSON *list = cJSON_AddArrayToObject(o, "conv_algorithms");
+    for (char *t = strtok(algos, ","); t; t = strtok(NULL, ","))
+        cJSON_AddItemToArray(list, cJSON_CreateString(t));
     return o;
 }
 

@@ -7,9 +7,10 @@ set -euo pipefail
 # pkg-config openblas), the pthread flavour (libopenblas0-pthread): its
 # threads are safe to call from several threads at once and sleep when idle.
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
-               libopenblas-pthread-dev libcjson-dev zlib1g-dev check meson ninja-build
+               libopenblas-pthread-dev libdnnl-dev libcjson-dev zlib1g-dev check meson ninja-build
                pkg-config gcc python3 dataset-fashion-mnist)
-# zlib reads ndcl-train's gzip data, Debian's Fashion-MNIST is what it
+# libdnnl-dev: oneDNN's convolutions on CPU devices (the dnnl meson
+# feature; found by default). zlib reads ndcl-train's gzip data, Debian's Fashion-MNIST is what it
 # trains on (demo.sh's last step).
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
 # Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and

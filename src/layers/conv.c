@@ -231,7 +231,7 @@ static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
 /* The checks and workspaces of a forward on x, before any statistic, and
  * the input kept for the backward (which recomputes the patches from it). */
 static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y,
-                           ndcl_conv_geom *cg, ndcl_conv_plan *plan)
+                           ndcl_conv_geom *cg)
 {
     ndcl_context *ctx = l->ctx;
     const ndcl_conv2d_desc *d = &l->conv;
@@ -241,11 +241,9 @@ static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y,
     NDCL_TRY(ndcl_conv_layer_geom(l, x->shape, cg));
     size_t yshape[4] = {cg->n, cg->cout, cg->oh, cg->ow};
     NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
-    /* The backward's plan, so that both passes cut the batch alike and
-     * share the chunk workspaces. */
-    NDCL_TRY(ndcl_conv_plan_make(ctx, cg, true, plan));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan->col));
-    if (!plan->per_image) NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan->tmp));
+    /* The convolution's algorithms, before any statistic: a forced one
+     * that does not fit fails here. */
+    NDCL_TRY(ndcl_conv_choose(ctx, cg, &l->cws));
     return ndcl_layer_keep_input(l, x);
 }
 
@@ -314,8 +312,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     bool reuse = train && !frozen && ndcl_layer_reuses_stats(l, mode);
     bool group = ndcl_sync_forward_active(l, mode);
     ndcl_conv_geom cg;
-    ndcl_conv_plan plan;
-    ndcl_status s = prepare(l, x, y, &cg, &plan);
+    ndcl_status s = prepare(l, x, y, &cg);
     /* In a group every rank reports before the first collective. */
     if (group) s = ndcl_sync_header(l, s, x);
     NDCL_TRY(s);
@@ -344,8 +341,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
-        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
-                                   (*y)->mem, l->col.mem, l->tmp.mem));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+                                       l->b_fold.mem, (*y)->mem));
         /* Last, so that a failure above leaves the running buffers as they were. */
         ndcl_update u[2] = {{l->mean.mem, rm->mem, rm->count, false, 0},
                             {l->deconv.mem, rd->mem, rd->count, false, 0}};
@@ -357,12 +354,12 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         l->fold_valid = false;
         NDCL_TRY(ndcl_layer_use_held_stats(l));
         NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
-        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
-                                   (*y)->mem, l->col.mem, l->tmp.mem));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+                                       l->b_fold.mem, (*y)->mem));
     } else {
         NDCL_TRY(eval_fold(l));
-        NDCL_TRY(ndcl_conv_forward(ctx, &cg, &plan, x->mem, l->w_fold.mem, l->b_fold.mem,
-                                   (*y)->mem, l->col.mem, l->tmp.mem));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+                                       l->b_fold.mem, (*y)->mem));
     }
     if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);
     if (!frozen) ndcl_layer_stats_step_done(l, mode);

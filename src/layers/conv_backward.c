@@ -31,15 +31,11 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
             m[i] = l->bw[i].mem;
         }
 
-    /* The convolution y = conv(x, W') + b', chunk by chunk as the forward
-     * cut it, the patches recomputed from the kept input. */
-    ndcl_conv_plan plan;
-    NDCL_TRY(ndcl_conv_plan_make(ctx, cg, true, &plan));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, plan.col));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, plan.tmp));
-    NDCL_TRY(ndcl_conv_backward(ctx, cg, &plan, ndcl_layer_kept_input(l), l->w_fold.mem,
-                                dy->mem, dx ? dx->mem : NULL, m[DWP], m[DBP], l->col.mem,
-                                l->tmp.mem));
+    /* The adjoint of y = conv(x, W') + b' through the convolution's
+     * algorithms (the forward's choice for this geometry). */
+    NDCL_TRY(ndcl_conv_run_backward(ctx, cg, &l->cws, ndcl_layer_kept_input(l),
+                                    l->w_fold.mem, dy->mem, dx ? dx->mem : NULL, m[DWP],
+                                    m[DBP]));
 
     /* The fold W' = Wr·D, b' = b - Σ W'·μ (μ, D: the batch's or the
      * running statistics the forward used). */

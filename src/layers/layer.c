@@ -15,6 +15,8 @@ ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_
     l->ops = ops;
     l->groups = 1;
     l->stats_every = 1;
+    l->cws.col = &l->col;
+    l->cws.tmp = &l->tmp;
     cl_int err;
     cl_int zero = 0;
     l->bad = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
@@ -41,6 +43,7 @@ void ndcl_layer_destroy(ndcl_layer *l)
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         ndcl_scratch_release(s[i]);
     ndcl_layer_release_saved(l);
+    ndcl_conv_ws_release(l->ctx, &l->cws);
     ndcl_sync_release(&l->sync);
     if (l->bad) clReleaseMemObject(l->bad);
     ndcl_context_release(l->ctx);
@@ -305,6 +308,15 @@ ndcl_status ndcl_layer_set_option(ndcl_layer *l, ndcl_layer_option option, int64
             ndcl_scratch_release(&l->held_deconv);
         }
         return NDCL_SUCCESS;
+    case NDCL_LAYER_CONV_ALGO:
+        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
+                       "NDCL_LAYER_CONV_ALGO applies to conv2d layers, not %s",
+                       l->ops->name);
+        NDCL_CHECK_ARG(l->ctx, ndcl_conv_algorithm_name((ndcl_conv_algorithm)value) != NULL,
+                       "NDCL_LAYER_CONV_ALGO=%lld is not an ndcl_conv_algorithm",
+                       (long long)value);
+        l->cws.force = (ndcl_conv_algorithm)value;
+        return NDCL_SUCCESS;
     }
     return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
                      (int)option);
@@ -324,6 +336,12 @@ ndcl_status ndcl_layer_get_option(const ndcl_layer *l, ndcl_layer_option option,
         *value = (int64_t)l->conv_chunk;
         return NDCL_SUCCESS;
     case NDCL_LAYER_STATS_EVERY: *value = l->stats_every; return NDCL_SUCCESS;
+    case NDCL_LAYER_CONV_ALGO:
+        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
+                       "NDCL_LAYER_CONV_ALGO applies to conv2d layers, not %s",
+                       l->ops->name);
+        *value = (int64_t)l->cws.force;
+        return NDCL_SUCCESS;
     }
     return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
                      (int)option);

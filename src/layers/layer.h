@@ -6,6 +6,7 @@
 #define NDCL_LAYER_H
 
 #include "blas/blas.h"
+#include "conv/conv_algo.h"
 #include "layers/sync.h"
 #include "primitives/prims.h"
 #include "runtime/runtime.h"
@@ -109,6 +110,10 @@ struct ndcl_layer {
      * the next one does). */
     int64_t stats_every, stats_phase;
     ndcl_scratch held_mean, held_deconv;
+
+    /* The plain convolution's algorithms (conv2d): col and tmp its chunk
+     * workspaces, the forced algorithm (NDCL_LAYER_CONV_ALGO) in it. */
+    ndcl_conv_ws cws;
 
     /* The group the layer's statistics are synchronised across (sync.h). */
     ndcl_sync sync;

@@ -67,6 +67,18 @@ static bool cache_dir(char *buf, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
+bool ndcl_cache_dir(char *buf, size_t size)
+{
+    return cache_enabled() && cache_dir(buf, size);
+}
+
+void ndcl_make_dirs(const char *path)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n > 0 && (size_t)n < sizeof buf) make_dirs(buf);
+}
+
 /* The key covers every input that changes the binary. */
 static uint64_t cache_key(const ndcl_context *ctx, const char *src, size_t len,
                           const char *options)

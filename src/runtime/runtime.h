@@ -155,6 +155,14 @@ ndcl_status ndcl_program_build_source(ndcl_context *ctx, const char *source, siz
 /* The named kernel of the library's program, created once per context. */
 ndcl_status ndcl_kernel_get(ndcl_context *ctx, const char *name, cl_kernel *out);
 
+/* The directory of the kernel cache (NDCL_CACHE_DIR, else
+ * $XDG_CACHE_HOME/ndcl, else ~/.cache/ndcl) into buf; false when the cache
+ * is off (NDCL_CACHE=0) or there is none. */
+bool ndcl_cache_dir(char *buf, size_t size);
+
+/* mkdir -p path (failures left for the open that follows to notice). */
+void ndcl_make_dirs(const char *path);
+
 /* The 64-bit FNV-1a hash, continued from h (start with NDCL_FNV_OFFSET). */
 #define NDCL_FNV_OFFSET 0xcbf29ce484222325ULL
 uint64_t ndcl_hash(uint64_t h, const void *data, size_t size);
