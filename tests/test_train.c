@@ -156,6 +156,31 @@ static double weighted_pool(cl_mem bx, int planes, int h, int w, const float *c,
     return s;
 }
 
+/* A NaN in a window wins it, as in PyTorch (a diverging run must show in
+ * the loss): y is NaN and the gradient goes to the NaN's input, whichever
+ * of the four it is and whatever the others hold. */
+START_TEST(relu_pool_propagates_nan)
+{
+    const int planes = 4, h = 2, w = 2;
+    float x[16], y[4];
+    char arg[4];
+    for (int p = 0; p < planes; p++)
+        for (int k = 0; k < 4; k++)
+            x[p * 4 + k] = k == p ? NAN : (p % 2 ? 5.0f : -1.0f);
+    cl_mem bx = buf_from(x, sizeof x), by = buf_from(y, sizeof y), ba = buf_from(arg, 4);
+    OK(tk_relu_pool(kern(), bx, planes, h, w, by, ba));
+    buf_read(by, y, sizeof y);
+    buf_read(ba, arg, 4);
+    for (int p = 0; p < planes; p++) {
+        ck_assert_msg(isnan(y[p]), "plane %d: y = %g, want NaN", p, y[p]);
+        ck_assert_msg(arg[p] == p, "plane %d: arg %d, want %d", p, arg[p], p);
+    }
+    clReleaseMemObject(bx);
+    clReleaseMemObject(by);
+    clReleaseMemObject(ba);
+}
+END_TEST
+
 START_TEST(relu_pool_gradient_by_finite_differences)
 {
     const int planes = 3, h = 6, w = 6;
@@ -567,6 +592,7 @@ int main(void)
 {
     Suite *s = suite_create("train");
     TEST_ADD(s, relu_pool_matches_reference);
+    TEST_ADD(s, relu_pool_propagates_nan);
     TEST_ADD(s, relu_pool_gradient_by_finite_differences);
     TEST_ADD(s, softmax_xent_matches_reference_and_finite_differences);
     TEST_ADD(s, sum_matches_reference_and_repeats);

@@ -71,16 +71,18 @@ __kernel void tr_relu_pool(__global const float *x, int planes, int h, int w,
      * everything in registers and vectorises across work items. */
     float v1 = s[1], v2 = s[w], v3 = s[w + 1], m = s[0];
     int a = 0;
-    bool t = v1 > m || isnan(v1);
+    /* v != v: NaN, without isnan's call (which keeps PoCL from vectorising
+     * across work items). */
+    bool t = v1 > m || v1 != v1;
     m = t ? v1 : m;
     a = t ? 1 : a;
-    t = v2 > m || isnan(v2);
+    t = v2 > m || v2 != v2;
     m = t ? v2 : m;
     a = t ? 2 : a;
-    t = v3 > m || isnan(v3);
+    t = v3 > m || v3 != v3;
     m = t ? v3 : m;
     a = t ? 3 : a;
-    bool pass = m > 0.0f || isnan(m);
+    bool pass = m > 0.0f || m != m;
     size_t o = ((size_t)p * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox;
     y[o] = pass ? m : 0.0f;
     arg[o] = (char)(pass ? a : -1);
