@@ -238,3 +238,43 @@ __kernel void ndcl_ch_left_bw(const int N, const int C, const int HW, const int 
     }
     dx[at] = g;
 }
+
+/* The adjoint of ndcl_im2col_sampled where no two elements of the
+ * patch matrix copied the same pixel (the 1x1 path, or a sampling stride
+ * at least the kernel's extent, as FastDeconv's default 3 for 3x3): one
+ * item per row of dX adds each value to its pixel, with no race and no
+ * search over the taps. Arguments as the forward's. */
+__kernel void ndcl_im2col_sampled_scatter(const int positions, const int cols,
+                                           const int blocks, const int c_in, const int h,
+                                           const int w, const int pad, const int stride,
+                                           const int oh, const int ow, const int step,
+                                           const int start, __global const int *tap,
+                                           __global const float *dX, __global float *dx)
+{
+    const int g = get_global_id(0), p = get_global_id(1);
+    if (g >= blocks || p >= positions) return;
+    const int hw = h * w;
+    int n, y0, x0;
+    if (oh == 0) {
+        const int pix = start + p * step;
+        n = pix / hw;
+        const int r = pix - n * hw;
+        y0 = r / w;
+        x0 = r - y0 * w;
+    } else {
+        const int ohw = oh * ow;
+        n = p / ohw;
+        const int pr = p - n * ohw, oy = pr / ow;
+        y0 = oy * stride - pad;
+        x0 = (pr - oy * ow) * stride - pad;
+    }
+    const int nt = blocks * cols;
+    __global const int *t0 = tap + g * cols, *ty = t0 + nt, *tx = t0 + 2 * nt;
+    __global float *img = dx + (size_t)n * c_in * hw;
+    __global const float *row = dX + ((size_t)p * blocks + g) * cols;
+    const int corner = y0 * w + x0;
+    for (int f = 0; f < cols; f++) {
+        const int iy = y0 + ty[f], ix = x0 + tx[f];
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w) img[t0[f] + corner] += row[f];
+    }
+}

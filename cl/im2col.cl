@@ -19,38 +19,47 @@ __kernel void ndcl_im2col_taps(const int cols, const int blocks, const int h, co
     tap[2 * n + e] = j * dil;
 }
 
-/* One work item per element (f, r) of X, items (f, g, p), so that
- * consecutive items write consecutive floats of a row (PoCL vectorises
- * across them). Row r = p*blocks + g is sampled position p, block row g;
- * the column's channel and tap come from ndcl_im2col_taps, so that an item
- * does no division of its own (a CPU does not vectorise them). Position p
- * is (n, oy, ox) of the oh x ow sampled grid, its corner (oy*stride - pad,
- * ox*stride - pad); oh = 0 selects the 1x1 path, where p is pixel
- * start + p*step of the (n, h, w) order (no padding). The load is unconditional (the
- * image's first pixel when outside) and the padding a select. */
-__kernel void ndcl_im2col_sampled(const int positions, const int cols, const int blocks,
-                                  const int c_in, const int h, const int w, const int pad,
-                                  const int stride, const int oh, const int ow,
-                                  const int step, const int start,
-                                  __global const int *tap,
-                                  __global const float *x, __global float *X)
+/* One work item per row r = p*blocks + g of X (items (g, p)): sampled
+ * position p, block row g. The position is decoded once, (n, oy, ox) of
+ * the oh x ow sampled grid with its corner (oy*stride - pad, ox*stride -
+ * pad), or, where oh = 0 (the 1x1 path, no padding), pixel start + p*step
+ * of the (n, h, w) order; then the row's cols values are written in order,
+ * each column's channel and tap from ndcl_im2col_taps, the load
+ * unconditional (the image's first pixel when outside) and the padding a
+ * select. */
+__kernel void ndcl_im2col_sampled(const int positions, const int cols,
+                                       const int blocks, const int c_in, const int h,
+                                       const int w, const int pad, const int stride,
+                                       const int oh, const int ow, const int step,
+                                       const int start, __global const int *tap,
+                                       __global const float *x, __global float *X)
 {
-    const int f = get_global_id(0), g = get_global_id(1), p = get_global_id(2);
-    if (f >= cols || g >= blocks || p >= positions) return;
-    /* Both decodings of p, the kernel size selecting: 1x1 (oh = 0) or kh x
-     * kw, without a branch or an integer division (either would be done
-     * item by item). */
-    const int hw = h * w, ohw = max(oh * ow, 1), ow1 = max(ow, 1);
-    const bool one = oh == 0;
-    const int pix = one ? start + p * step : 0, n1 = ndcl_div(pix, hw, 1.0f / (float)hw);
-    const int r1 = pix - n1 * hw, y1 = ndcl_div(r1, w, 1.0f / (float)w);
-    const int n3 = ndcl_div(p, ohw, 1.0f / (float)ohw), pr = p - n3 * ohw;
-    const int oy = ndcl_div(pr, ow1, 1.0f / (float)ow1);
-    const int n = one ? n1 : n3, y0 = one ? y1 : oy * stride - pad;
-    const int x0 = one ? r1 - y1 * w : (pr - oy * ow1) * stride - pad;
-    const int e = g * cols + f, nt = blocks * cols;
-    const int iy = y0 + tap[nt + e], ix = x0 + tap[2 * nt + e];
-    const bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
-    const float v = x[(size_t)n * c_in * h * w + (in ? tap[e] + y0 * w + x0 : 0)];
-    X[((size_t)p * blocks + g) * cols + f] = in ? v : 0.0f;
+    const int g = get_global_id(0), p = get_global_id(1);
+    if (g >= blocks || p >= positions) return;
+    const int hw = h * w;
+    int n, y0, x0;
+    if (oh == 0) {
+        const int pix = start + p * step;
+        n = pix / hw;
+        const int r = pix - n * hw;
+        y0 = r / w;
+        x0 = r - y0 * w;
+    } else {
+        const int ohw = oh * ow;
+        n = p / ohw;
+        const int pr = p - n * ohw, oy = pr / ow;
+        y0 = oy * stride - pad;
+        x0 = (pr - oy * ow) * stride - pad;
+    }
+    const int nt = blocks * cols;
+    __global const int *t0 = tap + g * cols, *ty = t0 + nt, *tx = t0 + 2 * nt;
+    __global const float *img = x + (size_t)n * c_in * hw;
+    __global float *row = X + ((size_t)p * blocks + g) * cols;
+    const int corner = y0 * w + x0;
+    for (int f = 0; f < cols; f++) {
+        const int iy = y0 + ty[f], ix = x0 + tx[f];
+        const bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
+        const float v = img[in ? t0[f] + corner : 0];
+        row[f] = in ? v : 0.0f;
+    }
 }

@@ -84,31 +84,47 @@ ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g)
     return NDCL_SUCCESS;
 }
 
+ndcl_status ndcl_im2col_taps(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem *tap)
+{
+    const int cols = (int)g->cols, blocks = g->groups == 1 ? (int)(g->c / g->block) : 1;
+    const int h = (int)g->h, w = (int)g->w, kh = (int)g->kh, kw = (int)g->kw;
+    const int dil = (int)g->dil;
+    NDCL_TRY(prims_buffer(ctx, 3 * g->cols * (size_t)blocks, tap));
+    const ndcl_arg args[] = {NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(h),
+                             NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
+                             NDCL_ARG(dil),  NDCL_ARG(*tap)};
+    ndcl_status s = prims_launch3(ctx, "ndcl_im2col_taps", g->cols, (size_t)blocks, 1, args,
+                                  (int)(sizeof args / sizeof args[0]));
+    if (s != NDCL_SUCCESS) {
+        prims_release(*tap);
+        *tap = NULL;
+    }
+    return s;
+}
+
 ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem x,
                                 cl_mem X)
 {
     const int positions = (int)g->positions, cols = (int)g->cols;
     const int blocks = g->groups == 1 ? (int)(g->c / g->block) : 1;
     const int c = (int)g->c, h = (int)g->h, w = (int)g->w;
-    const int kh = (int)g->kh, kw = (int)g->kw, pad = (int)g->pad, dil = (int)g->dil;
+    const int pad = (int)g->pad;
     const int stride = (int)g->stride, oh = (int)g->oh, ow = (int)g->ow;
     const int step = (int)(g->stride * g->stride), start = (int)g->start;
     if (positions == 0) return NDCL_SUCCESS; /* a slice the sample misses */
-    /* Each column's channel and tap offsets (3 ints per column). */
     cl_mem tap = NULL;
-    NDCL_TRY(prims_buffer(ctx, 3 * g->cols * (size_t)blocks, &tap));
-    const ndcl_arg targs[] = {NDCL_ARG(cols), NDCL_ARG(blocks), NDCL_ARG(h),
-                              NDCL_ARG(w),    NDCL_ARG(kh),     NDCL_ARG(kw),
-                              NDCL_ARG(dil),  NDCL_ARG(tap)};
-    ndcl_status s = prims_launch3(ctx, "ndcl_im2col_taps", g->cols, (size_t)blocks, 1,
-                                  targs, (int)(sizeof targs / sizeof targs[0]));
+    ndcl_status s = ndcl_im2col_taps(ctx, g, &tap);
+    if (s != NDCL_SUCCESS) return s;
     const ndcl_arg args[] = {
         NDCL_ARG(positions), NDCL_ARG(cols),  NDCL_ARG(blocks), NDCL_ARG(c),  NDCL_ARG(h),
         NDCL_ARG(w),         NDCL_ARG(pad),   NDCL_ARG(stride), NDCL_ARG(oh), NDCL_ARG(ow),
         NDCL_ARG(step),      NDCL_ARG(start), NDCL_ARG(tap),    NDCL_ARG(x),  NDCL_ARG(X)};
+    /* One item per row: the position decoded once, the row written in
+     * order (3.4x faster than an item per element on PoCL for a 1-channel
+     * layer's 9 columns, 1.1x at 288). */
     if (s == NDCL_SUCCESS)
-        s = prims_launch_wide(ctx, "ndcl_im2col_sampled", 4096, g->cols, (size_t)blocks,
-                              g->positions, args, (int)(sizeof args / sizeof args[0]));
+        s = prims_launch3(ctx, "ndcl_im2col_sampled", (size_t)blocks, g->positions, 1, args,
+                          (int)(sizeof args / sizeof args[0]));
     prims_release(tap);
     return s;
 }

@@ -37,6 +37,11 @@ typedef struct ndcl_patch_geom {
  * and ignore padding; larger kernels sample each image on its own grid. */
 ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g);
 
+/* *tap <- each patch column's channel-and-tap offset, row and column tap
+ * (3 ints per column of every block row), a temporary the caller releases
+ * with prims_release. */
+ndcl_status ndcl_im2col_taps(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem *tap);
+
 /* X (rows x cols) <- the sampled, block-regrouped patches of x. */
 ndcl_status ndcl_im2col_sampled(ndcl_context *ctx, const ndcl_patch_geom *g, cl_mem x,
                                 cl_mem X);
