@@ -255,19 +255,7 @@ __kernel void ndcl_im2col_sampled_scatter(const int positions, const int cols,
     if (g >= blocks || p >= positions) return;
     const int hw = h * w;
     int n, y0, x0;
-    if (oh == 0) {
-        const int pix = start + p * step;
-        n = pix / hw;
-        const int r = pix - n * hw;
-        y0 = r / w;
-        x0 = r - y0 * w;
-    } else {
-        const int ohw = oh * ow;
-        n = p / ohw;
-        const int pr = p - n * ohw, oy = pr / ow;
-        y0 = oy * stride - pad;
-        x0 = (pr - oy * ow) * stride - pad;
-    }
+    ndcl_sample_corner(p, h, w, pad, stride, oh, ow, step, start, &n, &y0, &x0);
     const int nt = blocks * cols;
     __global const int *t0 = tap + g * cols, *ty = t0 + nt, *tx = t0 + 2 * nt;
     __global float *img = dx + (size_t)n * c_in * hw;

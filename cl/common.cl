@@ -20,3 +20,28 @@ inline int ndcl_div(const int q, const int d, const float inv)
     const long rem = q - (long)r * d;
     return r + (rem >= d) - (rem < 0);
 }
+
+/* Where sampled position p of a patch matrix starts: image *n and the
+ * corner (*y0, *x0) of its window, p being (n, oy, ox) of the oh x ow
+ * sampled grid (corner oy*stride - pad, ox*stride - pad), or, where oh = 0
+ * (the 1x1 path, no padding), pixel start + p*step of the (n, h, w) order.
+ * Shared by the sampled patches and their adjoint. */
+inline void ndcl_sample_corner(const int p, const int h, const int w, const int pad,
+                               const int stride, const int oh, const int ow,
+                               const int step, const int start, int *n, int *y0, int *x0)
+{
+    const int hw = h * w;
+    if (oh == 0) {
+        const int pix = start + p * step;
+        *n = pix / hw;
+        const int r = pix - *n * hw;
+        *y0 = r / w;
+        *x0 = r - *y0 * w;
+    } else {
+        const int ohw = oh * ow;
+        *n = p / ohw;
+        const int pr = p - *n * ohw, oy = pr / ow;
+        *y0 = oy * stride - pad;
+        *x0 = (pr - oy * ow) * stride - pad;
+    }
+}
