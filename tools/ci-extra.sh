@@ -8,6 +8,9 @@
 # built against an installed copy in a scratch prefix as the README says,
 # valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
 set -euo pipefail
+# Pipelines into grep use `grep ... >/dev/null`, never `grep -q`: -q exits
+# at the first match, the writer then dies of SIGPIPE, and pipefail turns a
+# match into a failure (or, in an if, into "no match").
 # A failing step names itself: the line and the command that failed.
 trap 'echo "ci-extra.sh: FAILED at line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ NDCL_DEVICE_CACHE_BYTES=480M NDCL_DEVICE_COMPUTE_UNITS=64 \
 # shapes; here every layer's convolution is oneDNN's direct one (it fits
 # every geometry of the library), for the layer, backward and golden-data
 # suites. Winograd fits only some shapes: conv_algo covers it.
-if ldd build/src/libndcl.so | grep -q libdnnl; then
+if ldd build/src/libndcl.so | grep libdnnl >/dev/null; then
     echo "== oneDNN's convolution for every layer (NDCL_CONV_ALGO=dnnl)"
     NDCL_CONV_ALGO=dnnl meson test -C build --print-errorlogs \
         --suite layers --suite backward conv run
@@ -51,7 +54,7 @@ fi
 meson configure build-noblas -Ddnnl=disabled >/dev/null
 ninja -C build-noblas
 for lib in openblas dnnl; do
-    if ldd build-noblas/src/libndcl.so | grep -q $lib; then
+    if ldd build-noblas/src/libndcl.so | grep "$lib" >/dev/null; then
         echo "build-noblas links $lib" >&2
         exit 1
     fi
@@ -112,7 +115,7 @@ cp tests/embed/app.c "$work/app.c"
 (
     cd "$work"
     export PKG_CONFIG_PATH="$libdir/pkgconfig"
-    pkg-config --print-requires ndcl | grep -qx OpenCL
+    pkg-config --print-requires ndcl | grep -x OpenCL >/dev/null
     # The README's command, as it is (a.out), and the program run from the
     # prefix with LD_LIBRARY_PATH ...
     eval "$readme_cmd"
@@ -125,7 +128,7 @@ cp tests/embed/app.c "$work/app.c"
     # directory, which bin/ndcl-export-pytorch links into, as a user of the
     # installed copy would) exported and run in evaluation mode, and folded.
     LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-query" -l >/dev/null
-    LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-run" --help | grep -q ndcl-export-pytorch
+    LD_LIBRARY_PATH="$libdir" "$prefix/bin/ndcl-run" --help | grep ndcl-export-pytorch >/dev/null
     "$prefix/bin/ndcl-export-pytorch" --help >/dev/null
     site=$(dirname "$(dirname "$(readlink -f "$prefix/bin/ndcl-export-pytorch")")")
     case "$site" in "$prefix"/*) ;; *) echo "ndcl_torch outside the prefix: $site"; exit 1 ;; esac
