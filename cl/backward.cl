@@ -55,6 +55,23 @@ __kernel void ndcl_bw_ns_start(const int n, const int batch, __global const floa
     dZ[e] = dD[e] / sqrt(norm[b]);
 }
 
+/* The tangent's start (isqrt_backward.c): E = (dD + dDᵀ) / (2 sqrt(a)),
+ * the symmetric part of the last iterate's gradient (D = Z_n / sqrt(a)),
+ * into dY (its first batch) and dT_0 = dZ_1 = -E/2 into dZ's second batch
+ * (batch * n * n on). */
+__kernel void ndcl_bw_ns_tangent_start(const int n, const int batch,
+                                       __global const float *dD,
+                                       __global const float *norm, __global float *dY,
+                                       __global float *dZ)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (i >= n || j >= n || b >= batch) return;
+    const int e = (b * n + i) * n + j, t = (b * n + j) * n + i;
+    const float v = 0.5f * (dD[e] + dD[t]) / sqrt(norm[b]);
+    dY[e] = v;
+    dZ[batch * n * n + e] = -0.5f * v;
+}
+
 /* dA = dY0 / a + da * Y0 (dY0 at dy0_off, Y0 at y0_off of saved) with
  * da = -(s1/2 + s2) / a, where s1[b] = <dD, D> (D = Z_n a^-1/2) and
  * s2[b] = <dY0, Y0> (Y0 = A / a), both at s: s1 in s[0 .. batch), s2 in

@@ -3,7 +3,8 @@
  * a product, and on every engine the same edge cases against a
  * double-precision host product: offsets, leading dimensions above the row
  * length, transposes, beta != 0 and beta = 0 over NaN, strided batches,
- * SYRK's upper triangle, empty products and bad arguments. */
+ * SYRK's upper triangle, symmetric sums of commuting products, empty
+ * products and bad arguments. */
 #include <stdbool.h>
 
 #include "blas/blas.h"
@@ -336,6 +337,91 @@ START_TEST(syrk_upper_triangle_only)
 }
 END_TEST
 
+/* ------------------------------------------------------------ symmetric sums */
+
+/* ndcl_blas_gemm_sym on commuting symmetric operands (polynomials in one
+ * symmetric S): the whole n x n result of each matrix, both triangles,
+ * against the double product, on every engine; one and two products; n
+ * below and above the host engine's panel size (several panels, the last
+ * one short); C written over NaN (beta is 0); nothing outside C touched. */
+START_TEST(gemm_sym_commuting_products)
+{
+    ndcl_context *e[2];
+    int ne = engines(e);
+    const size_t sizes[] = {5, 200, 300}, batch = 2, off = 7;
+    for (int ei = 0; ei < ne; ei++)
+        for (size_t si = 0; si < 3; si++)
+            for (int two = 0; two < 2; two++) {
+                ndcl_context *ctx = e[ei];
+                const size_t n = sizes[si], nn = n * n, count = off + batch * nn + 3;
+                /* Operands at off: P1 = S, Q1 = S² / n, P2 = I + S, Q2 = S. */
+                float *h[4];
+                double *S = malloc(nn * sizeof *S);
+                for (int o = 0; o < 4; o++) {
+                    h[o] = malloc(count * sizeof(float));
+                    test_fill_uniform(h[o], count, 70 + o, -1.0f, 1.0f);
+                }
+                for (size_t q = 0; q < batch; q++) {
+                    float *raw = malloc(nn * sizeof *raw);
+                    test_fill_uniform(raw, nn, 80 + (unsigned)q, -1.0f, 1.0f);
+                    for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < n; j++)
+                            S[i * n + j] = 0.5 * ((double)raw[i * n + j] + raw[j * n + i]);
+                    free(raw);
+                    for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < n; j++) {
+                            double s2 = 0;
+                            for (size_t t = 0; t < n; t++)
+                                s2 += S[i * n + t] * S[t * n + j];
+                            const size_t at = off + q * nn + i * n + j;
+                            h[0][at] = (float)S[i * n + j];
+                            h[1][at] = (float)(s2 / (double)n);
+                            h[2][at] = (float)((i == j) + S[i * n + j]);
+                            h[3][at] = (float)S[i * n + j];
+                        }
+                }
+                ndcl_tensor *t[4];
+                for (int o = 0; o < 4; o++)
+                    t[o] = test_tensor_from(ctx, 1, (size_t[]){count}, h[o]);
+                buf C = buf_new(ctx, count, 90, true);
+                TEST_OK(ctx, ndcl_blas_gemm_sym(
+                                 ctx, n, batch, -0.5f, ndcl_tensor_cl_mem(t[0]), off,
+                                 ndcl_tensor_cl_mem(t[1]), off,
+                                 two ? ndcl_tensor_cl_mem(t[2]) : NULL, off,
+                                 two ? ndcl_tensor_cl_mem(t[3]) : NULL, off, MEM(C), off));
+                float *got = buf_read(&C);
+                double *ref = malloc(nn * sizeof *ref);
+                for (size_t q = 0; q < batch; q++) {
+                    const size_t b = off + q * nn;
+                    ref_gemm(false, false, n, n, n, -0.5, h[0] + b, n, h[1] + b, n, 0.0,
+                             NULL, n, ref);
+                    if (two) {
+                        double *r2 = malloc(nn * sizeof *r2);
+                        ref_gemm(false, false, n, n, n, -0.5, h[2] + b, n, h[3] + b, n, 0.0,
+                                 NULL, n, r2);
+                        for (size_t i = 0; i < nn; i++)
+                            ref[i] += r2[i];
+                        free(r2);
+                    }
+                    double err = test_rel_err_f(got + b, ref, nn, 1e-3);
+                    ck_assert_msg(err < 1e-5, "%s n=%zu two=%d batch %zu: error %g",
+                                  ndcl_context_blas_engine(ctx), n, two, q, err);
+                }
+                assert_outside_unchanged(got, C.h, count, off, n, n, n, nn, batch,
+                                         ndcl_context_blas_engine(ctx));
+                free(got);
+                free(ref);
+                free(S);
+                buf_free(&C);
+                for (int o = 0; o < 4; o++) {
+                    ndcl_tensor_destroy(t[o]);
+                    free(h[o]);
+                }
+            }
+    engines_destroy(e, ne);
+}
+END_TEST
+
 /* ------------------------------------------------------------ edges */
 
 START_TEST(empty_products_change_nothing)
@@ -403,6 +489,15 @@ START_TEST(bad_operands_change_nothing)
         BAD(ndcl_blas_syrk(ctx, true, 4, 0, 1, MEM(A), 0, 4, 0, MEM(C), 0, 4), "k=0");
         BAD(ndcl_blas_syrk(ctx, false, 8, 8, 1, MEM(A), 0, 8, 0, MEM(C), 0, 7), "ldc=7");
         BAD(ndcl_blas_syrk(ctx, true, 8, 9, 1, MEM(A), 0, 8, 0, MEM(C), 0, 8), "A spans");
+        BAD(ndcl_blas_gemm_sym(ctx, 4, 5, 1, MEM(A), 0, MEM(A), 0, NULL, 0, NULL, 0, MEM(C),
+                               0),
+            "C spans");
+        BAD(ndcl_blas_gemm_sym(ctx, 4, 1, 1, MEM(A), 0, MEM(A), 0, MEM(A), 0, NULL, 0,
+                               MEM(C), 0),
+            "both");
+        BAD(ndcl_blas_gemm_sym(ctx, 4, 1, 1, MEM(A), 0, MEM(A), 0, MEM(A), 50, MEM(A), 0,
+                               MEM(C), 0),
+            "A2 spans");
 #undef BAD
         TEST_OK(ctx, ndcl_finish(ctx));
         float *got = buf_read(&C);
@@ -513,6 +608,7 @@ int main(void)
     TEST_ADD(s, gemm_operands_share_a_buffer);
     TEST_ADD(s, gemm_batched_strides);
     TEST_ADD(s, syrk_upper_triangle_only);
+    TEST_ADD(s, gemm_sym_commuting_products);
     TEST_ADD(s, empty_products_change_nothing);
     TEST_ADD(s, bad_operands_change_nothing);
     TEST_ADD(s, product_waits_for_the_queue);

@@ -132,6 +132,26 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                                           c_off, ldc);
 }
 
+ndcl_status ndcl_blas_gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alpha,
+                               cl_mem a1, size_t a1_off, cl_mem b1, size_t b1_off,
+                               cl_mem a2, size_t a2_off, cl_mem b2, size_t b2_off, cl_mem c,
+                               size_t c_off)
+{
+    if (n == 0 || batch == 0) return NDCL_SUCCESS;
+    const size_t nn = n * n;
+    NDCL_CHECK_ARG(ctx, !a2 == !b2,
+                   "symmetric SGEMM sum (n=%zu): A2 and B2 must both be given or both NULL",
+                   n);
+    const operand ops[] = {{"C", c, c_off, n, n, n, nn},
+                           {"A1", a1, a1_off, n, n, n, nn},
+                           {"B1", b1, b1_off, n, n, n, nn},
+                           {"A2", a2, a2_off, n, n, n, nn},
+                           {"B2", b2, b2_off, n, n, n, nn}};
+    NDCL_TRY(check(ctx, "symmetric SGEMM sum", n, n, n, batch, ops, a2 ? 5 : 3));
+    return ndcl_blas_engine_of(ctx)->gemm_sym(ctx, n, batch, alpha, a1, a1_off, b1, b1_off,
+                                              a2, a2_off, b2, b2_off, c, c_off);
+}
+
 ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,
                       const ndcl_tensor *a, const ndcl_tensor *b, float beta,
                       ndcl_tensor *c)

@@ -38,13 +38,24 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
                            cl_mem a, size_t a_off, size_t lda, float beta, cl_mem c,
                            size_t c_off, size_t ldc);
 
+/* C = alpha·(A1·B1 + A2·B2) for a batch of n x n row-major matrices (each
+ * leading dimension n, stride n*n), where the caller guarantees that the
+ * sum is symmetric: products of commuting symmetric matrices, as every
+ * product of the Newton-Schulz loop and its tangent is. An engine may then
+ * compute one triangle and mirror it (about 5/8 of the flops). A2 and B2
+ * are both NULL for a single product; C overlaps no operand. */
+ndcl_status ndcl_blas_gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alpha,
+                               cl_mem a1, size_t a1_off, cl_mem b1, size_t b1_off,
+                               cl_mem a2, size_t a2_off, cl_mem b2, size_t b2_off, cl_mem c,
+                               size_t c_off);
+
 /* The elements a batch of row-major rows x cols matrices spans: [off, *end)
  * with *end = off + (batch-1)*stride + (rows-1)*ld + cols, or *end = off
  * when a matrix has no element. False when that overflows size_t. */
 bool ndcl_blas_span(size_t off, size_t rows, size_t cols, size_t ld, size_t stride,
                     size_t batch, size_t *end);
 
-/* An engine: the three products above with the same contracts, enqueued
+/* An engine: the four products above with the same contracts, enqueued
  * (or run) in the order of the context's in-order queue, so that a product
  * sees everything enqueued before it and work enqueued after it sees the
  * product. The dispatchers have already returned for empty products
@@ -65,6 +76,10 @@ typedef struct ndcl_blas_engine {
     ndcl_status (*syrk)(ndcl_context *ctx, bool trans, size_t n, size_t k, float alpha,
                         cl_mem a, size_t a_off, size_t lda, float beta, cl_mem c,
                         size_t c_off, size_t ldc);
+    ndcl_status (*gemm_sym)(ndcl_context *ctx, size_t n, size_t batch, float alpha,
+                            cl_mem a1, size_t a1_off, cl_mem b1, size_t b1_off, cl_mem a2,
+                            size_t a2_off, cl_mem b2, size_t b2_off, cl_mem c,
+                            size_t c_off);
 } ndcl_blas_engine;
 
 /* CLBlast: every OpenCL device (clblast.c). */

@@ -149,9 +149,23 @@ static ndcl_status syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float
     return check(ctx, s, "SSYRK", n, n, k);
 }
 
+/* The portable form: both products whole (CLBlast has no GEMMT). */
+static ndcl_status gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alpha,
+                            cl_mem a1, size_t a1_off, cl_mem b1, size_t b1_off, cl_mem a2,
+                            size_t a2_off, cl_mem b2, size_t b2_off, cl_mem c, size_t c_off)
+{
+    const size_t nn = n * n;
+    NDCL_TRY(gemm_batched(ctx, false, false, n, n, n, alpha, a1, a1_off, n, nn, b1, b1_off,
+                          n, nn, 0.0f, c, c_off, n, nn, batch));
+    if (!a2) return NDCL_SUCCESS;
+    return gemm_batched(ctx, false, false, n, n, n, alpha, a2, a2_off, n, nn, b2, b2_off, n,
+                        nn, 1.0f, c, c_off, n, nn, batch);
+}
+
 const ndcl_blas_engine ndcl_blas_clblast = {
     .name = "clblast",
     .gemm = gemm,
     .gemm_batched = gemm_batched,
     .syrk = syrk,
+    .gemm_sym = gemm_sym,
 };
