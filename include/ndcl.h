@@ -223,10 +223,15 @@ NDCL_API ndcl_status ndcl_context_build(ndcl_context *ctx, ndcl_build_info *out)
  *              whose memory is the host's (CL_DEVICE_HOST_UNIFIED_MEMORY,
  *              e.g. PoCL) and that runs native kernels, in builds with the
  *              host_blas meson feature (found by default);
- *  "clblast"   CLBlast's OpenCL kernels: every other device, and every
- *              device when the environment variable NDCL_CPU_BLAS is "0".
- * The engine is chosen when the context first needs it (its first product
- * or this call; NDCL_CPU_BLAS is read then) and kept for its lifetime. */
+ *  "clblast"   CLBlast's OpenCL kernels: every other device.
+ * The environment variable NDCL_BLAS names one of them instead
+ * (NDCL_CPU_BLAS=0, its older name, stands for NDCL_BLAS=clblast). The
+ * engine is chosen when the context first needs it (its first product or
+ * this call; the variables are read then) and kept for its lifetime.
+ * Returns "" for NULL, and when NDCL_BLAS names no engine of this build
+ * or one that does not serve the device: the context's products then fail
+ * with NDCL_ERR_INVALID_ARG or NDCL_ERR_UNSUPPORTED and a message naming
+ * the variable. */
 NDCL_API const char *ndcl_context_blas_engine(const ndcl_context *ctx);
 
 /* Algorithms of the plain convolution every conv2d layer ends with (its

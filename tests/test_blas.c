@@ -14,26 +14,32 @@
 
 /* ------------------------------------------------------------ engines */
 
-/* A fresh context whose engine is fixed with NDCL_CPU_BLAS set to value
+/* A fresh context whose engine is fixed with the variable var set to value
  * (NULL: unset) at its first use; the variable is restored after. */
-static ndcl_context *context_with(const char *value)
+static ndcl_context *context_env(const char *var, const char *value)
 {
-    const char *old = getenv("NDCL_CPU_BLAS");
+    const char *old = getenv(var);
     char saved[64] = "";
     if (old) snprintf(saved, sizeof saved, "%s", old);
     if (value)
-        setenv("NDCL_CPU_BLAS", value, 1);
+        setenv(var, value, 1);
     else
-        unsetenv("NDCL_CPU_BLAS");
+        unsetenv(var);
     ndcl_context *ctx = NULL;
     ndcl_status s = ndcl_context_create(NULL, &ctx);
     if (s == NDCL_SUCCESS) ndcl_context_blas_engine(ctx);
     if (old)
-        setenv("NDCL_CPU_BLAS", saved, 1);
+        setenv(var, saved, 1);
     else
-        unsetenv("NDCL_CPU_BLAS");
+        unsetenv(var);
     ck_assert_msg(s == NDCL_SUCCESS, "context: %s", ndcl_context_last_error(NULL));
     return ctx;
+}
+
+/* The same with NDCL_CPU_BLAS, the older name of the choice. */
+static ndcl_context *context_with(const char *value)
+{
+    return context_env("NDCL_CPU_BLAS", value);
 }
 
 static bool is_pocl(ndcl_context *ctx)
@@ -168,6 +174,52 @@ static void assert_outside_unchanged(const float *got, const float *orig, size_t
                       (double)orig[e], (double)got[e]);
     }
 }
+
+/* NDCL_BLAS names the engine; a name that is no engine of this build, or
+ * one that does not serve the device, fails the first product with a
+ * message naming the variable, changes nothing, and fails alike again. */
+START_TEST(engine_named)
+{
+    ndcl_context *c = context_env("NDCL_BLAS", "clblast");
+    ck_assert_str_eq(ndcl_context_blas_engine(c), "clblast");
+    ndcl_context_destroy(c);
+    ndcl_context *autoc = context_with(NULL);
+    const bool host = !strcmp(ndcl_context_blas_engine(autoc), "openblas");
+    ndcl_context_destroy(autoc);
+    c = context_env("NDCL_BLAS", "openblas");
+#ifdef NDCL_HOST_BLAS
+    if (host) ck_assert_str_eq(ndcl_context_blas_engine(c), "openblas");
+    const char *bad[] = {"mkl", host ? NULL : "openblas"};
+#else
+    (void)host;
+    const char *bad[] = {"mkl", "openblas"};
+#endif
+    ndcl_context_destroy(c);
+    for (int i = 0; i < 2; i++) {
+        if (!bad[i]) continue;
+        setenv("NDCL_BLAS", bad[i], 1);
+        ndcl_context *ctx = NULL;
+        TEST_OK(NULL, ndcl_context_create(NULL, &ctx));
+        buf A = buf_new(ctx, 16, 3, 0), C = buf_new(ctx, 16, 4, 0);
+        for (int again = 0; again < 2; again++) {
+            ndcl_status s = ndcl_blas_gemm(ctx, false, false, 4, 4, 4, 1, MEM(A), 0, 4,
+                                           MEM(A), 0, 4, 0, MEM(C), 0, 4);
+            ck_assert_int_eq(s, strcmp(bad[i], "mkl") ? NDCL_ERR_UNSUPPORTED
+                                                      : NDCL_ERR_INVALID_ARG);
+            ck_assert_msg(strstr(ndcl_context_last_error(ctx), "NDCL_BLAS"), "message: %s",
+                          ndcl_context_last_error(ctx));
+        }
+        ck_assert_str_eq(ndcl_context_blas_engine(ctx), "");
+        unsetenv("NDCL_BLAS");
+        float *got = buf_read(&C);
+        ck_assert_int_eq(memcmp(got, C.h, 16 * sizeof(float)), 0);
+        free(got);
+        buf_free(&A);
+        buf_free(&C);
+        ndcl_context_destroy(ctx);
+    }
+}
+END_TEST
 
 /* ------------------------------------------------------------ GEMM */
 
@@ -604,6 +656,7 @@ int main(void)
 {
     Suite *s = suite_create("blas");
     TEST_ADD(s, engine_choice);
+    TEST_ADD(s, engine_named);
     TEST_ADD(s, gemm_offsets_strides_transposes);
     TEST_ADD(s, gemm_operands_share_a_buffer);
     TEST_ADD(s, gemm_batched_strides);

@@ -20,10 +20,10 @@ export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 # blas suite checks that it was chosen); every engine passes the same
 # numeric suites, so the kernel, layer and golden-data suites run again
 # with CLBlast.
-echo "== the CLBlast engine on the CPU device (NDCL_CPU_BLAS=0)"
-NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs \
+echo "== the CLBlast engine on the CPU device (NDCL_BLAS=clblast)"
+NDCL_BLAS=clblast meson test -C build --print-errorlogs \
     --suite primitives --suite layers --suite backward --suite sync
-NDCL_CPU_BLAS=0 meson test -C build --print-errorlogs run
+NDCL_BLAS=clblast meson test -C build --print-errorlogs run
 
 # What ndcl reads of the machine to size its work is the device's cache
 # size and compute units (PoCL reports the host's L3 and cores; a virtual

@@ -1,36 +1,90 @@
-/* blas.c - the library's matrix products: the choice of engine per context,
- * the dispatch to it, and the public ndcl_gemm. */
+/* blas.c - the library's matrix products: the registry of engines, the
+ * choice of one per context, the dispatch to it, and the public ndcl_gemm. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blas/blas.h"
 #include "runtime/runtime.h"
 
-/* The portable engine first, the faster one over it where it fits. */
-static const ndcl_blas_engine *choose(ndcl_context *ctx)
-{
+/* The registry: the portable engine first, faster ones after it for the
+ * devices they fit. */
+static const ndcl_blas_engine *const registry[] = {
+    &ndcl_blas_clblast,
 #ifdef NDCL_HOST_BLAS
-    const char *env = getenv("NDCL_CPU_BLAS");
-    if (!(env && !strcmp(env, "0")) && ndcl_blas_host_fits(ctx)) return &ndcl_blas_host;
+    &ndcl_blas_openblas,
 #endif
-    (void)ctx;
-    return &ndcl_blas_clblast;
+};
+enum { N_ENGINES = sizeof registry / sizeof registry[0] };
+
+/* The engine the environment asks for: NDCL_BLAS, or its older alias
+ * NDCL_CPU_BLAS=0 (NULL when neither is set). */
+static const char *env_engine(void)
+{
+    const char *v = getenv("NDCL_BLAS");
+    if (v && *v) return v;
+    v = getenv("NDCL_CPU_BLAS");
+    return v && !strcmp(v, "0") ? "clblast" : NULL;
 }
 
-const ndcl_blas_engine *ndcl_blas_engine_of(ndcl_context *ctx)
+static ndcl_status choose(ndcl_context *ctx, const ndcl_blas_engine **out)
+{
+    const char *want = env_engine();
+    if (!want) {
+        *out = registry[0];
+        for (int i = N_ENGINES - 1; i > 0; i--)
+            if (registry[i]->fits(ctx)) {
+                *out = registry[i];
+                break;
+            }
+        return NDCL_SUCCESS;
+    }
+    for (int i = 0; i < N_ENGINES; i++) {
+        if (strcmp(want, registry[i]->name)) continue;
+        if (!registry[i]->fits(ctx))
+            return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                             "NDCL_BLAS=%s: that engine does not serve device %s", want,
+                             ctx->info.name);
+        *out = registry[i];
+        return NDCL_SUCCESS;
+    }
+    char names[128] = "";
+    for (int i = 0; i < N_ENGINES; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 registry[i]->name);
+    return ndcl_fail(ctx, NDCL_ERR_INVALID_ARG,
+                     "NDCL_BLAS=%s names no BLAS engine of this build (%s)", want, names);
+}
+
+ndcl_status ndcl_blas_engine_of(ndcl_context *ctx, const ndcl_blas_engine **out)
 {
     if (!ctx->blas) {
-        ctx->blas = choose(ctx);
+        NDCL_TRY(choose(ctx, &ctx->blas));
         ndcl_trace("BLAS engine of the context: %s", ctx->blas->name);
     }
-    return ctx->blas;
+    *out = ctx->blas;
+    return NDCL_SUCCESS;
 }
 
 const char *ndcl_context_blas_engine(const ndcl_context *ctx)
 {
     /* Choosing fills a cache in the context; what it returns is the same
      * whenever it is asked, so the context stays logically const. */
-    return ctx ? ndcl_blas_engine_of((ndcl_context *)ctx)->name : "";
+    const ndcl_blas_engine *e;
+    if (!ctx || ndcl_blas_engine_of((ndcl_context *)ctx, &e) != NDCL_SUCCESS) return "";
+    return e->name;
+}
+
+/* The engine for one product: ctx's, or the portable one when a size is
+ * past what ctx's takes. */
+static ndcl_status engine_for(ndcl_context *ctx, size_t a, size_t b, size_t c, size_t d,
+                              size_t e, size_t f, const ndcl_blas_engine **out)
+{
+    NDCL_TRY(ndcl_blas_engine_of(ctx, out));
+    const size_t max = (*out)->max_extent;
+    if (max && (a > max || b > max || c > max || d > max || e > max || f > max))
+        *out = registry[0];
+    return NDCL_SUCCESS;
 }
 
 static bool add_ok(size_t *sum, size_t b)
@@ -100,8 +154,10 @@ ndcl_status ndcl_blas_gemm(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t
                            {"B", b, b_off, tb ? n : k, tb ? k : n, ldb, 0},
                            {"C", c, c_off, m, n, ldc, 0}};
     NDCL_TRY(check(ctx, "SGEMM", m, n, k, 1, ops, 3));
-    return ndcl_blas_engine_of(ctx)->gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b,
-                                          b_off, ldb, beta, c, c_off, ldc);
+    const ndcl_blas_engine *e;
+    NDCL_TRY(engine_for(ctx, m, n, k, lda, ldb, ldc, &e));
+    return e->gemm(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
+                   c_off, ldc);
 }
 
 ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
@@ -115,9 +171,10 @@ ndcl_status ndcl_blas_gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m
                            {"B", b, b_off, tb ? n : k, tb ? k : n, ldb, sb},
                            {"C", c, c_off, m, n, ldc, sc}};
     NDCL_TRY(check(ctx, "SGEMM strided-batched", m, n, k, batch, ops, 3));
-    return ndcl_blas_engine_of(ctx)->gemm_batched(ctx, ta, tb, m, n, k, alpha, a, a_off,
-                                                  lda, sa, b, b_off, ldb, sb, beta, c,
-                                                  c_off, ldc, sc, batch);
+    const ndcl_blas_engine *e;
+    NDCL_TRY(engine_for(ctx, m, n, k, lda, ldb, ldc, &e));
+    return e->gemm_batched(ctx, ta, tb, m, n, k, alpha, a, a_off, lda, sa, b, b_off, ldb,
+                           sb, beta, c, c_off, ldc, sc, batch);
 }
 
 ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float alpha,
@@ -128,8 +185,9 @@ ndcl_status ndcl_blas_syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, fl
     const operand ops[] = {{"A", a, a_off, trans ? k : n, trans ? n : k, lda, 0},
                            {"C", c, c_off, n, n, ldc, 0}};
     NDCL_TRY(check(ctx, "SSYRK", n, n, k, 1, ops, 2));
-    return ndcl_blas_engine_of(ctx)->syrk(ctx, trans, n, k, alpha, a, a_off, lda, beta, c,
-                                          c_off, ldc);
+    const ndcl_blas_engine *e;
+    NDCL_TRY(engine_for(ctx, n, k, lda, ldc, 0, 0, &e));
+    return e->syrk(ctx, trans, n, k, alpha, a, a_off, lda, beta, c, c_off, ldc);
 }
 
 ndcl_status ndcl_blas_gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alpha,
@@ -148,8 +206,10 @@ ndcl_status ndcl_blas_gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float 
                            {"A2", a2, a2_off, n, n, n, nn},
                            {"B2", b2, b2_off, n, n, n, nn}};
     NDCL_TRY(check(ctx, "symmetric SGEMM sum", n, n, n, batch, ops, a2 ? 5 : 3));
-    return ndcl_blas_engine_of(ctx)->gemm_sym(ctx, n, batch, alpha, a1, a1_off, b1, b1_off,
-                                              a2, a2_off, b2, b2_off, c, c_off);
+    const ndcl_blas_engine *e;
+    NDCL_TRY(engine_for(ctx, n, 0, 0, 0, 0, 0, &e));
+    return e->gemm_sym(ctx, n, batch, alpha, a1, a1_off, b1, b1_off, a2, a2_off, b2, b2_off,
+                       c, c_off);
 }
 
 ndcl_status ndcl_gemm(ndcl_context *ctx, int trans_a, int trans_b, float alpha,

@@ -63,7 +63,12 @@ bool ndcl_blas_span(size_t off, size_t rows, size_t cols, size_t ld, size_t stri
  * pocl_device_ops: the portable engine first, faster ones beside it for the devices they
  * fit. */
 typedef struct ndcl_blas_engine {
-    const char *name; /* as ndcl-query and ndcl-bench print it */
+    const char *name; /* as NDCL_BLAS, ndcl-query and ndcl-bench name it */
+    /* Whether the engine serves ctx's device. */
+    bool (*fits)(ndcl_context *ctx);
+    /* The largest size (m, n, k, a leading dimension) it takes, 0 for no
+     * limit: a product beyond goes to the portable engine. */
+    size_t max_extent;
     ndcl_status (*gemm)(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n, size_t k,
                         float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
                         size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
@@ -82,23 +87,23 @@ typedef struct ndcl_blas_engine {
                             size_t c_off);
 } ndcl_blas_engine;
 
-/* CLBlast: every OpenCL device (clblast.c). */
+/* CLBlast: every OpenCL device (clblast.c); the portable engine. */
 extern const ndcl_blas_engine ndcl_blas_clblast;
 
 #ifdef NDCL_HOST_BLAS
-/* OpenBLAS through CBLAS on mapped buffers, as native kernels (host.c):
- * CPU devices whose memory is the host's. Built with -Dhost_blas (found
- * by default). */
-extern const ndcl_blas_engine ndcl_blas_host;
-
-/* Whether ctx's device is one the host engine serves: a CPU device with
- * CL_DEVICE_HOST_UNIFIED_MEMORY that runs native kernels. */
-bool ndcl_blas_host_fits(ndcl_context *ctx);
+/* OpenBLAS through CBLAS on mapped buffers, as native kernels
+ * (openblas.c): CPU devices whose memory is the host's. Built with
+ * -Dhost_blas (found by default). */
+extern const ndcl_blas_engine ndcl_blas_openblas;
 #endif
 
-/* The engine of ctx's products, chosen on first use and kept: the host
- * engine where it is built and fits the device, unless the environment
- * variable NDCL_CPU_BLAS is "0"; CLBlast otherwise. */
-const ndcl_blas_engine *ndcl_blas_engine_of(ndcl_context *ctx);
+/* The engine of ctx's products, chosen on first use and kept: the one the
+ * environment variable NDCL_BLAS names ("clblast", "openblas"; the older
+ * NDCL_CPU_BLAS=0 stands for NDCL_BLAS=clblast), else the last engine of
+ * the registry (blas.c: the portable one first, faster ones after) that
+ * fits the device. NDCL_ERR_INVALID_ARG when NDCL_BLAS names no engine of
+ * this build, NDCL_ERR_UNSUPPORTED when it names one that does not serve
+ * the device; nothing is kept then, so a later call fails alike. */
+ndcl_status ndcl_blas_engine_of(ndcl_context *ctx, const ndcl_blas_engine **out);
 
 #endif

@@ -141,12 +141,11 @@ bool ndcl_conv_find_db_path(char *buf, size_t size)
 static uint64_t device_key(ndcl_context *ctx)
 {
     const ndcl_device_info *i = &ctx->info;
-    const char *parts[] = {i->platform_name,
-                           i->platform_version,
-                           i->name,
-                           i->driver_version,
-                           ndcl_blas_engine_of(ctx)->name,
-                           NDCL_VERSION_STRING};
+    const ndcl_blas_engine *blas;
+    const char *engine = ndcl_blas_engine_of(ctx, &blas) == NDCL_SUCCESS ? blas->name : "";
+    const char *parts[] = {i->platform_name, i->platform_version,
+                           i->name,          i->driver_version,
+                           engine,           NDCL_VERSION_STRING};
     uint64_t h = NDCL_FNV_OFFSET;
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
         h = ndcl_hash(h, parts[k], strlen(parts[k]) + 1);

@@ -86,7 +86,7 @@ static ndcl_status dot(const nsb *s, cl_mem a, size_t ao, cl_mem c, size_t co, c
  * inputs only through dA + dAᵀ (cov_backward), and L(Y, sym G) =
  * sym L(Y, G). Every tangent is then the derivative of a symmetric
  * iterate along a symmetric path, hence symmetric, and each sum below is
- * one triangle's work on the host engine. With dY_0 = E, dZ_0 = 0:
+ * one triangle's work on the OpenBLAS engine. With dY_0 = E, dZ_0 = 0:
  *   dT_k     = -½ (dZ_k Y_k + Z_k dY_k)     (k = 0: -½ E)
  *   dY_{k+1} = dY_k T_k + Y_k dT_k           (not needed for k = n-1)
  *   dZ_{k+1} = dT_k Z_k + T_k dZ_k           (k = 0: dT_0)

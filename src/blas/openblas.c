@@ -1,4 +1,4 @@
-/* host.c - the host BLAS engine: on a CPU device whose memory is the host's
+/* openblas.c - the OpenBLAS engine: on a CPU device whose memory is the host's
  * (CL_DEVICE_HOST_UNIFIED_MEMORY, as PoCL's), GEMM, strided-batched GEMM and
  * SYRK run in OpenBLAS through CBLAS on the buffers mapped into the host,
  * as native kernels in the order of the context's queue. The one file that
@@ -100,24 +100,12 @@ static ndcl_host_region operand(cl_mem mem, size_t off, size_t rows, size_t cols
     return (ndcl_host_region){mem, off * sizeof(float), end * sizeof(float), write};
 }
 
-/* CBLAS takes its sizes as int here (OpenBLAS without 64-bit integers):
- * a product beyond that goes to CLBlast, which takes size_t. */
-static bool fits_int(size_t a, size_t b, size_t c, size_t d, size_t e, size_t f)
-{
-    const size_t max = sizeof(blasint) >= sizeof(size_t) ? SIZE_MAX : (size_t)INT_MAX;
-    return a <= max && b <= max && c <= max && d <= max && e <= max && f <= max;
-}
-
 static ndcl_status gemm_batched(ndcl_context *ctx, bool ta, bool tb, size_t m, size_t n,
                                 size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                                 size_t sa, cl_mem b, size_t b_off, size_t ldb, size_t sb,
                                 float beta, cl_mem c, size_t c_off, size_t ldc, size_t sc,
                                 size_t batch)
 {
-    if (!fits_int(m, n, k, lda, ldb, ldc))
-        return ndcl_blas_clblast.gemm_batched(ctx, ta, tb, m, n, k, alpha, a, a_off, lda,
-                                              sa, b, b_off, ldb, sb, beta, c, c_off, ldc,
-                                              sc, batch);
     const ndcl_host_region r[3] = {
         operand(a, a_off, ta ? k : m, ta ? m : k, lda, sa, batch, false),
         operand(b, b_off, tb ? n : k, tb ? k : n, ldb, sb, batch, false),
@@ -153,9 +141,6 @@ static ndcl_status syrk(ndcl_context *ctx, bool trans, size_t n, size_t k, float
                         cl_mem a, size_t a_off, size_t lda, float beta, cl_mem c,
                         size_t c_off, size_t ldc)
 {
-    if (!fits_int(n, k, lda, ldc, 0, 0))
-        return ndcl_blas_clblast.syrk(ctx, trans, n, k, alpha, a, a_off, lda, beta, c,
-                                      c_off, ldc);
     const ndcl_host_region r[2] = {
         operand(a, a_off, trans ? k : n, trans ? n : k, lda, 0, 1, false),
         operand(c, c_off, n, n, ldc, 0, 1, true)};
@@ -175,9 +160,6 @@ static ndcl_status gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alp
                             cl_mem a1, size_t a1_off, cl_mem b1, size_t b1_off, cl_mem a2,
                             size_t a2_off, cl_mem b2, size_t b2_off, cl_mem c, size_t c_off)
 {
-    if (!fits_int(n, 0, 0, 0, 0, 0))
-        return ndcl_blas_clblast.gemm_sym(ctx, n, batch, alpha, a1, a1_off, b1, b1_off, a2,
-                                          a2_off, b2, b2_off, c, c_off);
     const size_t nn = n * n;
     const ndcl_host_region r[5] = {
         operand(c, c_off, n, n, n, nn, batch, true),
@@ -191,13 +173,12 @@ static ndcl_status gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alp
     return ndcl_host_enqueue(ctx, r, a2 ? 5 : 3, run, &j, sizeof j, "BLAS");
 }
 
-bool ndcl_blas_host_fits(ndcl_context *ctx)
-{
-    return ndcl_host_queue_fits(ctx);
-}
-
-const ndcl_blas_engine ndcl_blas_host = {
+const ndcl_blas_engine ndcl_blas_openblas = {
     .name = "openblas",
+    .fits = ndcl_host_queue_fits,
+    /* CBLAS takes its sizes as int here (OpenBLAS without 64-bit
+     * integers): a larger product goes to the portable engine. */
+    .max_extent = sizeof(blasint) >= sizeof(size_t) ? 0 : (size_t)INT_MAX,
     .gemm = gemm,
     .gemm_batched = gemm_batched,
     .syrk = syrk,
