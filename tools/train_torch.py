@@ -24,7 +24,10 @@ An epoch's `seconds` is the wall time of its training steps (batch gather,
 forward, backward, update), evaluation excluded. --eval-every N evaluates
 every N steps as well, and --target-acc A records the training time at
 which the test accuracy first reached A, as ndcl-train does (the JSON's
-"evals" and "target" of each run).
+"evals" and "target" of each run). --stop-at-target ends a run once it has
+reached A (the rest of its schedule cannot change when it got there), and
+--max-seconds S ends it once its training time passes S (evaluated there;
+the JSON's "stopped" says which ended it); the last epoch is then partial.
 """
 
 import argparse
@@ -144,6 +147,16 @@ def train(args, net):
                       "test_acc": acc})
         return acc
 
+    stopped = None
+
+    def should_stop(acc, seconds):
+        nonlocal stopped
+        if args.stop_at_target and args.target_acc and acc >= args.target_acc:
+            stopped = "target"
+        elif args.max_seconds and seconds >= args.max_seconds:
+            stopped = "max-seconds"
+        return stopped is not None
+
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(n, generator=gen)
         total, losses, t0 = 0.0, [], time.perf_counter()
@@ -158,19 +171,35 @@ def train(args, net):
             losses.append(loss.item())
             total += losses[-1]
             step = (epoch - 1) * steps_per_epoch + s + 1
-            if args.eval_every and step % args.eval_every == 0 and s + 1 < steps_per_epoch:
-                te = time.perf_counter()
-                evaluation(step, trained + te - t0)
+            if s + 1 == steps_per_epoch:
+                break  # the epoch's own evaluation follows
+            te = time.perf_counter()
+            so_far = trained + te - t0
+            if (args.max_seconds and so_far >= args.max_seconds) or (
+                    args.eval_every and step % args.eval_every == 0):
+                acc = evaluation(step, so_far)
                 model.train()
                 t0 += time.perf_counter() - te
+                if should_stop(acc, so_far):
+                    break
         seconds = time.perf_counter() - t0
         trained += seconds
-        acc = evaluation(epoch * steps_per_epoch, trained)
-        epochs.append({"epoch": epoch, "train_loss": total / steps_per_epoch,
-                       "test_acc": acc, "seconds": seconds, "losses": losses})
-        print("%-5s epoch %d/%d: train_loss %.4f  test_acc %.4f  %.1f s (%.1f ms/step)"
-              % (net, epoch, args.epochs, total / steps_per_epoch, acc, seconds,
-                 1000 * seconds / steps_per_epoch), flush=True)
+        done = len(losses)
+        if stopped:
+            acc = evals[-1]["test_acc"]
+        else:
+            acc = evaluation(epoch * steps_per_epoch, trained)
+            should_stop(acc, trained)
+        epochs.append({"epoch": epoch, "train_loss": total / done, "test_acc": acc,
+                       "seconds": seconds, "losses": losses, "steps": done})
+        print("%-5s epoch %d/%d: train_loss %.4f  test_acc %.4f  %.1f s (%.1f ms/step)%s"
+              % (net, epoch, args.epochs, total / done, acc, seconds, 1000 * seconds / done,
+                 "" if done == steps_per_epoch else " after %d of %d steps" % (
+                     done, steps_per_epoch)), flush=True)
+        if stopped:
+            print("%-5s stopped (%s) after %.1f s of training" % (net, stopped, trained),
+                  flush=True)
+            break
     target = None
     if args.target_acc:
         hit = next((e for e in evals if e["test_acc"] >= args.target_acc), None)
@@ -183,7 +212,7 @@ def train(args, net):
         else:
             print("%-5s target test accuracy %.4f not reached" % (net, args.target_acc),
                   flush=True)
-    return epochs, evals, target
+    return epochs, evals, target, stopped
 
 
 def evaluate(args):
@@ -216,6 +245,10 @@ def main():
                    help="evaluate every N steps as well as after every epoch")
     p.add_argument("--target-acc", type=float, default=0, metavar="A",
                    help="record when the test accuracy first reached A (0 < A <= 1)")
+    p.add_argument("--stop-at-target", action="store_true",
+                   help="end a run once it has reached --target-acc")
+    p.add_argument("--max-seconds", type=float, default=0, metavar="S",
+                   help="end a run once its training time passes S seconds")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--evaluate", metavar="MODEL.safetensors",
                    help="only evaluate a folded model (ndcl-train --save) in the plain net")
@@ -224,6 +257,10 @@ def main():
         p.error("--eval-every must be >= 1")
     if not 0 <= args.target_acc <= 1:
         p.error("--target-acc must be in (0, 1]")
+    if args.max_seconds < 0:
+        p.error("--max-seconds must be > 0")
+    if args.stop_at_target and not args.target_acc:
+        p.error("--stop-at-target needs --target-acc")
     torch.set_num_threads(args.threads)
     if args.evaluate:
         evaluate(args)
@@ -239,8 +276,9 @@ def main():
            "weight_decay": args.weight_decay, "seed": args.seed, "limit": args.limit,
            "runs": []}
     for net in args.net or ["plain", "bn", "nd"]:
-        epochs, evals, target = train(args, net)
-        out["runs"].append({"net": net, "epochs": epochs, "evals": evals, "target": target})
+        epochs, evals, target, stopped = train(args, net)
+        out["runs"].append({"net": net, "epochs": epochs, "evals": evals, "target": target,
+                            "stopped": stopped})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
