@@ -108,9 +108,13 @@ __kernel void ndcl_bw_fold_bias(const int rows, const int R, const int m, const 
                                 __global const float *db, __global const float *mean,
                                 __global float *dWb)
 {
-    const int f = get_global_id(0), row = get_global_id(1);
-    if (f >= nf || row >= rows) return;
-    dWb[(size_t)row * nf + f] -= db[row / R] * mean[(row / m) * nf + f];
+    /* One item per (f, o) over its R block rows (m is a multiple of R, so
+     * they share one whitening matrix): no division per element. */
+    const int f = get_global_id(0), o = get_global_id(1);
+    if (f >= nf || o >= rows / R) return;
+    const float v = db[o] * mean[(o * R / m) * nf + f];
+    __global float *d = dWb + (size_t)o * R * nf + f;
+    for (int r = 0; r < R; r++) d[(size_t)r * nf] -= v;
 }
 
 /* dmean[g*nf + f] = -Σ over the m block rows of batch g of db[row / R] *
@@ -123,7 +127,10 @@ __kernel void ndcl_bw_fold_mean(const int batch, const int m, const int R, const
     const int f = get_global_id(0), g = get_global_id(1);
     if (f >= nf || g >= batch) return;
     float s = 0.0f;
-    for (int r = g * m; r < (g + 1) * m; r++) s += db[r / R] * Wb[(size_t)r * nf + f];
+    for (int o = g * m / R; o < (g + 1) * m / R; o++) {
+        const float d = db[o];
+        for (int r = o * R; r < (o + 1) * R; r++) s += d * Wb[(size_t)r * nf + f];
+    }
     dmean[g * nf + f] = -s;
 }
 

@@ -165,7 +165,7 @@ static ndcl_status fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_
         const int r = (int)rows, R = (int)g->R, mi = (int)m, n = (int)nf;
         const ndcl_arg args[] = {NDCL_ARG(r),  NDCL_ARG(R),    NDCL_ARG(mi), NDCL_ARG(n),
                                  NDCL_ARG(db), NDCL_ARG(mean), NDCL_ARG(G)};
-        NDCL_TRY(prims_launch3(ctx, "ndcl_bw_fold_bias", nf, rows, 1, args, 7));
+        NDCL_TRY(prims_launch3(ctx, "ndcl_bw_fold_bias", nf, g->outputs, 1, args, 7));
     }
     /* One block-basis temporary serves Wp, then W, then the product: each
      * use is enqueued after the last read of the one before. */

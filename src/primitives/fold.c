@@ -12,7 +12,7 @@ ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_
     const int K = (int)g->K, rs = (int)g->rs, fs = (int)g->fs;
     const ndcl_arg args[] = {NDCL_ARG(rows), NDCL_ARG(R),  NDCL_ARG(nf),  NDCL_ARG(K),
                              NDCL_ARG(rs),   NDCL_ARG(fs), NDCL_ARG(src), NDCL_ARG(dst)};
-    return prims_launch3(ctx, name, g->nf, g->outputs * g->R, 1, args, 8);
+    return prims_launch3(ctx, name, g->nf, g->outputs, 1, args, 8);
 }
 
 ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
