@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """time_to_accuracy.py - wall time to a test accuracy, ndcl-train beside
-PyTorch: runs tools/train_torch.py (plain, batch norm, the original network
+PyTorch: runs tools/pytorch/train_torch.py (plain, batch norm, the original network
 deconvolution modules) and ndcl-train (--net nd, --net plain, and any
 ndcl-train variants asked for) one after the other on this machine, each
 with the same schedule of E epochs (the cosine over the whole run), and
@@ -12,7 +12,7 @@ training time for every run on one chart (gnuplot). Run with the system
 Python that has PyTorch: /usr/bin/python3.
 
 Example (the README's Training table):
-  /usr/bin/python3 tools/time_to_accuracy.py --epochs 3 --target-acc 0.9 \\
+  /usr/bin/python3 tools/pytorch/time_to_accuracy.py --epochs 3 --target-acc 0.9 \\
       --ndcl build/tools/train/ndcl-train --variant "nd --stats-every 4" \\
       --plot time-to-acc.png
 """
@@ -112,7 +112,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--ndcl", default=os.path.join(HERE, "..", "build", "tools", "train",
+    p.add_argument("--ndcl", default=os.path.join(HERE, "..", "..", "build", "tools", "train",
                                                   "ndcl-train"),
                    help="the ndcl-train binary (default: build/tools/train/ndcl-train)")
     p.add_argument("--variant", action="append",
