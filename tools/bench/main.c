@@ -1,4 +1,4 @@
-/* ndcl-bench.c - kernel and layer benchmarks on one OpenCL device: what a
+/* main.c - ndcl-bench: kernel and layer benchmarks on one OpenCL device: what a
  * deconvolved layer costs next to the plain convolution it ends with. */
 #include <math.h>
 #include <stdarg.h>
