@@ -942,12 +942,14 @@ typedef void (*ndcl_self_test_fn)(const ndcl_self_test_check *check, void *user)
  * ctx stays usable afterwards (the choices of NDCL_CONV_AUTO it measured
  * stay in the find-db as after any layer's use).
  * Returns NDCL_SUCCESS when every check passed; NDCL_ERR_NUMERICAL when
- * every check ran but one's error exceeded its tolerance; the status of
- * the first check that could not run (a failed call: out of memory, an
- * OpenCL error); or the build's status (NDCL_ERR_BUILD, ...) when the
- * kernels could not be built, with out->count 0. In each of those cases
- * *out holds the results so far (an exception to the convention above)
- * and the last-error message names the first failing check. ctx or out
+ * every check ran to a comparison but one's error exceeded its tolerance;
+ * else the status of the first check that could not (a failed call: out of
+ * memory, an OpenCL error; NDCL_ERR_NUMERICAL for an output of the wrong
+ * size), the later checks still run; or the build's status
+ * (NDCL_ERR_BUILD, ...) when the kernels could not be built, with
+ * out->count 0. In each of those cases *out holds the results (an
+ * exception to the convention above) and the last-error message names the
+ * first failing check, or is the build's. ctx or out
  * NULL is NDCL_ERR_INVALID_ARG, *out untouched. The host reference
  * allocates a few hundred KiB of host memory and aborts the process when
  * that fails. */
