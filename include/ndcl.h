@@ -889,6 +889,78 @@ NDCL_API ndcl_status ndcl_safetensors_read_float(const char *path, const char *n
                                                  float **data, int *ndim,
                                                  size_t shape[NDCL_MAX_DIMS]);
 
+/* ------------------------------------------------------------- self-test */
+
+/* Whether a device computes what ndcl promises: each check runs one public
+ * call (or a layer's steps) on small random problems, on the device and in
+ * a double-precision host reference of the original PyTorch arithmetic
+ * (the README's "Arithmetic"), on identical float inputs, and compares
+ * them by relative error: max |device - reference| / max |reference|.
+ * The checks, in order, with their tolerances:
+ *   "gemm"                    ndcl_gemm, every transpose, alpha, beta  1e-5
+ *   "patches"                 ndcl_patches: 3x3 interleaved, 1x1,
+ *                             grouped and dilated                      1e-6
+ *   "covariance"              ndcl_covariance, centred and not         1e-5
+ *   "isqrt"                   ndcl_isqrt, one matrix and a batch       1e-4
+ *   "whiten"                  ndcl_whiten                              1e-4
+ *   "conv2d train", "conv2d eval", "conv2d groups=2 train",
+ *   "conv2d groups=2 eval", "linear train", "linear eval",
+ *   "channel train", "channel eval"
+ *                             two training forwards of the layer, then
+ *                             (eval) one evaluation forward            1e-4
+ *   "conv2d backward", "linear backward", "channel backward"
+ *                             ndcl_layer_backward against central
+ *                             differences of the reference             1e-3
+ * Inputs come from a fixed seed per check, so a failure reproduces. */
+#define NDCL_SELF_TEST_MAX_CHECKS 32
+
+/* One check's result. */
+typedef struct ndcl_self_test_check {
+    const char *name;   /* as listed above: a static string */
+    int passed;         /* 1: it ran and error <= tolerance */
+    ndcl_status status; /* NDCL_SUCCESS when it ran to a comparison, else the
+                           status of the call that failed */
+    double error;       /* the relative error; NaN when it did not run to a
+                           comparison, +Inf when the device gave NaN */
+    double tolerance;
+    char message[1024]; /* when status is not NDCL_SUCCESS: the failing call,
+                           its status and the context's last error, or what
+                           did not match (a tensor's element count); else "" */
+} ndcl_self_test_check;
+
+/* What ndcl_self_test found. */
+typedef struct ndcl_self_test_report {
+    ndcl_build_info build; /* how the kernels were obtained (ndcl_context_build) */
+    size_t count;          /* the checks run, checks[0 .. count-1], in order */
+    size_t failed;         /* how many of them did not pass */
+    ndcl_self_test_check checks[NDCL_SELF_TEST_MAX_CHECKS];
+} ndcl_self_test_report;
+
+/* Called after each check with its result and the caller's user pointer
+ * (to show progress; the check is also in the report). */
+typedef void (*ndcl_self_test_fn)(const ndcl_self_test_check *check, void *user);
+
+/* Runs the self-test on ctx's device: builds the kernels
+ * (ndcl_context_build), then runs every check above in order, calling
+ * on_check (may be NULL) after each. Prints nothing. The checks create and
+ * destroy their own tensors and layers on ctx and wait for its queue;
+ * ctx stays usable afterwards (the choices of NDCL_CONV_AUTO it measured
+ * stay in the find-db as after any layer's use).
+ * Returns NDCL_SUCCESS when every check passed; NDCL_ERR_NUMERICAL when
+ * every check ran to a comparison but one's error exceeded its tolerance;
+ * else the status of the first check that could not (a failed call: out of
+ * memory, an OpenCL error; NDCL_ERR_NUMERICAL for an output of the wrong
+ * size), the later checks still run; or the build's status
+ * (NDCL_ERR_BUILD, ...) when the kernels could not be built, with
+ * out->count 0. In each of those cases *out holds the results (an
+ * exception to the convention above) and the last-error message names the
+ * first failing check, or is the build's. ctx or out
+ * NULL is NDCL_ERR_INVALID_ARG, *out untouched. The host reference
+ * allocates a few hundred KiB of host memory and aborts the process when
+ * that fails. */
+NDCL_API ndcl_status ndcl_self_test(ndcl_context *ctx, ndcl_self_test_report *out,
+                                    ndcl_self_test_fn on_check, void *user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""test_export.py - tests of tools/export_pytorch.py and the layer file
+"""test_export.py - tests of tools/pytorch/export_pytorch.py and the layer file
 writer/reader (ndcl_torch.layerfile), with the PyTorch reference modules of
-ndcl_torch.deconv_torch (tools/python). Run with the system Python (torch):
+ndcl_torch.deconv_torch (tools/pytorch). Run with the system Python (torch):
 
   /usr/bin/python3 tests/test_export.py      (exit status 0 when all pass)
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(ROOT, "tools")
+TOOLS = os.path.join(ROOT, "tools", "pytorch")
 sys.path.insert(0, TOOLS)
 import layerfile  # noqa: E402
 import deconv_torch  # noqa: E402

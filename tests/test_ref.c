@@ -1,4 +1,4 @@
-/* test_ref.c - the double-precision host reference (tools/ref.h) against
+/* test_ref.c - the double-precision host reference (src/selftest/ref.h) against
  * facts computed independently here: hand-worked convolutions, the fold's
  * closed form, counters, first-batch copies and the whitening property. */
 #include <stdint.h>

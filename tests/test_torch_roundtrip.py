@@ -4,7 +4,7 @@ user of the original repository does it: ndcl_torch (export, fold, load)
 and ndcl-export-pytorch with --build, --plain and --onnx. Run with the
 system Python (torch), ndcl-run's path in NDCL_RUN:
 
-  NDCL_RUN=build/tools/ndcl-run /usr/bin/python3 tests/test_torch_roundtrip.py
+  NDCL_RUN=build/tools/run/ndcl-run /usr/bin/python3 tests/test_torch_roundtrip.py
 
 The network (written to a scratch netdef.py, as a user's model file) is
 ResNet-like: a 3x3 FastDeconv stem, a block with a stride-2 3x3 FastDeconv,
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "pytorch"))
 import ndcl_torch  # noqa: E402
 
-EXPORT = os.path.join(ROOT, "tools", "export_pytorch.py")
+EXPORT = os.path.join(ROOT, "tools", "pytorch", "export_pytorch.py")
 
 NETDEF = '''
 import sys
@@ -91,7 +91,7 @@ def build_wide():
 
 def build_other():
     return nn.Sequential(FastDeconv(3, 8, 3, padding=1), nn.Flatten(), Delinear(512, 10))
-''' % os.path.join(ROOT, "tools", "python")
+''' % os.path.join(ROOT, "tools", "pytorch")
 
 
 def rel(a, b):
@@ -326,7 +326,7 @@ class RoundTrip(unittest.TestCase):
                     "    m = make().train()\n"
                     "    for _ in range(3):\n"
                     "        m(torch.randn(4, 3, 8, 8))\n"
-                    "    torch.save(m, sys.argv[1])\n" % os.path.join(ROOT, "tools", "python"))
+                    "    torch.save(m, sys.argv[1])\n" % os.path.join(ROOT, "tools", "pytorch"))
         subprocess.run([sys.executable, script, self.path("script_model.pt")], check=True)
         rc, so, se = self.export("script_model.pt", self.path("script_out"))
         self.assertEqual(rc, 1)

@@ -9,7 +9,7 @@ files DIR/0, 3, 7.safetensors. The folded model must load unchanged
 (load_state_dict, strict) into the plain network the tool's help names
 and classify the test images as the tool reported (the same number
 right); and the original modules rebuilt from the layer files
-(tools/deconv_torch.py, evaluation mode) must compute the same logits.
+(tools/pytorch/deconv_torch.py, evaluation mode) must compute the same logits.
 
 Training itself: from the tool's initial weights (a run with a learning
 rate of 1e-30 saves them unchanged), two steps on the same 128 images
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "pytorch"))
 import deconv_torch  # noqa: E402
 import layerfile  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

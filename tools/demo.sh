@@ -12,10 +12,10 @@ ndcl_install "${NDCL_PACKAGES[@]}"
 [ -f build/build.ninja ] || meson setup build -Dtests=false
 ninja -C build
 
-./build/tools/ndcl-query
-./build/tools/ndcl-query --self-test --device "${NDCL_DEVICE:-$(./build/tools/ndcl-query --default-spec)}"
-./build/tools/ndcl-bench --suite conv,layer-train,layer-eval --preset small --runs 3
+./build/tools/query/ndcl-query
+./build/tools/query/ndcl-query --self-test --device "${NDCL_DEVICE:-$(./build/tools/query/ndcl-query --default-spec)}"
+./build/tools/bench/ndcl-bench --suite conv,layer-train,layer-eval --preset small --runs 3
 
 # 50 steps of 128 on the first 6400 training images, evaluated on the first
 # 2000 test images (ndcl-train --help; the whole data set: drop the limits).
-./build/tools/train/ndcl-train --net nd --limit 6400 --test-limit 2000 --device "${NDCL_DEVICE:-$(./build/tools/ndcl-query --default-spec)}"
+./build/tools/train/ndcl-train --net nd --limit 6400 --test-limit 2000 --device "${NDCL_DEVICE:-$(./build/tools/query/ndcl-query --default-spec)}"

@@ -23,14 +23,14 @@ fi
 ninja -C "$build"
 
 echo "== the device"
-"$build/tools/ndcl-query" ${spec:+--device "$spec"}
-"$build/tools/ndcl-query" ${spec:+--device "$spec"} --self-test
+"$build/tools/query/ndcl-query" ${spec:+--device "$spec"}
+"$build/tools/query/ndcl-query" ${spec:+--device "$spec"} --self-test
 
 echo "== numeric suites on it"
 meson test -C "$build" --print-errorlogs --suite primitives --suite layers \
     --suite backward run
 
 echo "== convolution benchmarks on it (medians of 5)"
-"$build/tools/ndcl-bench" ${spec:+--device "$spec"} --preset cifar-resnet18 --runs 5 \
+"$build/tools/bench/ndcl-bench" ${spec:+--device "$spec"} --preset cifar-resnet18 --runs 5 \
     --suite gemm,conv,conv-backward,conv/gemm,conv/dnnl,conv/winograd,conv-backward/gemm,conv-backward/dnnl,conv-backward/winograd
 echo "device-check.sh: OK"

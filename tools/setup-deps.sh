@@ -14,7 +14,7 @@ NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
 # trains on (demo.sh's last step).
 # Test-only extras: sanitizer and libFuzzer runtimes (clang, libclang-rt),
 # Oclgrind, valgrind, PyTorch for the golden data, the exporter tests and
-# tools/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
+# tools/pytorch/bench_torch.py, with libopenblas0-pthread so that torch's BLAS
 # (libblas.so.3) is OpenBLAS rather than the reference BLAS, and GNU time
 # for its peak-memory column; Open MPI for the MPI binding and its mpirun
 # suite (mpi); gnuplot for ndcl-train --plot; ONNX and OpenCV (its DNN

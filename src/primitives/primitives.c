@@ -18,7 +18,7 @@ static int gcd_int(int a, int b)
 
 /* The block as FastDeconv clamps it: C when larger, gcd(block, C) when it
  * does not divide C, C/groups for a grouped convolution. */
-static int clamp_block_conv(int channels, int block, int groups)
+int ndcl_block_conv(int channels, int block, int groups)
 {
     int b = block;
     if (b > channels)
@@ -93,7 +93,7 @@ ndcl_status ndcl_patches(ndcl_context *ctx, const ndcl_tensor *x,
         .dil = (size_t)d->dilation,
         .stride = (size_t)d->stride,
         .groups = (size_t)d->groups,
-        .block = (size_t)clamp_block_conv((int)C, d->block, d->groups),
+        .block = (size_t)ndcl_block_conv((int)C, d->block, d->groups),
     };
     NDCL_TRY(ndcl_patch_geom_init(ctx, &g));
     ndcl_tensor *t;

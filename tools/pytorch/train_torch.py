@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """train_torch.py - the PyTorch anchor of ndcl-train: the same small CNN on
 Fashion-MNIST, trained plain, with batch normalisation or with the original
-network deconvolution modules (tools/deconv_torch.py), with ndcl-train's
+network deconvolution modules (tools/pytorch/deconv_torch.py), with ndcl-train's
 hyper-parameters and data order policy, timed the way ndcl-train times
 itself. Also evaluates a folded model exported by `ndcl-train --save` in
 the plain network (--evaluate). Run with the system Python that has

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """time_to_accuracy.py - wall time to a test accuracy, ndcl-train beside
-PyTorch: runs tools/train_torch.py (plain, batch norm, the original network
+PyTorch: runs tools/pytorch/train_torch.py (plain, batch norm, the original network
 deconvolution modules) and ndcl-train (--net nd, --net plain, and any
 ndcl-train variants asked for) one after the other on this machine, each
 with the same schedule of E epochs (the cosine over the whole run), and
@@ -20,8 +20,8 @@ one then; its row says "not reached within S s"), which keeps a sweep of
 PyTorch schedules short.
 
 Example (the README's Training table):
-  /usr/bin/python3 tools/time_to_accuracy.py --epochs 2,3 --torch-epochs 2,3,4,5,6 \\
-      --cutoff --target-acc 0.9 --plot time-to-acc.png
+  /usr/bin/python3 tools/pytorch/time_to_accuracy.py --epochs 2,3 \\
+      --torch-epochs 2,3,4,5,6 --cutoff --target-acc 0.9 --plot time-to-acc.png
 """
 
 import argparse
@@ -144,7 +144,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--ndcl", default=os.path.join(HERE, "..", "build", "tools", "train",
+    p.add_argument("--ndcl", default=os.path.join(HERE, "..", "..", "build", "tools", "train",
                                                   "ndcl-train"),
                    help="the ndcl-train binary (default: build/tools/train/ndcl-train)")
     p.add_argument("--variant", action="append",

@@ -5,7 +5,7 @@ original repository's classes or ndcl_torch.deconv_torch's, matched by
 class name) out to ndcl layer files, to a folded plain network and to ONNX.
 
   ndcl-export-pytorch MODEL [OUTDIR] [--build FILE.py:FUNCTION] [options]
-  /usr/bin/python3 tools/export_pytorch.py ...           (source tree)
+  /usr/bin/python3 tools/pytorch/export_pytorch.py ...           (source tree)
 
 Installed, this file is <python site>/ndcl_torch/cli.py and
 <prefix>/bin/ndcl-export-pytorch is a symbolic link to it. See --help.

@@ -3,9 +3,9 @@ network deconvolution modules of Ye et al. (ICLR 2020): FastDeconv,
 Delinear and ChannelDeconv, with the original code's constructor arguments,
 defaults, state_dict names and shapes and arithmetic (the README's
 "Arithmetic" section),
-quirks included. It is the reference the golden data (tools/golden.py) is
+quirks included. It is the reference the golden data (tools/pytorch/golden.py) is
 generated with. Source-tree scripts import it as deconv_torch
-(tools/deconv_torch.py re-exports it).
+(tools/pytorch/deconv_torch.py re-exports it).
 
 Deliberate differences from the original repository's code, all where the
 original fails:

@@ -1,6 +1,6 @@
 /* ref.h - a plain double-precision host implementation of the original
  * PyTorch arithmetic (the README's "Arithmetic" section), written for
- * clarity, not speed. The Check suites and ndcl-query's self-test compare
+ * clarity, not speed. The Check suites and ndcl_self_test (self_test.c) compare
  * the device against it. All arrays are row-major doubles; sizes as in
  * that section (B the effective block, nf = kh*kw*B). */
 #ifndef NDCL_REF_H

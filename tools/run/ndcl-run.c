@@ -51,7 +51,7 @@ static void usage(FILE *f)
         "Runs one forward step of an ndcl layer file on the array in X.npy, and\n"
         "optionally its backward pass. Layer files are written by --save-state\n"
         "and by the PyTorch exporter: ndcl-export-pytorch MODEL OUTDIR, installed\n"
-        "beside ndcl-run (tools/export_pytorch.py in the source tree).\n"
+        "beside ndcl-run (tools/pytorch/export_pytorch.py in the source tree).\n"
         "\n"
         "  LAYER.safetensors   the layer: conv2d (x [N, C, H, W]), linear (x [N, F])\n"
         "                      or channel (x [N, C, H, W] or [N, C])\n"

@@ -2,7 +2,7 @@
 """bench_torch.py - ndcl next to the original network deconvolution in
 PyTorch, on the same CPU, the same shapes, in one run.
 
-For each shape it times, in PyTorch (tools/deconv_torch.py, the arithmetic
+For each shape it times, in PyTorch (tools/pytorch/deconv_torch.py, the arithmetic
 of the authors' FastDeconv, on the CPU with --threads threads), the
 training forward, the evaluation forward and a training step (forward +
 backward); then runs ndcl-bench on the same shape (layer-train,
@@ -15,7 +15,7 @@ matrix products at 1024^3 (torch.mm; ndcl-bench's gemm with the host
 BLAS's own cblas_sgemm beside it).
 
 Usage (system Python, which has torch), from a built tree:
-  /usr/bin/python3 tools/bench_torch.py [--preset cifar-resnet18|small]
+  /usr/bin/python3 tools/pytorch/bench_torch.py [--preset cifar-resnet18|small]
       [--shape N,C,H,W,Cout,k[,stride,padding,groups,block,ss]]...
       [--runs 5] [--warmup 1] [--threads 2] [--build build] [--no-memory]
       [--torch-only] [--json]
@@ -261,7 +261,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"),
-                    help="the build directory holding tools/ndcl-bench and tools/ndcl-run")
+                    help="the build directory holding tools/bench/ndcl-bench and tools/run/ndcl-run")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     ap.add_argument("--torch-only", action="store_true", help="only the PyTorch side")
     ap.add_argument("--json", action="store_true")
@@ -275,8 +275,8 @@ def main():
     for p in a.preset or ([] if shapes else ["cifar-resnet18"]):
         shapes += [parse_shape(t) for t in PRESETS[p]]
     torch.set_num_threads(a.threads)
-    bench = os.path.join(a.build, "tools", "ndcl-bench")
-    run_tool = os.path.join(a.build, "tools", "ndcl-run")
+    bench = os.path.join(a.build, "tools", "bench", "ndcl-bench")
+    run_tool = os.path.join(a.build, "tools", "run", "ndcl-run")
     if not a.no_memory and not os.access(TIME, os.X_OK):
         ap.error("%s (GNU time) measures the peak memory: install the time package, "
                  "or pass --no-memory" % TIME)

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """golden.py - generates the golden data of tests/data/<case>/ from ndcl's
-PyTorch reference (tools/deconv_torch.py), float32, deterministic (fixed
+PyTorch reference (tools/pytorch/deconv_torch.py), float32, deterministic (fixed
 seeds, one thread), and checks it against an independent float64 numpy
 implementation written from the text of the README's "Arithmetic" section.
 
 Usage (from anywhere; run with the system Python that has torch):
-  /usr/bin/python3 tools/golden.py            write tests/data/<case>/
-  /usr/bin/python3 tools/golden.py --out DIR  write DIR/<case>/ instead
-  /usr/bin/python3 tools/golden.py --verify   regenerate into a temporary
+  /usr/bin/python3 tools/pytorch/golden.py            write tests/data/<case>/
+  /usr/bin/python3 tools/pytorch/golden.py --out DIR  write DIR/<case>/ instead
+  /usr/bin/python3 tools/pytorch/golden.py --verify   regenerate into a temporary
                                               directory and check that the
                                               committed files are identical
   --case NAME (repeatable) restricts to some cases.
@@ -44,7 +44,7 @@ sys.path.insert(0, HERE)
 import layerfile  # noqa: E402
 from deconv_torch import FastDeconv, Delinear, ChannelDeconv, save_layer  # noqa: E402
 
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_OUT = os.path.join(ROOT, "tests", "data")
 
 # Agreement required between the float32 golden data and the float64
