@@ -57,9 +57,9 @@ static void plain_step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim,
     float *x = malloc(n * sizeof *x);
     test_fill_uniform(x, n, seed, -1.0f, 2.0f);
     double *xd = to_double(x, n);
-    ref_layer_out_shape(r, ndim, xs, ys);
+    ck_assert_int_eq(ref_layer_out_shape(r, ndim, xs, ys), 0);
     double *y = malloc(prod(ndim, ys) * sizeof *y);
-    ref_layer_forward(r, mode, xd, ndim, xs, y);
+    ck_assert_int_eq(ref_layer_forward(r, mode, xd, ndim, xs, y), 0);
     ndcl_tensor *tx = test_tensor_from(ctx, ndim, xs, x), *ty = NULL;
     TEST_OK(ctx, ndcl_layer_forward(l, mode, tx, &ty));
     TEST_OK(ctx, ndcl_finish(ctx));
@@ -77,7 +77,7 @@ static void fd_step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim, const
 {
     ndcl_context *ctx = ndcl_layer_context(l);
     size_t nx = prod(ndim, xs), ys[NDCL_MAX_DIMS];
-    ref_layer_out_shape(r, ndim, xs, ys);
+    ck_assert_int_eq(ref_layer_out_shape(r, ndim, xs, ys), 0);
     size_t ny = prod(ndim, ys);
     float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy);
     test_fill_uniform(x, nx, seed, -1.0f, 2.0f);
@@ -86,8 +86,9 @@ static void fd_step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim, const
     size_t nw = r->n_weight, nb = r->n_bias;
     double *gx = malloc(nx * sizeof *gx), *gw = malloc((nw ? nw : 1) * sizeof *gw);
     double *gb = malloc((nb ? nb : 1) * sizeof *gb);
-    ref_layer_backward_fd(r, mode, xd, ndim, xs, dyd, FD_STEP, gx, nw ? gw : NULL,
-                          nb ? gb : NULL);
+    ck_assert_int_eq(ref_layer_backward_fd(r, mode, xd, ndim, xs, dyd, FD_STEP, gx,
+                                           nw ? gw : NULL, nb ? gb : NULL),
+                     0);
 
     ndcl_tensor *tx = test_tensor_from(ctx, ndim, xs, x), *ty = NULL;
     ndcl_tensor *tdy = test_tensor_from(ctx, ndim, ys, dy);
@@ -120,7 +121,7 @@ static void fd_step(ndcl_layer *l, ref_layer *r, ndcl_mode mode, int ndim, const
     ck_assert_msg(eb < TOL, "%s: dbias rel err %g", what, eb);
     /* Keep the reference in step with the device for what follows. */
     double *y = malloc(ny * sizeof *y);
-    ref_layer_forward(r, mode, xd, ndim, xs, y);
+    ck_assert_int_eq(ref_layer_forward(r, mode, xd, ndim, xs, y), 0);
     free(y);
     free(hx);
     ndcl_tensor_destroy(tx);

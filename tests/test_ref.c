@@ -230,7 +230,7 @@ START_TEST(output_shapes)
     cd.dilation = 2;
     ref_layer *l = ref_layer_conv2d(&cd);
     size_t y[4];
-    ref_layer_out_shape(l, 4, (size_t[]){2, 4, 9, 10}, y);
+    ck_assert_int_eq(ref_layer_out_shape(l, 4, (size_t[]){2, 4, 9, 10}, y), 0);
     /* (9 + 2 - 5)/2 + 1 = 4, (10 + 2 - 5)/2 + 1 = 4 */
     ck_assert_uint_eq(y[0], 2);
     ck_assert_uint_eq(y[1], 7);
@@ -240,16 +240,16 @@ START_TEST(output_shapes)
 
     ndcl_linear_desc ld = ndcl_linear_desc_default(6, 3);
     l = ref_layer_linear(&ld);
-    ref_layer_out_shape(l, 2, (size_t[]){5, 6}, y);
+    ck_assert_int_eq(ref_layer_out_shape(l, 2, (size_t[]){5, 6}, y), 0);
     ck_assert_uint_eq(y[0], 5);
     ck_assert_uint_eq(y[1], 3);
     ref_layer_free(l);
 
     ndcl_channel_desc chd = ndcl_channel_desc_default(2);
     l = ref_layer_channel(&chd);
-    ref_layer_out_shape(l, 4, (size_t[]){2, 5, 3, 4}, y);
+    ck_assert_int_eq(ref_layer_out_shape(l, 4, (size_t[]){2, 5, 3, 4}, y), 0);
     ck_assert(y[0] == 2 && y[1] == 5 && y[2] == 3 && y[3] == 4);
-    ref_layer_out_shape(l, 2, (size_t[]){7, 5}, y);
+    ck_assert_int_eq(ref_layer_out_shape(l, 2, (size_t[]){7, 5}, y), 0);
     ck_assert(y[0] == 7 && y[1] == 5);
     ref_layer_free(l);
 }
@@ -275,10 +275,11 @@ START_TEST(conv_eval_fresh_is_plain_conv)
         fill(l->weight, l->n_weight, 12 + variant, -1, 1);
         if (l->bias) fill(l->bias, l->n_bias, 13, -1, 1);
         size_t ys[4];
-        ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys);
+        ck_assert_int_eq(ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys), 0);
         size_t ny = ys[0] * ys[1] * ys[2] * ys[3];
         double *got = malloc(ny * sizeof *got), *want = malloc(ny * sizeof *want);
-        ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, got);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, got),
+                         0);
         ref_conv2d(x, N, C, H, W, l->weight, Cout, 3, 3, l->bias, 2, 1, 1,
                    (size_t)cd.groups, want);
         ck_assert_double_eq_tol(max_abs_diff(got, want, ny), 0, 1e-12);
@@ -307,7 +308,8 @@ START_TEST(conv_eval_fold_closed_form)
         if (with_bias) fill(l->bias, l->n_bias, 23, -1, 1);
         fill(l->running_mean, 2, 24, -1, 1);
         fill(l->running_deconv, 4, 25, -1, 1);
-        ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, y),
+                         0);
         const double *D = l->running_deconv, *mu = l->running_mean;
         double err = 0;
         for (size_t n = 0; n < N; n++)
@@ -340,7 +342,7 @@ START_TEST(conv_train_running_mean)
     cd.block = 2;
     cd.sampling_stride = 2;
     ref_layer *l = ref_layer_conv2d(&cd);
-    ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y), 0);
     double mu[2] = {0, 0};
     size_t count = 0;
     for (size_t r = 0; r < N * P; r += 4, count++)
@@ -376,9 +378,11 @@ START_TEST(conv_freeze_counter)
         double before[2], dbefore[4];
         memcpy(before, l->running_mean, sizeof before);
         memcpy(dbefore, l->running_deconv, sizeof dbefore);
-        ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, ye);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, ye),
+                         0);
         ck_assert_int_eq(l->counter, (step - 1) % 30);
-        ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y),
+                         0);
         ck_assert_int_eq(l->counter, step % 30);
         int changed = memcmp(before, l->running_mean, sizeof before) != 0;
         ck_assert_msg(changed == !want_frozen, "step %d: changed %d", step, changed);
@@ -397,7 +401,8 @@ START_TEST(conv_freeze_counter)
     for (int step = 1; step <= 35; step++) {
         double before[2];
         memcpy(before, l->running_mean, sizeof before);
-        ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y),
+                         0);
         ck_assert(memcmp(before, l->running_mean, sizeof before) != 0);
     }
     ck_assert_int_eq(l->counter, 5);
@@ -427,7 +432,8 @@ START_TEST(conv_train_whitens)
         size_t cg = C / (size_t)G;
         for (size_t o = 0; o < C; o++)
             l->weight[o * cg + o % cg] = 1.0;
-        ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y),
+                         0);
         for (size_t r = 0; r < M; r++)
             for (size_t c = 0; c < C; c++)
                 pix[r * C + c] = y[((r / P) * C + c) * P + r % P];
@@ -461,7 +467,7 @@ START_TEST(linear_eval_fold)
         fill(l->weight, l->n_weight, 62, -1, 1);
         if (with_bias) fill(l->bias, l->n_bias, 63, -1, 1);
         /* Fresh: a plain linear layer. */
-        ref_layer_forward(l, NDCL_EVAL, x, 2, (size_t[]){N, F}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 2, (size_t[]){N, F}, y), 0);
         double err = 0;
         for (size_t n = 0; n < N; n++)
             for (size_t o = 0; o < Fout; o++) {
@@ -475,7 +481,7 @@ START_TEST(linear_eval_fold)
          * without one, the correction applies from b = 0. */
         l->running_mean[0] = 0.7;
         l->running_mean[1] = -0.4;
-        ref_layer_forward(l, NDCL_EVAL, x, 2, (size_t[]){N, F}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 2, (size_t[]){N, F}, y), 0);
         err = 0;
         for (size_t n = 0; n < N; n++)
             for (size_t o = 0; o < Fout; o++) {
@@ -505,7 +511,7 @@ START_TEST(linear_train_whitens)
     ck_assert_int_eq(l->block, 4);
     for (size_t i = 0; i < F; i++)
         l->weight[i * F + i] = 1.0;
-    ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, F}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, F}, y), 0);
     double mean[4], cov[16], xmean[4], xcov[16];
     column_cov(y, N, F, 0, F, mean, cov);
     ck_assert_double_eq_tol(dist_to_identity(cov, F), 0, 1e-4);
@@ -583,9 +589,9 @@ START_TEST(channel_leftover_and_first_batch)
     ndcl_channel_desc chd = ndcl_channel_desc_default(2);
     ref_layer *l = ref_layer_channel(&chd);
     size_t ys[4];
-    ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys);
+    ck_assert_int_eq(ref_layer_out_shape(l, 4, (size_t[]){N, C, H, W}, ys), 0);
     ck_assert(ys[0] == N && ys[1] == C && ys[2] == H && ys[3] == W);
-    ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 4, (size_t[]){N, C, H, W}, y), 0);
     for (size_t i = 0; i < n; i++)
         ck_assert(isfinite(y[i]));
     ck_assert_int_eq(l->counter, 1);
@@ -608,7 +614,7 @@ START_TEST(channel_leftover_and_first_batch)
 
     /* Second batch: no copy, a momentum step. */
     const double m = 0.1f; /* the momentum as the layer widens it */
-    ref_layer_forward(l, NDCL_TRAIN, x2, 4, (size_t[]){N, C, H, W}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x2, 4, (size_t[]){N, C, H, W}, y), 0);
     channel_stats(x2, N, C, HW, 2, 9, m1b, &m2b, &varb);
     for (size_t r = 0; r < 2; r++)
         ck_assert_double_eq_tol(l->running_mean1[r], (1 - m) * m1[r] + m * m1b[r], 1e-12);
@@ -617,7 +623,7 @@ START_TEST(channel_leftover_and_first_batch)
 
     /* Eval uses the running statistics and changes nothing. */
     double rm2 = l->running_mean2[0], rv = l->running_var[0];
-    ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, x, 4, (size_t[]){N, C, H, W}, y), 0);
     ck_assert_int_eq(l->counter, 2);
     ck_assert_double_eq(l->running_mean2[0], rm2);
     err = 0;
@@ -645,7 +651,8 @@ START_TEST(channel_eval_before_training_copies)
     for (int pass = 0; pass < 2; pass++) {
         const double *in = pass ? x2 : x;
         double m1[2], m2, var;
-        ref_layer_forward(l, NDCL_EVAL, in, 4, (size_t[]){N, C, H, W}, y);
+        ck_assert_int_eq(ref_layer_forward(l, NDCL_EVAL, in, 4, (size_t[]){N, C, H, W}, y),
+                         0);
         channel_stats(in, N, C, HW, 2, 9, m1, &m2, &var);
         ck_assert_int_eq(l->counter, 0);
         ck_assert_double_eq_tol(max_abs_diff(l->running_mean1, m1, 2), 0, 1e-12);
@@ -678,7 +685,7 @@ START_TEST(channel_covariance_is_uncentred)
     }
     ndcl_channel_desc chd = ndcl_channel_desc_default(1);
     ref_layer *l = ref_layer_channel(&chd);
-    ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, 1}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, 1}, y), 0);
     double err = 0;
     for (size_t i = 0; i < N; i++)
         err = fmax(err, fabs(y[i] - (x[i] - mean) / sqrt(sq + 1e-2f)));
@@ -704,7 +711,7 @@ START_TEST(channel_2d_whitens_centred_data)
     chd.eps = 1e-7f;
     chd.n_iter = 30;
     ref_layer *l = ref_layer_channel(&chd);
-    ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, C}, y);
+    ck_assert_int_eq(ref_layer_forward(l, NDCL_TRAIN, x, 2, (size_t[]){N, C}, y), 0);
     column_cov(y, N, C, 0, C, mean, cov);
     ck_assert_double_eq_tol(dist_to_identity(cov, C), 0, 1e-4);
     free(x);

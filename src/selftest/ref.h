@@ -71,14 +71,16 @@ ref_layer *ref_layer_linear(const ndcl_linear_desc *d);
 ref_layer *ref_layer_channel(const ndcl_channel_desc *d);
 void ref_layer_free(ref_layer *l);
 
-/* The output shape for an input shape (ndim 2 or 4). */
-void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape,
-                         size_t *yshape);
+/* The output shape for an input shape (ndim 2 or 4). The layer functions
+ * below return 0, or -1 (l's state then unspecified) when the input's shape does
+ * not suit the layer or a host allocation failed: they also run inside the
+ * library (ndcl_self_test), so they never stop the process. */
+int ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, size_t *yshape);
 
 /* One forward step exactly as the original module computes it, updating
  * running buffers and counters in train mode. y holds the output. */
-void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                       const size_t *xshape, double *y);
+int ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                      const size_t *xshape, double *y);
 
 /* Central-difference gradients of L = Σ y·dy for one forward step of l in
  * mode on x, with step h: dx (x's count), dweight, dbias (each NULL when
@@ -87,8 +89,8 @@ void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
  * smooth this is what automatic differentiation (and ndcl_layer_backward)
  * computes, except a channel layer in eval mode with counter 0, whose
  * copied batch mean autograd treats as a constant. 2 forwards per value. */
-void ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                           const size_t *xshape, const double *dy, double h, double *dx,
-                           double *dweight, double *dbias);
+int ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                          const size_t *xshape, const double *dy, double h, double *dx,
+                          double *dweight, double *dbias);
 
 #endif

@@ -1,28 +1,17 @@
 /* ref_layer.c - host reference of plain conv2d and of the three layers
  * (FastDeconv, Delinear, ChannelDeconv) with their running statistics. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref.h"
 
-/* The reference serves tests and a self-test: a broken precondition or a
- * failed allocation is a bug in the caller, so it stops loudly rather than
- * returning a status nobody would check. */
-static void require(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "ref_layer: %s\n", what);
-        abort();
-    }
-}
-
+/* It runs inside the library (ndcl_self_test) as well as in the tests, so
+ * it never stops the process: a broken precondition or a failed allocation
+ * makes the entry point return -1 with everything it allocated freed. */
 static double *dalloc(size_t n)
 {
-    double *p = calloc(n ? n : 1, sizeof *p);
-    require(p != NULL, "out of memory");
-    return p;
+    return calloc(n ? n : 1, sizeof(double));
 }
 
 static void set_identity(double *a, size_t batch, size_t n)
@@ -223,12 +212,12 @@ void ref_layer_free(ref_layer *l)
     free(l);
 }
 
-void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, size_t *yshape)
+int ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, size_t *yshape)
 {
     switch (l->kind) {
     case NDCL_LAYER_CONV2D: {
         const ndcl_conv2d_desc *d = &l->conv;
-        require(ndim == 4, "conv2d input must be 4-D");
+        if (ndim != 4) return -1;
         yshape[0] = xshape[0];
         yshape[1] = (size_t)d->out_channels;
         yshape[2] = conv_out_dim(xshape[2], (size_t)d->kernel_h, (size_t)d->stride,
@@ -239,7 +228,7 @@ void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, siz
     }
     case NDCL_LAYER_LINEAR:
         /* F.linear maps the last dimension and keeps the leading ones. */
-        require(ndim >= 1, "linear input needs a dimension");
+        if (ndim < 1) return -1;
         for (int i = 0; i < ndim - 1; i++)
             yshape[i] = xshape[i];
         yshape[ndim - 1] = (size_t)l->linear.out_features;
@@ -249,6 +238,7 @@ void ref_layer_out_shape(const ref_layer *l, int ndim, const size_t *xshape, siz
             yshape[i] = xshape[i];
         break;
     }
+    return 0;
 }
 
 /* -------------------------------------------------------------- conv2d */
@@ -262,12 +252,11 @@ static int64_t py_mod(int64_t a, int64_t b)
 
 /* FastDeconv.forward: patches, whitening, running updates, fold,
  * convolution (README, "Arithmetic", conv2d). */
-static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                         const size_t *xs, double *y)
+static int conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                        const size_t *xs, double *y)
 {
     const ndcl_conv2d_desc *d = &l->conv;
-    require(ndim == 4 && xs[1] == (size_t)d->in_channels,
-            "conv2d input must be [N, C, H, W]");
+    if (ndim != 4 || xs[1] != (size_t)d->in_channels) return -1;
     size_t N = xs[0], C = xs[1], H = xs[2], W = xs[3];
     size_t Cout = (size_t)d->out_channels, G = (size_t)d->groups;
     size_t kh = (size_t)d->kernel_h, kw = (size_t)d->kernel_w;
@@ -289,11 +278,13 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
         size_t S = (size_t)d->sampling_stride * (size_t)d->stride;
         double *X = ref_patches(x, N, C, H, W, kh, kw, (size_t)d->padding,
                                 (size_t)d->dilation, S, G, B, &rows, &cols);
-        require(X != NULL, "ref_patches failed");
-        require(cols == (G == 1 ? nf : G * nf), "ref_patches: unexpected column count");
         double *cov = dalloc(G * nf * nf);
         bmean = dalloc(l->n_running_mean);
         bD = dalloc(l->n_running_deconv);
+        if (!X || !cov || !bmean || !bD || cols != (G == 1 ? nf : G * nf)) {
+            free(X), free(cov), free(bmean), free(bD);
+            return -1;
+        }
         /* G = 1: one nf-vector mean and matrix shared by all C/B blocks;
          * G > 1: the row is G contiguous chunks, one statistic each. */
         ref_mean_cov(X, rows, G, nf, (double)d->eps, 1, bmean, cov);
@@ -308,6 +299,10 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
 
     /* Fold D and the mean into the weight and bias (step 7). */
     double *wf = dalloc(l->n_weight), *bf = dalloc(Cout), *row = dalloc(nf);
+    if (!wf || !bf || !row) {
+        free(wf), free(bf), free(row), free(bmean), free(bD);
+        return -1;
+    }
     size_t K = l->n_weight / Cout; /* weight values per output: (C/G)·kh·kw */
     for (size_t o = 0; o < Cout; o++) {
         double corr = 0.0;
@@ -338,6 +333,7 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
     free(row);
     free(bmean);
     free(bD);
+    return 0;
 }
 
 /* -------------------------------------------------------------- linear */
@@ -345,12 +341,11 @@ static void conv_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim
 /* Delinear.forward (README, "Arithmetic", linear). The input is any shape whose last
  * dimension is in_features: F.linear maps the last dimension, and
  * input.view(-1, B) cuts every row into F/B contiguous blocks. */
-static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                           const size_t *xs, double *y)
+static int linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                          const size_t *xs, double *y)
 {
     const ndcl_linear_desc *d = &l->linear;
-    require(ndim >= 1 && xs[ndim - 1] == (size_t)d->in_features,
-            "linear input's last dimension must be in_features");
+    if (ndim < 1 || xs[ndim - 1] != (size_t)d->in_features) return -1;
     size_t N = 1;
     for (int i = 0; i < ndim - 1; i++)
         N *= xs[i];
@@ -363,6 +358,10 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
         double *cov = dalloc(B * B);
         bmean = dalloc(B);
         bD = dalloc(B * B);
+        if (!cov || !bmean || !bD) {
+            free(cov), free(bmean), free(bD);
+            return -1;
+        }
         ref_mean_cov(x, N * per, 1, B, (double)d->eps, 1, bmean, cov);
         ref_isqrt(cov, 1, B, d->n_iter, bD);
         ema(l->running_mean, bmean, B, (double)d->momentum);
@@ -374,6 +373,10 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
 
     /* W' = W.view(-1, B)·D; b' = b − Σ over each output's F/B rows of W'·μ. */
     double *wf = dalloc(Fout * F), *bf = dalloc(Fout);
+    if (!wf || !bf) {
+        free(wf), free(bf), free(bmean), free(bD);
+        return -1;
+    }
     for (size_t o = 0; o < Fout; o++) {
         double corr = 0.0;
         for (size_t k = 0; k < per; k++) {
@@ -400,16 +403,17 @@ static void linear_forward(ref_layer *l, ndcl_mode mode, const double *x, int nd
     free(bf);
     free(bmean);
     free(bD);
+    return 0;
 }
 
 /* ------------------------------------------------------------- channel */
 
 /* ChannelDeconv.forward (README, "Arithmetic", channel), line by line. */
-static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                            const size_t *xs, double *y)
+static int channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                           const size_t *xs, double *y)
 {
     const ndcl_channel_desc *d = &l->channel;
-    require(ndim == 2 || ndim == 4, "channel input must be [N, C] or [N, C, H, W]");
+    if (ndim != 2 && ndim != 4) return -1;
     size_t N = xs[0], C = xs[1];
     size_t H = ndim == 4 ? xs[2] : 1, W = ndim == 4 ? xs[3] : 1, HW = H * W;
     size_t B = (size_t)l->block, per = C / B, c = per * B;
@@ -426,7 +430,13 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
         /* x1 = x[:, :c].permute(1, 0, 2, 3).reshape(B, -1): row r, column
          * (k·N + n)·HW + p holds channel r·(c/B) + k of sample n, pixel p. */
         size_t cols = per * N * HW;
-        double *x1 = dalloc(B * cols);
+        size_t ns = (cols + sub - 1) / sub;
+        double *x1 = dalloc(B * cols), *xs1 = dalloc(ns * B), *mean1 = dalloc(B);
+        double *cov = dalloc(B * B), *bD = train ? dalloc(B * B) : NULL;
+        if (!x1 || !xs1 || !mean1 || !cov || (train && !bD)) {
+            free(x1), free(xs1), free(mean1), free(cov), free(bD);
+            return -1;
+        }
         for (size_t r = 0; r < B; r++)
             for (size_t k = 0; k < per; k++)
                 for (size_t n = 0; n < N; n++)
@@ -434,8 +444,6 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
                         x1[r * cols + (k * N + n) * HW + p] =
                             x[(n * C + r * per + k) * HW + p];
         /* x1_s as a (samples x B) matrix, the layout ref_mean_cov takes. */
-        size_t ns = (cols + sub - 1) / sub;
-        double *xs1 = dalloc(ns * B), *mean1 = dalloc(B), *cov = dalloc(B * B);
         for (size_t j = 0; j < ns; j++)
             for (size_t r = 0; r < B; r++)
                 xs1[j * B + r] = x1[r * cols + j * sub];
@@ -451,9 +459,7 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
             mu = l->running_mean1;
 
         const double *D = l->running_deconv;
-        double *bD = NULL;
         if (train) {
-            bD = dalloc(B * B);
             ref_isqrt(cov, 1, B, d->n_iter, bD);
             /* The original copies the first batch's deconv too (in training,
              * the only mode where it has one). */
@@ -514,16 +520,18 @@ static void channel_forward(ref_layer *l, ndcl_mode mode, const double *x, int n
             }
     }
     if (train) l->counter++;
+    return 0;
 }
 
-void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                       const size_t *xshape, double *y)
+int ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                      const size_t *xshape, double *y)
 {
     switch (l->kind) {
-    case NDCL_LAYER_CONV2D: conv_forward(l, mode, x, ndim, xshape, y); break;
-    case NDCL_LAYER_LINEAR: linear_forward(l, mode, x, ndim, xshape, y); break;
-    case NDCL_LAYER_CHANNEL: channel_forward(l, mode, x, ndim, xshape, y); break;
+    case NDCL_LAYER_CONV2D: return conv_forward(l, mode, x, ndim, xshape, y);
+    case NDCL_LAYER_LINEAR: return linear_forward(l, mode, x, ndim, xshape, y);
+    case NDCL_LAYER_CHANNEL: return channel_forward(l, mode, x, ndim, xshape, y);
     }
+    return -1;
 }
 
 /* ------------------------------------------------------- finite differences */
@@ -532,7 +540,7 @@ void ref_layer_forward(ref_layer *l, ndcl_mode mode, const double *x, int ndim,
 static ref_layer *layer_clone(const ref_layer *l)
 {
     ref_layer *c = layer_alloc(l->kind);
-    require(c != NULL, "out of memory");
+    if (!c) return NULL;
     *c = *l;
     double **slots[] = {&c->weight,         &c->bias,          &c->running_mean,
                         &c->running_deconv, &c->running_mean1, &c->running_mean2,
@@ -543,10 +551,15 @@ static ref_layer *layer_clone(const ref_layer *l)
     size_t n[] = {
         l->n_weight, l->n_bias, l->n_running_mean, l->n_running_deconv, l->n_running_mean,
         1,           1};
-    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+    const size_t nslots = sizeof slots / sizeof slots[0];
+    for (size_t i = 0; i < nslots; i++)
         *slots[i] = NULL;
+    for (size_t i = 0; i < nslots; i++) {
         if (!src[i]) continue;
-        *slots[i] = dalloc(n[i]);
+        if (!(*slots[i] = dalloc(n[i]))) {
+            ref_layer_free(c);
+            return NULL;
+        }
         memcpy(*slots[i], src[i], n[i] * sizeof(double));
     }
     return c;
@@ -574,12 +587,13 @@ typedef struct fd_ctx {
     const size_t *xs;
     double *y;
     size_t ny;
+    int failed; /* a forward returned -1 */
 } fd_ctx;
 
-static double fd_loss(const fd_ctx *f)
+static double fd_loss(fd_ctx *f)
 {
     restore_state(f->c, f->l);
-    ref_layer_forward(f->c, f->mode, f->x, f->ndim, f->xs, f->y);
+    if (ref_layer_forward(f->c, f->mode, f->x, f->ndim, f->xs, f->y)) f->failed = 1;
     double s = 0.0;
     for (size_t i = 0; i < f->ny; i++)
         s += f->y[i] * f->dy[i];
@@ -587,7 +601,7 @@ static double fd_loss(const fd_ctx *f)
 }
 
 /* g[i] = (L(v_i + h) - L(v_i - h)) / 2h over the n values v, in place. */
-static void fd_over(const fd_ctx *f, double *v, size_t n, double h, double *g)
+static void fd_over(fd_ctx *f, double *v, size_t n, double h, double *g)
 {
     for (size_t i = 0; i < n; i++) {
         double keep = v[i];
@@ -600,23 +614,29 @@ static void fd_over(const fd_ctx *f, double *v, size_t n, double h, double *g)
     }
 }
 
-void ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
-                           const size_t *xshape, const double *dy, double h, double *dx,
-                           double *dweight, double *dbias)
+int ref_layer_backward_fd(const ref_layer *l, ndcl_mode mode, const double *x, int ndim,
+                          const size_t *xshape, const double *dy, double h, double *dx,
+                          double *dweight, double *dbias)
 {
     size_t nx = 1, ny = 1, ys[NDCL_MAX_DIMS];
+    if (ndim < 1 || ndim > NDCL_MAX_DIMS || ref_layer_out_shape(l, ndim, xshape, ys))
+        return -1;
     for (int i = 0; i < ndim; i++)
         nx *= xshape[i];
-    ref_layer_out_shape(l, ndim, xshape, ys);
     for (int i = 0; i < ndim; i++)
         ny *= ys[i];
     double *xc = dalloc(nx), *y = dalloc(ny);
-    memcpy(xc, x, nx * sizeof *xc);
-    fd_ctx f = {layer_clone(l), l, mode, xc, dy, ndim, xshape, y, ny};
-    if (dx) fd_over(&f, xc, nx, h, dx);
-    if (dweight && f.c->weight) fd_over(&f, f.c->weight, l->n_weight, h, dweight);
-    if (dbias && f.c->bias) fd_over(&f, f.c->bias, l->n_bias, h, dbias);
+    fd_ctx f = {layer_clone(l), l, mode, xc, dy, ndim, xshape, y, ny, 0};
+    if (xc && y && f.c) {
+        memcpy(xc, x, nx * sizeof *xc);
+        if (dx) fd_over(&f, xc, nx, h, dx);
+        if (dweight && f.c->weight) fd_over(&f, f.c->weight, l->n_weight, h, dweight);
+        if (dbias && f.c->bias) fd_over(&f, f.c->bias, l->n_bias, h, dbias);
+    } else {
+        f.failed = 1;
+    }
     ref_layer_free(f.c);
     free(xc);
     free(y);
+    return f.failed ? -1 : 0;
 }

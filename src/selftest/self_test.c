@@ -99,7 +99,7 @@ static int fail_call(check_run *r, const char *expr, ndcl_status s)
 #define NEED(ptr)                                                                          \
     do {                                                                                   \
         if (!(ptr)) {                                                                      \
-            rc = fail_msg(r, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");                \
+            rc = fail_msg(r, NDCL_ERR_OUT_OF_MEMORY, "out of host memory (" #ptr ")");     \
             goto done;                                                                     \
         }                                                                                  \
     } while (0)
@@ -446,7 +446,7 @@ static int check_layer(check_run *r, const void *arg)
 
     if ((rc = make_layers(r, lc, &st, &L, &R))) goto done;
 
-    ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
+    NEED(ref_layer_out_shape(R, lc->ndim, lc->shape, yshape) == 0);
     const size_t ycount = shape_count(lc->ndim, yshape);
     fx = malloc(xcount * sizeof *fx);
     dx = malloc(xcount * sizeof *dx);
@@ -461,7 +461,7 @@ static int check_layer(check_run *r, const void *arg)
         fill(fx, dx, xcount, &st, -0.5, 1.5);
         TRY(ndcl_tensor_write(x, fx, xcount));
         TRY(ndcl_layer_forward(L, mode, x, &y));
-        ref_layer_forward(R, mode, dx, lc->ndim, lc->shape, dy);
+        NEED(ref_layer_forward(R, mode, dx, lc->ndim, lc->shape, dy) == 0);
         if (mode == lc->mode && (rc = compare(r, "y", y, dy, ycount, &r->err))) goto done;
     }
     /* A non-finite statistic is reported here, not by the forward. */
@@ -556,7 +556,7 @@ static int check_backward(check_run *r, const void *arg)
     const size_t xcount = shape_count(lc->ndim, lc->shape);
 
     if ((rc = make_layers(r, lc, &st, &L, &R))) goto done;
-    ref_layer_out_shape(R, lc->ndim, lc->shape, yshape);
+    NEED(ref_layer_out_shape(R, lc->ndim, lc->shape, yshape) == 0);
     const size_t ycount = shape_count(lc->ndim, yshape);
     fx = malloc(xcount * sizeof *fx);
     dx = malloc(xcount * sizeof *dx);
@@ -568,8 +568,8 @@ static int check_backward(check_run *r, const void *arg)
     NEED(fx && dx && fdy && ddy && rx && rw && rb);
     fill(fx, dx, xcount, &st, -0.5, 1.5);
     fill(fdy, ddy, ycount, &st, -1, 1);
-    ref_layer_backward_fd(R, lc->mode, dx, lc->ndim, lc->shape, ddy, 1e-4, rx,
-                          R->n_weight ? rw : NULL, R->n_bias ? rb : NULL);
+    NEED(ref_layer_backward_fd(R, lc->mode, dx, lc->ndim, lc->shape, ddy, 1e-4, rx,
+                               R->n_weight ? rw : NULL, R->n_bias ? rb : NULL) == 0);
     TRY(upload(r->ctx, lc->ndim, lc->shape, fx, &x));
     TRY(upload(r->ctx, lc->ndim, yshape, fdy, &dy));
     TRY(ndcl_layer_forward(L, lc->mode, x, &y));
