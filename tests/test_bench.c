@@ -282,7 +282,7 @@ END_TEST
  * host BLAS engine) and its row names the ratio; rows name the engine. */
 START_TEST(gemm_beside_host_blas)
 {
-    run_result r = tool_run("NDCL_BENCH", "env -u NDCL_CPU_BLAS",
+    run_result r = tool_run("NDCL_BENCH", "env -u NDCL_CPU_BLAS -u NDCL_BLAS",
                             "--suite gemm --gemm 64,48,32 --runs 2 --warmup 0 --json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     cJSON *root = cJSON_Parse(r.out);
@@ -315,9 +315,9 @@ START_TEST(gemm_beside_host_blas)
     cJSON_Delete(root);
     run_free(&r);
 
-    /* The header names the engine; NDCL_CPU_BLAS=0 makes it CLBlast, whose
+    /* The header names the engine; NDCL_BLAS=clblast makes it CLBlast, whose
      * gemm rows come alone. */
-    r = tool_run("NDCL_BENCH", "NDCL_CPU_BLAS=0",
+    r = tool_run("NDCL_BENCH", "NDCL_BLAS=clblast",
                  "--suite gemm --gemm 64,48,32 --runs 1 --warmup 0");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_msg(strstr(r.out, "# BLAS engine: clblast"), "header: %.400s", r.out);
@@ -380,7 +380,7 @@ START_TEST(help_and_usage)
     static const char *const words[] = {
         "--shape",       "--preset",        "cifar-resnet18",  "small",     "--suite",
         "layer-train",   "--json",          "--csv",           "--runs",    "--warmup",
-        "--device",      "CLOCK_MONOTONIC", "vs_conv",         "gemm-host", "NDCL_CPU_BLAS",
+        "--device",      "CLOCK_MONOTONIC", "vs_conv",         "gemm-host", "NDCL_BLAS",
         "conv-backward", "layer-step",      "workspace_bytes", "copy",      "col2im",
         "conv/ALGO",     "NDCL_CONV_ALGO"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)

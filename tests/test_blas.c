@@ -1,5 +1,6 @@
 /* test_blas.c - the matrix-product engines: which one a context picks
- * (the host BLAS on PoCL, CLBlast with NDCL_CPU_BLAS=0), queue order across
+ * (OpenBLAS on PoCL, CLBlast with NDCL_BLAS=clblast or NDCL_CPU_BLAS=0),
+ * queue order across
  * a product, and on every engine the same edge cases against a
  * double-precision host product: offsets, leading dimensions above the row
  * length, transposes, beta != 0 and beta = 0 over NaN, strided batches,

@@ -99,7 +99,7 @@ START_TEST(json_listing)
 END_TEST
 
 /* The engine of each device's products: the host's OpenBLAS on PoCL in a
- * build with it, CLBlast with NDCL_CPU_BLAS=0 (JSON and text alike). */
+ * build with it, CLBlast with NDCL_BLAS=clblast (JSON and text alike). */
 static const char *pocl_engine(const char *json)
 {
     static char name[32];
@@ -125,7 +125,7 @@ static const char *pocl_engine(const char *json)
  * PoCL in a build with it. */
 START_TEST(conv_algorithms_listed)
 {
-    run_result r = run_tool("env -u NDCL_CPU_BLAS", "--json");
+    run_result r = run_tool("env -u NDCL_CPU_BLAS -u NDCL_BLAS", "--json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     cJSON *root = cJSON_Parse(r.out);
     ck_assert_ptr_nonnull(root);
@@ -153,7 +153,7 @@ START_TEST(conv_algorithms_listed)
     ck_assert_int_gt(devices, 0);
     cJSON_Delete(root);
     run_free(&r);
-    r = run_tool("env -u NDCL_CPU_BLAS", "");
+    r = run_tool("env -u NDCL_CPU_BLAS -u NDCL_BLAS", "");
     ck_assert_msg(r.status == 0 && strstr(r.out, ", conv gemm"), "listing: %s", r.out);
     run_free(&r);
 }
@@ -166,15 +166,15 @@ START_TEST(blas_engine_listed)
 #else
     const char *expect = "clblast";
 #endif
-    run_result r = run_tool("env -u NDCL_CPU_BLAS", "--json");
+    run_result r = run_tool("env -u NDCL_CPU_BLAS -u NDCL_BLAS", "--json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_str_eq(pocl_engine(r.out), expect);
     run_free(&r);
-    r = run_tool("NDCL_CPU_BLAS=0", "--json");
+    r = run_tool("NDCL_BLAS=clblast", "--json");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_str_eq(pocl_engine(r.out), "clblast");
     run_free(&r);
-    r = run_tool("env -u NDCL_CPU_BLAS", "");
+    r = run_tool("env -u NDCL_CPU_BLAS -u NDCL_BLAS", "");
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     char text[32];
     snprintf(text, sizeof text, "BLAS %s", expect);

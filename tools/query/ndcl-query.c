@@ -62,8 +62,9 @@ static void usage(FILE *f)
             "  NDCL_CACHE_DIR   where compiled kernel binaries are cached (default\n"
             "                   $XDG_CACHE_HOME/ndcl or ~/.cache/ndcl)\n"
             "  NDCL_CACHE       0 disables the kernel binary cache\n"
-            "  NDCL_CPU_BLAS    0: CLBlast for the matrix products on every device,\n"
-            "                   also where the host's OpenBLAS would serve\n"
+            "  NDCL_BLAS        the engine of the matrix products, clblast or openblas\n"
+            "                   (default: OpenBLAS where it serves the device, else\n"
+            "                   CLBlast); NDCL_CPU_BLAS=0, its older name, means clblast\n"
             "  NDCL_DEBUG       nonzero: the library traces what it does on stderr\n"
             "  OCL_ICD_VENDORS  where the OpenCL ICD loader looks for platforms\n"
             "\n"
@@ -104,7 +105,7 @@ static const char *type_name(ndcl_device_type t, bool json)
 
 /* ------------------------------------------------------------ output */
 
-/* The engine of a context's matrix products on d (NDCL_CPU_BLAS
+/* The engine of a context's matrix products on d (NDCL_BLAS
  * honoured), from a context made and destroyed for the question; "unknown"
  * when none can be made. The names are static strings of the library. */
 static const char *blas_engine(const ndcl_device_info *d)
