@@ -368,39 +368,50 @@ START_TEST(sum_matches_reference_and_repeats)
 END_TEST
 
 /* PyTorch's SGD (momentum, dampening 0, weight decay) with the cosine
- * learning rate, three steps, against the host in double. */
+ * learning rate, three steps, against the host in double; tensors of one
+ * parameter, of 300 and of more than the widest work-group (4096) and no
+ * multiple of it. */
 START_TEST(sgd_matches_reference)
 {
-    const int n = 300, total = 10;
+    const int total = 10, sizes[] = {300, 1, 4099};
     const float lr0 = 0.05f, mom = 0.9f, wd = 1e-4f;
-    float p[300], g[300] = {0}, buf[300] = {0};
-    double pr[300], br[300] = {0};
-    test_fill_uniform(p, n, 51, -1.0f, 1.0f);
-    for (int i = 0; i < n; i++)
-        pr[i] = p[i];
-    cl_mem bp = buf_from(p, sizeof p), bg = buf_from(g, sizeof g),
-           bb = buf_from(buf, sizeof buf);
-    int steps[3] = {0, 4, 9};
-    for (int s = 0; s < 3; s++) {
-        test_fill_uniform(g, n, 52 + (unsigned)s, -1.0f, 1.0f);
-        buf_write(bg, g, sizeof g);
-        OK(tk_sgd(kern(), bp, bg, bb, n, lr0, mom, wd, steps[s], total));
-        double lr = 0.5 * lr0 * (1 + cos(3.14159265358979323846 * steps[s] / total));
-        for (int i = 0; i < n; i++) {
-            double d = g[i] + (double)wd * pr[i];
-            br[i] = mom * br[i] + d;
-            pr[i] -= lr * br[i];
+    for (int c = 0; c < 3; c++) {
+        const int n = sizes[c];
+        size_t bytes = (size_t)n * sizeof(float);
+        float *p = malloc(bytes), *g = calloc((size_t)n, 4), *buf = calloc((size_t)n, 4);
+        double *pr = malloc((size_t)n * 8), *br = calloc((size_t)n, 8);
+        test_fill_uniform(p, (size_t)n, 51, -1.0f, 1.0f);
+        for (int i = 0; i < n; i++)
+            pr[i] = p[i];
+        cl_mem bp = buf_from(p, bytes), bg = buf_from(g, bytes), bb = buf_from(buf, bytes);
+        int steps[3] = {0, 4, 9};
+        for (int s = 0; s < 3; s++) {
+            test_fill_uniform(g, (size_t)n, 52 + (unsigned)s, -1.0f, 1.0f);
+            buf_write(bg, g, bytes);
+            OK(tk_sgd(kern(), bp, bg, bb, n, lr0, mom, wd, steps[s], total));
+            double lr = 0.5 * lr0 * (1 + cos(3.14159265358979323846 * steps[s] / total));
+            for (int i = 0; i < n; i++) {
+                double d = g[i] + (double)wd * pr[i];
+                br[i] = mom * br[i] + d;
+                pr[i] -= lr * br[i];
+            }
         }
+        buf_read(bp, p, bytes);
+        buf_read(bb, buf, bytes);
+        ck_assert_msg(test_rel_err_f(p, pr, (size_t)n, 1e-3) < 1e-6, "n %d: p rel err %g",
+                      n, test_rel_err_f(p, pr, (size_t)n, 1e-3));
+        ck_assert_msg(test_rel_err_f(buf, br, (size_t)n, 1e-3) < 1e-6,
+                      "n %d: momentum rel err %g", n,
+                      test_rel_err_f(buf, br, (size_t)n, 1e-3));
+        clReleaseMemObject(bp);
+        clReleaseMemObject(bg);
+        clReleaseMemObject(bb);
+        free(p);
+        free(g);
+        free(buf);
+        free(pr);
+        free(br);
     }
-    buf_read(bp, p, sizeof p);
-    buf_read(bb, buf, sizeof buf);
-    ck_assert_msg(test_rel_err_f(p, pr, n, 1e-3) < 1e-6, "p rel err %g",
-                  test_rel_err_f(p, pr, n, 1e-3));
-    ck_assert_msg(test_rel_err_f(buf, br, n, 1e-3) < 1e-6, "momentum rel err %g",
-                  test_rel_err_f(buf, br, n, 1e-3));
-    clReleaseMemObject(bp);
-    clReleaseMemObject(bg);
-    clReleaseMemObject(bb);
 }
 END_TEST
 
@@ -538,6 +549,16 @@ START_TEST(gather_and_count_correct)
             ck_assert_float_eq_tol(x[b * pixels + p], img[src * pixels + p] / 255.0f,
                                    1e-7f);
     }
+    /* A batch of one. */
+    OK(tk_gather(kern(), bi, bl, bidx, 33, 1, pixels, bx, by));
+    buf_read(bx, x, sizeof x);
+    buf_read(by, y, sizeof y);
+    ck_assert_int_eq(y[0], lab[index[33]]);
+    for (int p = 0; p < pixels; p++)
+        ck_assert_float_eq_tol(x[p], img[index[33] * pixels + p] / 255.0f, 1e-7f);
+    ck_assert_float_eq_tol(x[pixels], img[index[11] * pixels] / 255.0f, 1e-7f); /* kept */
+    OK(tk_gather(kern(), bi, bl, bidx, 10, n, pixels, bx, by));
+    buf_read(by, y, sizeof y);
     /* Argmax with ties (the first maximum wins, as torch.argmax). */
     int want = 0;
     for (int b = 0; b < n; b++) {

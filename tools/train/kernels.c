@@ -1,6 +1,7 @@
 /* kernels.c - builds ndcl-train's own kernels (train.cl) for the device of
  * an ndcl context and enqueues them on its queue, through ndcl_cl.h, as
  * an application embedding ndcl would; and the tool's error message. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,22 +142,6 @@ static int launch(tk *t, tk_id id, size_t items, const karg *args, int nargs)
     return TR_OK;
 }
 
-int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
-              int pixels, cl_mem x, cl_mem y)
-{
-    karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(pixels), A(x), A(y)};
-    return launch(t, K_GATHER, (size_t)n * (size_t)pixels, a, 8);
-}
-
-int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
-                      int side, int shift, uint32_t salt, uint32_t base, cl_mem x, cl_mem y)
-{
-    cl_uint s = salt, b = base;
-    karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(side),
-                A(shift),  A(s),      A(b),     A(x),     A(y)};
-    return launch(t, K_GATHER_AUG, (size_t)n * (size_t)side * (size_t)side, a, 11);
-}
-
 /* Launches a memory-bound kernel over need[0..2] items in work-groups as
  * large as the kernel allows on the device (at most TK_WIDE_WG items),
  * each dimension taking its whole extent when that fits, else the largest
@@ -187,6 +172,24 @@ static int launch_wide(tk *t, tk_id id, const size_t need[3], const karg *args, 
     }
     cl_int err = clEnqueueNDRangeKernel(t->q, k, 3, NULL, global, local, 0, NULL, NULL);
     return err == CL_SUCCESS ? TR_OK : tr_fail_cl(err, kernel_names[id]);
+}
+
+int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
+              int pixels, cl_mem x, cl_mem y)
+{
+    karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(pixels), A(x), A(y)};
+    size_t need[3] = {(size_t)pixels, (size_t)n, 1};
+    return launch_wide(t, K_GATHER, need, a, 8);
+}
+
+int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
+                      int side, int shift, uint32_t salt, uint32_t base, cl_mem x, cl_mem y)
+{
+    cl_uint s = salt, b = base;
+    karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(side),
+                A(shift),  A(s),      A(b),     A(x),     A(y)};
+    size_t need[3] = {(size_t)side, (size_t)side, (size_t)n};
+    return launch_wide(t, K_GATHER_AUG, need, a, 11);
 }
 
 int tk_relu_pool(tk *t, cl_mem x, int planes, int h, int w, cl_mem y, cl_mem arg)
@@ -229,13 +232,17 @@ int tk_count_correct(tk *t, cl_mem logits, cl_mem labels, int n, int classes,
 int tk_sgd(tk *t, cl_mem p, cl_mem g, cl_mem buf, int n, float lr0, float momentum,
            float wd, int step, int total)
 {
-    karg a[] = {A(p), A(g), A(buf), A(n), A(lr0), A(momentum), A(wd), A(step), A(total)};
-    return launch(t, K_SGD, (size_t)n, a, 9);
+    /* The cosine schedule (CosineAnnealingLR to 0), in double. */
+    float lr = (float)(0.5 * lr0 * (1.0 + cos(3.14159265358979323846 * step / total)));
+    karg a[] = {A(p), A(g), A(buf), A(n), A(lr), A(momentum), A(wd)};
+    size_t need[3] = {(size_t)n, 1, 1};
+    return launch_wide(t, K_SGD, need, a, 7);
 }
 
 int tk_init_uniform(tk *t, cl_mem p, int n, float bound, uint32_t seed, uint32_t stream)
 {
     cl_uint s = seed, st = stream;
     karg a[] = {A(p), A(n), A(bound), A(s), A(st)};
-    return launch(t, K_INIT, (size_t)n, a, 5);
+    size_t need[3] = {(size_t)n, 1, 1};
+    return launch_wide(t, K_INIT, need, a, 5);
 }

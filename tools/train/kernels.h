@@ -84,6 +84,8 @@ int tk_softmax_xent(tk *t, cl_mem logits, cl_mem labels, int n, int classes, flo
 int tk_sum(tk *t, cl_mem v, int n, float scale, cl_mem out);
 int tk_count_correct(tk *t, cl_mem logits, cl_mem labels, int n, int classes,
                      cl_mem correct);
+/* SGD at step `step` (0-based) of `total` under the cosine schedule
+ * lr = lr0 * (1 + cos(pi * step / total)) / 2, evaluated here. */
 int tk_sgd(tk *t, cl_mem p, cl_mem g, cl_mem buf, int n, float lr0, float momentum,
            float wd, int step, int total);
 int tk_init_uniform(tk *t, cl_mem p, int n, float bound, uint32_t seed, uint32_t stream);

@@ -6,16 +6,17 @@
  * so any global size and work-group size the runtime picks is fine. */
 
 /* One batch: x[b, p] = images[index[first + b], p] / 255, y[b] its label.
- * Work items: n * pixels. */
+ * Work items: (pixels, n), so that the image's index is read once per row
+ * of items, with no division by pixels per item. */
 __kernel void tr_gather(__global const uchar *images, __global const uchar *labels,
                         __global const int *index, int first, int n, int pixels,
                         __global float *x, __global int *y)
 {
-    int i = get_global_id(0);
-    if (i >= n * pixels) return;
-    int b = i / pixels, p = i - b * pixels;
+    int p = get_global_id(0), b = get_global_id(1);
+    if (p >= pixels || b >= n) return;
     int src = index[first + b];
-    x[i] = (float)images[(size_t)src * (size_t)pixels + (size_t)p] / 255.0f;
+    x[(size_t)b * (size_t)pixels + (size_t)p] =
+        (float)images[(size_t)src * (size_t)pixels + (size_t)p] / 255.0f;
     if (p == 0) y[b] = labels[src];
 }
 
@@ -27,29 +28,30 @@ uint tr_hash(uint x);
  * outside 0. The choice is a hash of (salt, base + b) alone: salt from the
  * run's seed, base the image's place in the run (step * batch + its place
  * in the batch), so any split of a batch over ranks draws the same.
- * Work items: n * side * side. */
+ * Work items: (side, side, n): column, row, image. The draw is computed
+ * before the bounds check, from the image's number alone, so that the
+ * compiler can keep it out of the loop over an image's pixels (a
+ * division after the check could not move: it might trap). */
 __kernel void tr_gather_augment(__global const uchar *images, __global const uchar *labels,
                                 __global const int *index, int first, int n, int side,
                                 int shift, uint salt, uint base, __global float *x,
                                 __global int *y)
 {
-    int pixels = side * side;
-    int i = get_global_id(0);
-    if (i >= n * pixels) return;
-    int b = i / pixels, p = i - b * pixels;
-    int r = p / side, c = p - r * side;
+    int c = get_global_id(0), r = get_global_id(1), b = get_global_id(2);
     uint h = tr_hash(salt ^ tr_hash(base + (uint)b));
     uint span = (uint)(2 * shift + 1);
     int dx = (int)(h % span) - shift;
     h /= span;
     int dy = (int)(h % span) - shift;
     h /= span;
+    if (c >= side || r >= side || b >= n) return;
     int sc = ((h & 1U) ? side - 1 - c : c) - dx, sr = r - dy;
     int src = index[first + b];
     bool in = sr >= 0 && sr < side && sc >= 0 && sc < side;
-    x[i] = in ? (float)images[(size_t)src * (size_t)pixels + (size_t)(sr * side + sc)] / 255.0f
-              : 0.0f;
-    if (p == 0) y[b] = labels[src];
+    size_t pixels = (size_t)side * (size_t)side;
+    x[(size_t)b * pixels + (size_t)(r * side + c)] =
+        in ? (float)images[(size_t)src * pixels + (size_t)(sr * side + sc)] / 255.0f : 0.0f;
+    if (r == 0 && c == 0) y[b] = labels[src];
 }
 
 /* ReLU + 2x2 max-pooling of eight windows side by side, each lane one
@@ -275,17 +277,16 @@ __kernel void tr_count_correct(__global const float *logits, __global const int 
     if (a == labels[b]) atomic_inc(correct);
 }
 
-/* One step of PyTorch's SGD (dampening 0, no Nesterov) at step `step` of
- * `total`, with the cosine schedule lr = lr0 * (1 + cos(pi * step / total)) / 2
- * (CosineAnnealingLR to 0): d = g + wd * p; buf = momentum * buf + d;
- * p -= lr * buf. buf starts at zero, which makes the first step
+/* One step of PyTorch's SGD (dampening 0, no Nesterov) at learning rate
+ * lr (the host evaluates the schedule once per step: a cos per item cost
+ * PoCL 30 times the update itself): d = g + wd * p; buf = momentum * buf
+ * + d; p -= lr * buf. buf starts at zero, which makes the first step
  * buf = d as in PyTorch. Work items: n. */
 __kernel void tr_sgd(__global float *p, __global const float *g, __global float *buf, int n,
-                     float lr0, float momentum, float wd, int step, int total)
+                     float lr, float momentum, float wd)
 {
     int i = get_global_id(0);
     if (i >= n) return;
-    float lr = 0.5f * lr0 * (1.0f + cos(M_PI_F * (float)step / (float)total));
     float d = g[i] + wd * p[i];
     float v = momentum * buf[i] + d;
     buf[i] = v;
