@@ -57,23 +57,26 @@ __kernel void tr_gather_augment(__global const uchar *images, __global const uch
 /* ReLU + 2x2 max-pooling of eight windows side by side, each lane one
  * window with inputs (v0 v1 / v2 v3): y = relu(max), computed as the max
  * then the ReLU (the same value); arg = which input the gradient flows to
- * (row-major, the first maximum as PyTorch picks it), or -1 when y is 0
- * from the ReLU (PyTorch's ReLU passes no gradient at 0). A NaN wins its
- * window, the first NaN takes the gradient (PyTorch propagates NaN, so a
- * diverging run shows in the loss). Whole-vector selects and no
- * branches: every lane costs the same, whatever the data. */
+ * (row-major, as PyTorch's max-pool picks it: the first maximum, or the
+ * last NaN, which wins the window: PyTorch propagates NaN, so a diverging
+ * run shows in the loss), or -1 when y is 0 from the ReLU (PyTorch's ReLU
+ * passes no gradient at 0). Whole-vector selects, no branches: every lane
+ * costs the same, whatever the data. v != v: NaN, without isnan's call. */
 void tr_window8(float8 v0, float8 v1, float8 v2, float8 v3, float8 *y, char8 *arg)
 {
-    int8 n0 = v0 != v0, n1 = v1 != v1, n2 = v2 != v2, n3 = v3 != v3; /* NaN */
-    int8 nan = n0 | n1 | n2 | n3;
-    float8 m = fmax(fmax(v0, v1), fmax(v2, v3)); /* the largest number */
-    /* The first input equal to the max, or the first NaN. */
-    int8 h0 = select(v0 == m, n0, nan), h1 = select(v1 == m, n1, nan),
-         h2 = select(v2 == m, n2, nan);
-    int8 a = select(select(select((int8)3, (int8)2, h2), (int8)1, h1), (int8)0, h0);
-    int8 pass = nan | (m > 0.0f);
-    /* v0 + v1 + v2 + v3: a NaN where the window holds one. */
-    *y = select(select((float8)0.0f, m, m > 0.0f), v0 + v1 + v2 + v3, nan);
+    float8 m = v0;
+    int8 a = (int8)0;
+    int8 t = (v1 > m) | (v1 != v1);
+    m = select(m, v1, t);
+    a = select(a, (int8)1, t);
+    t = (v2 > m) | (v2 != v2);
+    m = select(m, v2, t);
+    a = select(a, (int8)2, t);
+    t = (v3 > m) | (v3 != v3);
+    m = select(m, v3, t);
+    a = select(a, (int8)3, t);
+    int8 pass = (m > 0.0f) | (m != m);
+    *y = select((float8)0.0f, m, pass);
     *arg = convert_char8(select((int8)-1, a, pass));
 }
 
