@@ -85,34 +85,40 @@ static void relu_pool_ref(const float *x, int planes, int h, int w, double *y, i
             }
 }
 
-START_TEST(relu_pool_matches_reference)
+/* The kernels against relu_pool_ref at one shape: forward, and a backward
+ * into a dx filled with NaN first, so that an element it does not write
+ * fails. */
+static void relu_pool_check(int planes, int h, int w, unsigned seed)
 {
-    /* Odd sizes (the last row and column are dropped), ties and all-negative
-     * windows included. */
-    const int planes = 6, h = 7, w = 9, oh = 3, ow = 4;
+    const int oh = h / 2, ow = w / 2;
     size_t n = (size_t)planes * h * w, no = (size_t)planes * oh * ow;
-    float *x = malloc(n * sizeof *x), *y = calloc(no, sizeof *y), *dx = calloc(n, 4);
-    double *yr = malloc(no * sizeof *yr);
-    int *ar = malloc(no * sizeof *ar);
-    char *arg = calloc(no, 1);
-    test_fill_uniform(x, n, 11, -1.0f, 1.0f);
-    for (size_t i = 0; i < n; i += 5)
-        x[i] = x[i + 1 < n ? i + 1 : i]; /* ties */
-    for (int i = 0; i < w; i++)
+    size_t nob = no ? no : 1; /* h or w of 1: no windows */
+    float *x = malloc(n * sizeof *x), *y = calloc(nob, sizeof *y), *dx = malloc(n * 4);
+    double *yr = malloc(nob * sizeof *yr);
+    int *ar = malloc(nob * sizeof *ar);
+    char *arg = calloc(nob, 1);
+    test_fill_uniform(x, n, seed, -1.0f, 1.0f);
+    for (size_t i = 0; i + 1 < n; i += 5)
+        x[i] = x[i + 1]; /* ties */
+    for (int i = 0; i < w && h >= 2; i++)
         x[i] = x[w + i] = -0.5f; /* the first windows all negative */
     relu_pool_ref(x, planes, h, w, yr, ar);
-    cl_mem bx = buf_from(x, n * 4), by = buf_from(y, no * 4), ba = buf_from(arg, no);
+    cl_mem bx = buf_from(x, n * 4), by = buf_from(y, nob * 4), ba = buf_from(arg, nob);
     OK(tk_relu_pool(kern(), bx, planes, h, w, by, ba));
-    buf_read(by, y, no * 4);
-    buf_read(ba, arg, no);
+    buf_read(by, y, nob * 4);
+    buf_read(ba, arg, nob);
     for (size_t i = 0; i < no; i++) {
-        ck_assert_msg(y[i] == (float)yr[i], "y[%zu] = %g, want %g", i, y[i], yr[i]);
-        ck_assert_msg(arg[i] == ar[i], "arg[%zu] = %d, want %d", i, arg[i], ar[i]);
+        ck_assert_msg(y[i] == (float)yr[i], "%dx%dx%d: y[%zu] = %g, want %g", planes, h, w,
+                      i, y[i], yr[i]);
+        ck_assert_msg(arg[i] == ar[i], "%dx%dx%d: arg[%zu] = %d, want %d", planes, h, w, i,
+                      arg[i], ar[i]);
     }
     /* Backward: dy routed to the recorded input, 0 elsewhere. */
-    float *dy = malloc(no * sizeof *dy);
-    test_fill_uniform(dy, no, 12, -1.0f, 1.0f);
-    cl_mem bdy = buf_from(dy, no * 4), bdx = buf_from(dx, n * 4);
+    float *dy = malloc(nob * sizeof *dy);
+    test_fill_uniform(dy, nob, seed + 1, -1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        dx[i] = NAN;
+    cl_mem bdy = buf_from(dy, nob * 4), bdx = buf_from(dx, n * 4);
     OK(tk_relu_pool_backward(kern(), bdy, ba, planes, h, w, bdx));
     buf_read(bdx, dx, n * 4);
     for (int p = 0; p < planes; p++)
@@ -125,8 +131,8 @@ START_TEST(relu_pool_matches_reference)
                     if (ar[o] == (yy % 2) * 2 + xx % 2) want = dy[o];
                 }
                 size_t i = (size_t)p * h * w + yy * w + xx;
-                ck_assert_msg(dx[i] == (float)want, "dx[%zu] = %g, want %g", i, dx[i],
-                              want);
+                ck_assert_msg(dx[i] == (float)want, "%dx%dx%d: dx[%zu] = %g, want %g",
+                              planes, h, w, i, dx[i], want);
             }
     cl_mem m[] = {bx, by, ba, bdy, bdx};
     for (int i = 0; i < 5; i++)
@@ -138,6 +144,21 @@ START_TEST(relu_pool_matches_reference)
     free(ar);
     free(arg);
     free(dy);
+}
+
+START_TEST(relu_pool_matches_reference)
+{
+    /* The network's planes (28 and 14: the rows' last windows short of
+     * the kernels' eight); odd sizes (the last row and column dropped);
+     * rows of more than one item (w/2 = 17, 18, 33) and of exactly eight
+     * windows (w = 16, 32); one plane (batch 1, the buffer's end in the
+     * middle of an item); planes too small for any window. Ties and
+     * all-negative windows in each. */
+    const int shapes[][3] = {{6, 7, 9},  {3, 28, 28}, {5, 14, 14}, {2, 5, 37}, {1, 3, 34},
+                             {4, 2, 16}, {2, 6, 32},  {1, 9, 67},  {1, 2, 2},  {3, 1, 5},
+                             {2, 4, 1},  {1, 1, 1},   {7, 3, 3},   {1, 28, 28}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        relu_pool_check(shapes[i][0], shapes[i][1], shapes[i][2], 11 + (unsigned)i);
 }
 END_TEST
 
@@ -174,6 +195,38 @@ START_TEST(relu_pool_propagates_nan)
     for (int p = 0; p < planes; p++) {
         ck_assert_msg(isnan(y[p]), "plane %d: y = %g, want NaN", p, y[p]);
         ck_assert_msg(arg[p] == p, "plane %d: arg %d, want %d", p, arg[p], p);
+    }
+    clReleaseMemObject(bx);
+    clReleaseMemObject(by);
+    clReleaseMemObject(ba);
+    /* The same in rows of 17 windows (whole eight-window items and a
+     * short one): window k holds a NaN at k % 4, and in every third also
+     * a second NaN after it and a larger number before it; the last NaN
+     * takes the gradient, as in PyTorch's max-pool (a NaN replaces the
+     * running maximum whatever it is). */
+    enum { H = 4, W = 34, OW = 17, NO = 2 * OW };
+    float xw[H * W], yw[NO];
+    char aw[NO];
+    test_fill_uniform(xw, H * W, 71, -1.0f, 1.0f);
+    for (int oy = 0; oy < 2; oy++)
+        for (int k = 0; k < OW; k++) {
+            int at = k % 4, idx[4];
+            for (int j = 0; j < 4; j++)
+                idx[j] = (2 * oy + j / 2) * W + 2 * k + j % 2;
+            xw[idx[at]] = NAN;
+            if (k % 3 == 0 && at < 3) xw[idx[at + 1]] = NAN;
+            if (k % 3 == 0 && at > 0) xw[idx[at - 1]] = 5.0f;
+        }
+    bx = buf_from(xw, sizeof xw);
+    by = buf_from(yw, sizeof yw);
+    ba = buf_from(aw, sizeof aw);
+    OK(tk_relu_pool(kern(), bx, 1, H, W, by, ba));
+    buf_read(by, yw, sizeof yw);
+    buf_read(ba, aw, sizeof aw);
+    for (int o = 0; o < NO; o++) {
+        int k = o % OW, want = k % 4 + (k % 3 == 0 && k % 4 < 3);
+        ck_assert_msg(isnan(yw[o]), "window %d: y = %g, want NaN", o, yw[o]);
+        ck_assert_msg(aw[o] == want, "window %d: arg %d, want %d", o, aw[o], want);
     }
     clReleaseMemObject(bx);
     clReleaseMemObject(by);
@@ -316,39 +369,50 @@ START_TEST(sum_matches_reference_and_repeats)
 END_TEST
 
 /* PyTorch's SGD (momentum, dampening 0, weight decay) with the cosine
- * learning rate, three steps, against the host in double. */
+ * learning rate, three steps, against the host in double; tensors of one
+ * parameter, of 300 and of more than the widest work-group (4096) and no
+ * multiple of it. */
 START_TEST(sgd_matches_reference)
 {
-    const int n = 300, total = 10;
+    const int total = 10, sizes[] = {300, 1, 4099};
     const float lr0 = 0.05f, mom = 0.9f, wd = 1e-4f;
-    float p[300], g[300] = {0}, buf[300] = {0};
-    double pr[300], br[300] = {0};
-    test_fill_uniform(p, n, 51, -1.0f, 1.0f);
-    for (int i = 0; i < n; i++)
-        pr[i] = p[i];
-    cl_mem bp = buf_from(p, sizeof p), bg = buf_from(g, sizeof g),
-           bb = buf_from(buf, sizeof buf);
-    int steps[3] = {0, 4, 9};
-    for (int s = 0; s < 3; s++) {
-        test_fill_uniform(g, n, 52 + (unsigned)s, -1.0f, 1.0f);
-        buf_write(bg, g, sizeof g);
-        OK(tk_sgd(kern(), bp, bg, bb, n, lr0, mom, wd, steps[s], total));
-        double lr = 0.5 * lr0 * (1 + cos(3.14159265358979323846 * steps[s] / total));
-        for (int i = 0; i < n; i++) {
-            double d = g[i] + (double)wd * pr[i];
-            br[i] = mom * br[i] + d;
-            pr[i] -= lr * br[i];
+    for (int c = 0; c < 3; c++) {
+        const int n = sizes[c];
+        size_t bytes = (size_t)n * sizeof(float);
+        float *p = malloc(bytes), *g = calloc((size_t)n, 4), *buf = calloc((size_t)n, 4);
+        double *pr = malloc((size_t)n * 8), *br = calloc((size_t)n, 8);
+        test_fill_uniform(p, (size_t)n, 51, -1.0f, 1.0f);
+        for (int i = 0; i < n; i++)
+            pr[i] = p[i];
+        cl_mem bp = buf_from(p, bytes), bg = buf_from(g, bytes), bb = buf_from(buf, bytes);
+        int steps[3] = {0, 4, 9};
+        for (int s = 0; s < 3; s++) {
+            test_fill_uniform(g, (size_t)n, 52 + (unsigned)s, -1.0f, 1.0f);
+            buf_write(bg, g, bytes);
+            OK(tk_sgd(kern(), bp, bg, bb, n, lr0, mom, wd, steps[s], total));
+            double lr = 0.5 * lr0 * (1 + cos(3.14159265358979323846 * steps[s] / total));
+            for (int i = 0; i < n; i++) {
+                double d = g[i] + (double)wd * pr[i];
+                br[i] = mom * br[i] + d;
+                pr[i] -= lr * br[i];
+            }
         }
+        buf_read(bp, p, bytes);
+        buf_read(bb, buf, bytes);
+        ck_assert_msg(test_rel_err_f(p, pr, (size_t)n, 1e-3) < 1e-6, "n %d: p rel err %g",
+                      n, test_rel_err_f(p, pr, (size_t)n, 1e-3));
+        ck_assert_msg(test_rel_err_f(buf, br, (size_t)n, 1e-3) < 1e-6,
+                      "n %d: momentum rel err %g", n,
+                      test_rel_err_f(buf, br, (size_t)n, 1e-3));
+        clReleaseMemObject(bp);
+        clReleaseMemObject(bg);
+        clReleaseMemObject(bb);
+        free(p);
+        free(g);
+        free(buf);
+        free(pr);
+        free(br);
     }
-    buf_read(bp, p, sizeof p);
-    buf_read(bb, buf, sizeof buf);
-    ck_assert_msg(test_rel_err_f(p, pr, n, 1e-3) < 1e-6, "p rel err %g",
-                  test_rel_err_f(p, pr, n, 1e-3));
-    ck_assert_msg(test_rel_err_f(buf, br, n, 1e-3) < 1e-6, "momentum rel err %g",
-                  test_rel_err_f(buf, br, n, 1e-3));
-    clReleaseMemObject(bp);
-    clReleaseMemObject(bg);
-    clReleaseMemObject(bb);
 }
 END_TEST
 
@@ -486,6 +550,16 @@ START_TEST(gather_and_count_correct)
             ck_assert_float_eq_tol(x[b * pixels + p], img[src * pixels + p] / 255.0f,
                                    1e-7f);
     }
+    /* A batch of one. */
+    OK(tk_gather(kern(), bi, bl, bidx, 33, 1, pixels, bx, by));
+    buf_read(bx, x, sizeof x);
+    buf_read(by, y, sizeof y);
+    ck_assert_int_eq(y[0], lab[index[33]]);
+    for (int p = 0; p < pixels; p++)
+        ck_assert_float_eq_tol(x[p], img[index[33] * pixels + p] / 255.0f, 1e-7f);
+    ck_assert_float_eq_tol(x[pixels], img[index[11] * pixels] / 255.0f, 1e-7f); /* kept */
+    OK(tk_gather(kern(), bi, bl, bidx, 10, n, pixels, bx, by));
+    buf_read(by, y, sizeof y);
     /* Argmax with ties (the first maximum wins, as torch.argmax). */
     int want = 0;
     for (int b = 0; b < n; b++) {

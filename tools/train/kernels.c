@@ -1,6 +1,7 @@
 /* kernels.c - builds ndcl-train's own kernels (train.cl) for the device of
  * an ndcl context and enqueues them on its queue, through ndcl_cl.h, as
  * an application embedding ndcl would; and the tool's error message. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,14 @@ int tk_init(tk *t, ndcl_context *ctx)
         t->wg[i] = 1;
         while (t->wg[i] * 2 <= kwg && t->wg[i] * 2 <= cap)
             t->wg[i] *= 2;
+        t->wg_wide[i] = kwg < TK_WIDE_WG ? kwg : TK_WIDE_WG;
+        if (!t->wg_wide[i]) t->wg_wide[i] = 1;
     }
+    err = clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof t->item_sizes,
+                          t->item_sizes, NULL);
+    if (err != CL_SUCCESS) return tr_fail_cl(err, "CL_DEVICE_MAX_WORK_ITEM_SIZES");
+    for (int d = 0; d < 3; d++)
+        if (!t->item_sizes[d]) t->item_sizes[d] = 1;
     return TR_OK;
 }
 
@@ -134,11 +142,44 @@ static int launch(tk *t, tk_id id, size_t items, const karg *args, int nargs)
     return TR_OK;
 }
 
+/* Launches a memory-bound kernel over need[0..2] items in work-groups as
+ * large as the kernel allows on the device (at most TK_WIDE_WG items),
+ * each dimension taking its whole extent when that fits, else the largest
+ * power of two that does: on a CPU device (PoCL) a work-group is one task,
+ * so few large groups keep the scheduling cost per element small, and on a
+ * GPU any group the kernel allows is fine for streaming. The global size is
+ * rounded up to the groups; the kernels bounds-check every dimension. */
+static int launch_wide(tk *t, tk_id id, const size_t need[3], const karg *args, int nargs)
+{
+    cl_kernel k = t->k[id];
+    for (int i = 0; i < nargs; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS) return tr_fail_cl(err, kernel_names[id]);
+    }
+    if (!need[0] || !need[1] || !need[2]) return TR_OK;
+    size_t local[3], global[3], left = t->wg_wide[id];
+    for (int d = 0; d < 3; d++) {
+        size_t cap = left < t->item_sizes[d] ? left : t->item_sizes[d];
+        if (need[d] <= cap) {
+            local[d] = need[d];
+        } else {
+            local[d] = 1;
+            while (local[d] * 2 <= cap)
+                local[d] *= 2;
+        }
+        left /= local[d];
+        global[d] = (need[d] + local[d] - 1) / local[d] * local[d];
+    }
+    cl_int err = clEnqueueNDRangeKernel(t->q, k, 3, NULL, global, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? TR_OK : tr_fail_cl(err, kernel_names[id]);
+}
+
 int tk_gather(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
               int pixels, cl_mem x, cl_mem y)
 {
     karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(pixels), A(x), A(y)};
-    return launch(t, K_GATHER, (size_t)n * (size_t)pixels, a, 8);
+    size_t need[3] = {(size_t)pixels, (size_t)n, 1};
+    return launch_wide(t, K_GATHER, need, a, 8);
 }
 
 int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int first, int n,
@@ -147,34 +188,25 @@ int tk_gather_augment(tk *t, cl_mem images, cl_mem labels, cl_mem index, int fir
     cl_uint s = salt, b = base;
     karg a[] = {A(images), A(labels), A(index), A(first), A(n), A(side),
                 A(shift),  A(s),      A(b),     A(x),     A(y)};
-    return launch(t, K_GATHER_AUG, (size_t)n * (size_t)side * (size_t)side, a, 11);
-}
-
-/* Over (w/2, h/2, planes): the work-group is the runtime's choice, which
- * respects the kernel's limits; the sizes are exact, nothing to round. */
-static int launch_windows(tk *t, tk_id id, int planes, int h, int w, const karg *args)
-{
-    cl_kernel k = t->k[id];
-    for (int i = 0; i < 6; i++) {
-        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
-        if (err != CL_SUCCESS) return tr_fail_cl(err, kernel_names[id]);
-    }
-    size_t global[3] = {(size_t)(w / 2), (size_t)(h / 2), (size_t)planes};
-    if (!global[0] || !global[1] || !global[2]) return TR_OK;
-    cl_int err = clEnqueueNDRangeKernel(t->q, k, 3, NULL, global, NULL, 0, NULL, NULL);
-    return err == CL_SUCCESS ? TR_OK : tr_fail_cl(err, kernel_names[id]);
+    size_t need[3] = {(size_t)side, (size_t)side, (size_t)n};
+    return launch_wide(t, K_GATHER_AUG, need, a, 11);
 }
 
 int tk_relu_pool(tk *t, cl_mem x, int planes, int h, int w, cl_mem y, cl_mem arg)
 {
     karg a[] = {A(x), A(planes), A(h), A(w), A(y), A(arg)};
-    return launch_windows(t, K_RELU_POOL, planes, h, w, a);
+    /* Eight windows of a row pair per item (train.cl). */
+    size_t need[3] = {(size_t)(w / 2 + 7) / 8, (size_t)(h / 2), (size_t)planes};
+    return launch_wide(t, K_RELU_POOL, need, a, 6);
 }
 
 int tk_relu_pool_backward(tk *t, cl_mem dy, cl_mem arg, int planes, int h, int w, cl_mem dx)
 {
     karg a[] = {A(dy), A(arg), A(planes), A(h), A(w), A(dx)};
-    return launch_windows(t, K_RELU_POOL_BW, planes, h, w, a);
+    /* 16 columns of a row pair per item, every input covered (all 0 where
+     * no window is, h or w below 2 included). */
+    size_t need[3] = {(size_t)(w + 15) / 16, (size_t)(h + 1) / 2, (size_t)planes};
+    return launch_wide(t, K_RELU_POOL_BW, need, a, 6);
 }
 
 int tk_softmax_xent(tk *t, cl_mem logits, cl_mem labels, int n, int classes, float scale,
@@ -200,13 +232,17 @@ int tk_count_correct(tk *t, cl_mem logits, cl_mem labels, int n, int classes,
 int tk_sgd(tk *t, cl_mem p, cl_mem g, cl_mem buf, int n, float lr0, float momentum,
            float wd, int step, int total)
 {
-    karg a[] = {A(p), A(g), A(buf), A(n), A(lr0), A(momentum), A(wd), A(step), A(total)};
-    return launch(t, K_SGD, (size_t)n, a, 9);
+    /* The cosine schedule (CosineAnnealingLR to 0), in double. */
+    float lr = (float)(0.5 * lr0 * (1.0 + cos(3.14159265358979323846 * step / total)));
+    karg a[] = {A(p), A(g), A(buf), A(n), A(lr), A(momentum), A(wd)};
+    size_t need[3] = {(size_t)n, 1, 1};
+    return launch_wide(t, K_SGD, need, a, 7);
 }
 
 int tk_init_uniform(tk *t, cl_mem p, int n, float bound, uint32_t seed, uint32_t stream)
 {
     cl_uint s = seed, st = stream;
     karg a[] = {A(p), A(n), A(bound), A(s), A(st)};
-    return launch(t, K_INIT, (size_t)n, a, 5);
+    size_t need[3] = {(size_t)n, 1, 1};
+    return launch_wide(t, K_INIT, need, a, 5);
 }

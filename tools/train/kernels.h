@@ -52,9 +52,16 @@ typedef struct tk {
     cl_command_queue q;
     cl_program prog;
     cl_kernel k[K_COUNT];
-    size_t wg[K_COUNT]; /* each kernel's work-group: a power of two <= 64 (tr_sum:
-                           <= 256) that the kernel supports on the device */
+    size_t wg[K_COUNT];      /* each kernel's work-group: a power of two <= 64 (tr_sum:
+                                <= 256) that the kernel supports on the device */
+    size_t wg_wide[K_COUNT]; /* the largest work-group each kernel supports on the
+                                device, at most TK_WIDE_WG (the wide launches) */
+    size_t item_sizes[3];    /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
 } tk;
+
+/* The most items a wide launch puts in one work-group (PoCL's default
+ * maximum; more gains nothing). */
+#define TK_WIDE_WG 4096
 
 /* Builds train.cl on ctx's device (build log in the error on failure). */
 int tk_init(tk *t, ndcl_context *ctx);
@@ -77,6 +84,8 @@ int tk_softmax_xent(tk *t, cl_mem logits, cl_mem labels, int n, int classes, flo
 int tk_sum(tk *t, cl_mem v, int n, float scale, cl_mem out);
 int tk_count_correct(tk *t, cl_mem logits, cl_mem labels, int n, int classes,
                      cl_mem correct);
+/* SGD at step `step` (0-based) of `total` under the cosine schedule
+ * lr = lr0 * (1 + cos(pi * step / total)) / 2, evaluated here. */
 int tk_sgd(tk *t, cl_mem p, cl_mem g, cl_mem buf, int n, float lr0, float momentum,
            float wd, int step, int total);
 int tk_init_uniform(tk *t, cl_mem p, int n, float bound, uint32_t seed, uint32_t stream);
