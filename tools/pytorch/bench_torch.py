@@ -260,7 +260,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"),
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"),
                     help="the build directory holding tools/bench/ndcl-bench and tools/run/ndcl-run")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     ap.add_argument("--torch-only", action="store_true", help="only the PyTorch side")
