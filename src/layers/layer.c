@@ -422,7 +422,7 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     /* In a group, a step on batch statistics makes collectives, and its
      * training backward one more: a rank whose arguments are bad still
-     * takes part in the first, with its failure flag (sync.h). */
+     * takes part in the first, with its failure flag (group.h). */
     const bool group = ndcl_sync_forward_active(l, mode);
     if (l->sync.on) l->sync.bw_due = group && mode == NDCL_TRAIN;
     ndcl_status s = forward_args(l, mode, x, y);
@@ -567,7 +567,7 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     ndcl_clear_error(l->ctx);
     /* After a grouped training step the backward makes one collective,
-     * whatever happens on this rank (sync.h): the kind makes it once the
+     * whatever happens on this rank (group.h): the kind makes it once the
      * arguments are checked, else the failure is sent here. */
     const bool due = l->sync.on && l->sync.bw_due;
     l->sync.bw_due = false;

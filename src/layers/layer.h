@@ -7,8 +7,8 @@
 
 #include "blas/blas.h"
 #include "conv/conv_algo.h"
-#include "layers/sync.h"
-#include "primitives/prims.h"
+#include "layers/group.h"
+#include "primitives/primitives.h"
 #include "runtime/runtime.h"
 
 /* One parameter or buffer, by its state_dict name. */
@@ -55,7 +55,7 @@ typedef struct ndcl_layer_ops {
     ndcl_status (*backward)(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
                             ndcl_tensor *dW, ndcl_tensor *db);
     /* Whether a forward in this mode uses the batch's statistics (and so,
-     * in a group, makes collectives: sync.h). */
+     * in a group, makes collectives: group.h). */
     bool (*batch_stats)(const ndcl_layer *l, ndcl_mode mode);
     /* In a group: the values of the largest forward collective after the
      * header and of the backward's one, from the configuration alone (a
@@ -115,7 +115,7 @@ struct ndcl_layer {
      * workspaces, the forced algorithm (NDCL_LAYER_CONV_ALGO) in it. */
     ndcl_conv_ws cws;
 
-    /* The group the layer's statistics are synchronised across (sync.h). */
+    /* The group the layer's statistics are synchronised across (group.h). */
     ndcl_sync sync;
 };
 

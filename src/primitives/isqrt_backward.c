@@ -2,7 +2,7 @@
  * (isqrt.c): reverse iterations of batched GEMMs over the iterates and
  * factors ndcl_isqrt_ns saved, then the Frobenius norm's path. */
 #include "primitives/backward.h"
-#include "primitives/prims_util.h"
+#include "primitives/launch.h"
 
 typedef struct nsb {
     ndcl_context *ctx;

@@ -1,8 +1,8 @@
-/* prims.h - the deconvolution primitives on raw device buffers, as the
+/* primitives.h - the deconvolution primitives on raw device buffers, as the
  * layers use them (the public wrappers in ndcl.h validate tensors and call
  * these). Every buffer is float32, row-major, offsets in elements. */
-#ifndef NDCL_PRIMS_H
-#define NDCL_PRIMS_H
+#ifndef NDCL_PRIMITIVES_H
+#define NDCL_PRIMITIVES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,7 +53,7 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
                           cl_mem mean);
 
 /* sum (cols) <- column sums of X (rows x cols): a rank's share of the
- * statistics of a group (layers/sync.c). */
+ * statistics of a group (layers/group.c). */
 ndcl_status ndcl_col_sum(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem sum);
 
 /* X (rows x cols) -= mean, row-wise, in place. */
@@ -64,6 +64,13 @@ ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, c
  * (SYRK on one triangle, then a kernel that mirrors it and adds eps). */
 ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, size_t n,
                      float scale, float eps, cl_mem cov);
+
+/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs] for r < rows: row sums
+ * (rs = row length, cs = 1) or column sums (rs = 1, cs = row length) by a
+ * reduction kernel, where a GEMM with a vector of ones would make CLBlast
+ * pad the vector to a k x 128 temporary. */
+ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
+                             size_t rs, size_t cs, float alpha, cl_mem out);
 
 /* ------------------------------------------------------------ isqrt */
 
@@ -111,5 +118,8 @@ ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_m
 /* dst[i] <- src[i] for i < count, by a kernel (not clEnqueueCopyBuffer):
  * the bandwidth reference of the other kernels. */
 ndcl_status ndcl_copy_floats(ndcl_context *ctx, cl_mem src, cl_mem dst, size_t count);
+
+/* Sets count floats of buf to value. */
+ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value);
 
 #endif

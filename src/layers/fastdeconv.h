@@ -1,7 +1,7 @@
-/* conv.h - what the deconvolved convolution's forward (conv.c) and backward
- * (conv_backward.c) share: its geometries and its table of functions. */
-#ifndef NDCL_LAYERS_CONV_H
-#define NDCL_LAYERS_CONV_H
+/* fastdeconv.h - what the deconvolved convolution's forward (fastdeconv.c)
+ * and backward (fastdeconv_backward.c) share: its geometries and its table of functions. */
+#ifndef NDCL_LAYERS_FASTDECONV_H
+#define NDCL_LAYERS_FASTDECONV_H
 
 #include "layers/layer.h"
 #include "primitives/conv2d.h"

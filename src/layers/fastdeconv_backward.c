@@ -1,9 +1,9 @@
-/* conv_backward.c - the backward pass of the deconvolved convolution: the
+/* fastdeconv_backward.c - the backward pass of the deconvolved convolution: the
  * plain convolution's adjoint, the fold's, and after a training step on
  * batch statistics the path back to x through the Newton-Schulz loop, the
  * covariance, the mean and the sampled patches. */
 #include "primitives/backward.h"
-#include "layers/conv.h"
+#include "layers/fastdeconv.h"
 
 /* Workspaces of one call, in the layer's bw scratches. */
 enum { DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };

@@ -1,11 +1,11 @@
-/* conv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
+/* fastdeconv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
  * original's block clamping, and the forward pass: sampled patches, mean,
  * covariance, Newton-Schulz, weight fold, one convolution, running
  * updates and the freeze counter, keeping what the backward pass
- * (conv_backward.c) needs. */
+ * (fastdeconv_backward.c) needs. */
 #include <math.h>
 
-#include "layers/conv.h"
+#include "layers/fastdeconv.h"
 
 ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
                                           int kernel_size)

@@ -1,4 +1,4 @@
-/* sync.c - batch statistics across the ranks of a group: attaching a group,
+/* group.c - batch statistics across the ranks of a group: attaching a group,
  * the collectives with their failure flag, the shape header, the host
  * moves of partial sums, and the centred statistics of conv2d and linear
  * layers (two reductions: the mean first, then the products of the data

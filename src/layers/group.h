@@ -1,9 +1,9 @@
-/* sync.h - batch statistics across the ranks of a group (ndcl_layer_set_group):
+/* group.h - batch statistics across the ranks of a group (ndcl_layer_set_group):
  * the collectives of one layer call with their failure flag, the header that
  * tells each rank where its slice of the global batch starts, and the moves
  * of partial sums between the device and the host buffer that is reduced. */
-#ifndef NDCL_LAYERS_SYNC_H
-#define NDCL_LAYERS_SYNC_H
+#ifndef NDCL_LAYERS_GROUP_H
+#define NDCL_LAYERS_GROUP_H
 
 #include <stdbool.h>
 #include <stddef.h>
