@@ -8,29 +8,6 @@
 #include "primitives/launch.h"
 #include "primitives/primitives.h"
 
-static int gcd_int(int a, int b)
-{
-    while (b != 0) {
-        int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-/* The block as FastDeconv clamps it: C when larger, gcd(block, C) when it
- * does not divide C, C/groups for a grouped convolution. */
-static int clamp_block_conv(int channels, int block, int groups)
-{
-    int b = block;
-    if (b > channels)
-        b = channels;
-    else if (channels % b != 0)
-        b = gcd_int(b, channels);
-    if (groups > 1) b = channels / groups;
-    return b;
-}
-
 /* An output argument: *out NULL -> a new tensor of the shape (created[0]
  * set so that a later failure destroys it), else *out must have the shape.
  * *out itself is only assigned by the caller once everything succeeded. */
@@ -95,7 +72,7 @@ ndcl_status ndcl_patches(ndcl_context *ctx, const ndcl_tensor *x,
         .dil = (size_t)d->dilation,
         .stride = (size_t)d->stride,
         .groups = (size_t)d->groups,
-        .block = (size_t)clamp_block_conv((int)C, d->block, d->groups),
+        .block = (size_t)ndcl_block_clamp((int)C, d->block, d->groups),
     };
     NDCL_TRY(ndcl_patch_geom_init(ctx, &g));
     ndcl_tensor *t;

@@ -9,6 +9,29 @@
 
 #include "ndcl_cl.h"
 
+/* ------------------------------------------------------------ block */
+
+/* The effective block as the original (FastDeconv, Delinear) clamps it:
+ * n (channels or features) when larger, gcd(block, n) when it does not
+ * divide n, n/groups for a grouped convolution (groups 1 otherwise). */
+static inline int ndcl_block_clamp(int n, int block, int groups)
+{
+    int b = block;
+    if (b > n) {
+        b = n;
+    } else if (n % b != 0) {
+        int a = b, r = n;
+        while (r) {
+            int t = a % r;
+            a = r;
+            r = t;
+        }
+        b = a;
+    }
+    if (groups > 1) b = n / groups;
+    return b;
+}
+
 /* ------------------------------------------------------------ im2col */
 
 /* Geometry of the sampled patch matrix of a deconvolved convolution (see
@@ -72,6 +95,15 @@ ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, si
 ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
                              size_t rs, size_t cs, float alpha, cl_mem out);
 
+/* The running statistics' update, all on the device: bad (one int) <- 1
+ * (and the context's flag raised) when a value of stat[off ..] is not
+ * finite; running <- (1 - momentum)·running + momentum·stat[off ..], or
+ * the copy stat[off ..] when copy, unless bad is set. */
+ndcl_status ndcl_check_finite(ndcl_context *ctx, cl_mem stat, size_t off, size_t count,
+                              cl_mem bad, cl_mem flag);
+ndcl_status ndcl_momentum_update(ndcl_context *ctx, size_t count, float momentum, bool copy,
+                                 cl_mem stat, size_t off, cl_mem running, cl_mem bad);
+
 /* ------------------------------------------------------------ isqrt */
 
 /* Elements of the buffer ndcl_isqrt_ns can save for the backward pass. */
@@ -113,6 +145,17 @@ ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_
 ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
                       cl_mem D, cl_mem mean, cl_mem W_out, cl_mem b_out);
 
+/* ------------------------------------------------------------ dense */
+
+/* y (rows x Fo) <- x (rows x F) · Wᵀ (W: Fo x F) + b, b added to every row. */
+ndcl_status ndcl_dense_forward(ndcl_context *ctx, size_t rows, size_t F, size_t Fo,
+                               cl_mem x, cl_mem W, cl_mem b, cl_mem y);
+
+/* The adjoint of ndcl_dense_forward without its bias: dW <- dyᵀ·x and
+ * dx <- dy·W, each skipped when NULL (the bias's is a column sum of dy). */
+ndcl_status ndcl_dense_backward(ndcl_context *ctx, size_t rows, size_t F, size_t Fo,
+                                cl_mem dy, cl_mem x, cl_mem W, cl_mem dW, cl_mem dx);
+
 /* ------------------------------------------------------------ memory */
 
 /* dst[i] <- src[i] for i < count, by a kernel (not clEnqueueCopyBuffer):
@@ -121,5 +164,12 @@ ndcl_status ndcl_copy_floats(ndcl_context *ctx, cl_mem src, cl_mem dst, size_t c
 
 /* Sets count floats of buf to value. */
 ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value);
+
+/* a <- batch n x n matrices value·I. */
+ndcl_status ndcl_eye_fill(ndcl_context *ctx, cl_mem a, size_t n, size_t batch, float value);
+
+/* y <- alpha·x + beta·y over count floats. */
+ndcl_status ndcl_axpby(ndcl_context *ctx, size_t count, float alpha, cl_mem x, float beta,
+                       cl_mem y);
 
 #endif

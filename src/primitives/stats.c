@@ -146,3 +146,23 @@ ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t row
     const size_t global[2] = {wg, rows}, local[2] = {wg, 1};
     return ndcl_launch(ctx, "ndcl_strided_sum", 2, global, local, args, 8);
 }
+
+ndcl_status ndcl_check_finite(ndcl_context *ctx, cl_mem stat, size_t off, size_t count,
+                              cl_mem bad, cl_mem flag)
+{
+    int n = (int)count, o = (int)off;
+    ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(stat), NDCL_ARG(o), NDCL_ARG(bad),
+                       NDCL_ARG(flag)};
+    size_t global = count;
+    return ndcl_launch(ctx, "ndcl_check_finite", 1, &global, NULL, args, 5);
+}
+
+ndcl_status ndcl_momentum_update(ndcl_context *ctx, size_t count, float momentum, bool copy,
+                                 cl_mem stat, size_t off, cl_mem running, cl_mem bad)
+{
+    int n = (int)count, c = copy, o = (int)off;
+    ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(momentum), NDCL_ARG(c),  NDCL_ARG(stat),
+                       NDCL_ARG(o), NDCL_ARG(running),  NDCL_ARG(bad)};
+    size_t global = count;
+    return ndcl_launch(ctx, "ndcl_momentum", 1, &global, NULL, args, 7);
+}
