@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blas/blas.h"
+#include "config.h"
 #include "runtime/runtime.h"
 
 /* The portable engine first, the faster one over it where it fits. */

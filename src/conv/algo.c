@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "blas/blas.h"
+#include "config.h"
 #include "conv/conv_algo.h"
 
 const ndcl_conv_algo *const ndcl_conv_algos[] = {
