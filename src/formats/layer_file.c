@@ -276,14 +276,6 @@ static int param_names(const layer_spec *sp, const char *names[MAX_NAMES],
     return n;
 }
 
-static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%zu", i ? ", " : "", shape[i]);
-    if (used < cap) snprintf(buf + used, cap - used, "]");
-}
-
 /* Equal once dimensions of size 1 are dropped from both: files from PyTorch
  * may hold [] for [1, 1] and the like. */
 static bool same_squeezed(const size_t *a, int na, const size_t *b, int nb)
@@ -372,8 +364,8 @@ static ndcl_status check_shapes(ndcl_context *ctx, const ndcl_st_file *f,
         NDCL_TRY(ndcl_layer_param_shape(l, names[i], &ndim, shape));
         if (!same_squeezed(t->shape, t->ndim, shape, ndim)) {
             char have[200], want[200];
-            shape_text(t->shape, t->ndim, have, sizeof have);
-            shape_text(shape, ndim, want, sizeof want);
+            ndcl_shape_text(t->shape, t->ndim, false, have, sizeof have);
+            ndcl_shape_text(shape, ndim, false, want, sizeof want);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" has shape %s but the layer expects %s", t->name,
                              have, want);
@@ -401,7 +393,7 @@ static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
     if (t) {
         if (t->count != 1) {
             char have[200];
-            shape_text(t->shape, t->ndim, have, sizeof have);
+            ndcl_shape_text(t->shape, t->ndim, false, have, sizeof have);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" has shape %s but must hold one integer "
                              "(shape [] or [1])",

@@ -152,17 +152,6 @@ static ndcl_status parse_header(const char *path, const char *text, size_t len,
     return NDCL_SUCCESS;
 }
 
-static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "(");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%zu%s", shape[i],
-                                 ndim == 1      ? ","
-                                 : i + 1 < ndim ? ", "
-                                                : "");
-    if (used < cap) snprintf(buf + used, cap - used, ")");
-}
-
 /* What a .npy header says: where the data starts, its element size and
  * count, the shape. */
 typedef struct npy_head {
@@ -234,7 +223,7 @@ static ndcl_status parse_head(const char *path, const unsigned char *b, size_t n
     size_t avail = size - start - hlen;
     if (avail != nbytes) {
         char st[160];
-        shape_text(h.shape, h.ndim, st, sizeof st);
+        ndcl_shape_text(h.shape, h.ndim, true, st, sizeof st);
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          avail < nbytes ? "%s: data truncated: shape %s of '%s' needs %zu "
                                           "bytes, %zu present"
@@ -330,7 +319,7 @@ ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
     /* numpy's own layout: version 1.0, header padded with spaces and ended
      * by '\n' so that the data starts at a multiple of 64 bytes. */
     char st[160], text[256];
-    shape_text(shape, ndim, st, sizeof st);
+    ndcl_shape_text(shape, ndim, true, st, sizeof st);
     int tl = snprintf(text, sizeof text,
                       "{'descr': '<f4', 'fortran_order': False, "
                       "'shape': %s, }",
