@@ -161,7 +161,7 @@ static ndcl_status left_moment(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, f
                                int square, double *out)
 {
     NDCL_TRY(ndcl_ch_left_moment(l->ctx, g, x, shift, square, ndcl_ch(l)->extra.mem));
-    return ndcl_sync_get(l, ndcl_ch(l)->extra.mem, 0, 1, out);
+    return ndcl_sync_get(&l->sync, ndcl_ch(l)->extra.mem, 0, 1, out);
 }
 
 /* This rank's share of the group's sample (ndcl_ch_sample_share) into
@@ -224,22 +224,23 @@ static ndcl_status group_stats(ndcl_layer *l, ndcl_status local, const ndcl_ch_g
         memset(buf, 0, n1 * sizeof *buf);
         if (s->rows) {
             st = ndcl_col_sum(ctx, ndcl_ch(l)->col.mem, s->rows, B, l->mean.mem);
-            if (st == NDCL_SUCCESS) st = ndcl_sync_get(l, l->mean.mem, 0, B, buf + 1);
+            if (st == NDCL_SUCCESS)
+                st = ndcl_sync_get(&l->sync, l->mean.mem, 0, B, buf + 1);
             /* Uncentred: the original takes the sample before centring. */
             if (st == NDCL_SUCCESS && train)
                 st = ndcl_cov(ctx, ndcl_ch(l)->col.mem, s->rows, 1, B, 1.0f, 0.0f,
                               l->cov.mem);
             if (st == NDCL_SUCCESS && train)
-                st = ndcl_sync_get_tri(l, l->cov.mem, 1, B, buf + 1 + B);
+                st = ndcl_sync_get_tri(&l->sync, l->cov.mem, 1, B, buf + 1 + B);
         }
         if (st == NDCL_SUCCESS && left) st = left_moment(l, g, x, 0.0f, 0, buf + n1 - 1);
     }
-    NDCL_TRY(ndcl_sync_sum(l, st, n1));
+    NDCL_TRY(ndcl_sync_sum(&l->sync, st, n1));
     const double inv = 1.0 / (double)total_rows;
-    NDCL_TRY(ndcl_sync_put(l, buf + 1, B, inv, l->mean.mem, 0));
+    NDCL_TRY(ndcl_sync_put(&l->sync, buf + 1, B, inv, l->mean.mem, 0));
     if (train)
-        NDCL_TRY(
-            ndcl_sync_put_tri(l, buf + 1 + B, 1, B, inv, ndcl_ch(l)->desc.eps, l->cov.mem));
+        NDCL_TRY(ndcl_sync_put_tri(&l->sync, buf + 1 + B, 1, B, inv, ndcl_ch(l)->desc.eps,
+                                   l->cov.mem));
     s->total_rows = total_rows;
     s->kept = kept;
     if (!left) return NDCL_SUCCESS;
@@ -247,9 +248,9 @@ static ndcl_status group_stats(ndcl_layer *l, ndcl_status local, const ndcl_ch_g
      * pass. */
     double stats[2] = {(double)(float)(buf[n1 - 1] / (double)kept), 0.0};
     st = left_moment(l, g, x, (float)stats[0], 1, buf + 1);
-    NDCL_TRY(ndcl_sync_sum(l, st, 2));
+    NDCL_TRY(ndcl_sync_sum(&l->sync, st, 2));
     stats[1] = kept > 1 ? buf[1] / (double)(kept - 1) : NAN;
-    return ndcl_sync_put(l, stats, 2, 1.0, ndcl_ch(l)->extra.mem, 0);
+    return ndcl_sync_put(&l->sync, stats, 2, 1.0, ndcl_ch(l)->extra.mem, 0);
 }
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
@@ -262,7 +263,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_ch_geom g;
     ndcl_status s = prepare(l, mode, x, y, &g);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
 
     size_t B = (size_t)g.B;

@@ -81,7 +81,7 @@ ndcl_status ndcl_channel_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
         /* The leftover sums travel whether or not there are leftover
          * channels (the count is the configuration's). */
         const ndcl_sync_seg seg[3] = {{m[DD], B * B}, {m[DMEAN], B}, {m[SUMS], 2}};
-        s = ndcl_sync_buffers(l, s, seg, 3);
+        s = ndcl_sync_buffers(&l->sync, s, seg, 3);
     }
     NDCL_TRY(s);
     if (!dx) return NDCL_SUCCESS;

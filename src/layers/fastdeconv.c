@@ -323,7 +323,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_conv_geom cg;
     ndcl_status s = prepare(l, x, y, &cg);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
@@ -338,8 +338,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
             size_t rows = 0;
             s = group_rows(l, &cg, &rows);
             if (s == NDCL_SUCCESS) s = patches(l, x, &cg, &pg);
-            NDCL_TRY(ndcl_sync_centred_stats(l, s, ndcl_fd(l)->X.mem, pg.rows, G, nf, rows,
-                                             d->eps, l->mean.mem, l->cov.mem));
+            NDCL_TRY(ndcl_sync_centred_stats(&l->sync, s, ndcl_fd(l)->X.mem, pg.rows, G, nf,
+                                             rows, d->eps, l->mean.mem, l->cov.mem));
         } else {
             NDCL_TRY(patches(l, x, &cg, &pg));
             NDCL_TRY(ndcl_col_mean(ctx, ndcl_fd(l)->X.mem, pg.rows, pg.cols, l->mean.mem));

@@ -67,7 +67,7 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
     if (s == NDCL_SUCCESS) s = local_part(l, dy, dx, dW, db, stats, &cg, &pg, m);
     if (group) {
         const ndcl_sync_seg seg[2] = {{m[DD], G * nf * nf}, {m[DMEAN], G * nf}};
-        s = ndcl_sync_buffers(l, s, seg, 2);
+        s = ndcl_sync_buffers(&l->sync, s, seg, 2);
     }
     NDCL_TRY(s);
     if (!stats || !dx) return NDCL_SUCCESS;

@@ -462,7 +462,7 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     if (s != NDCL_SUCCESS) {
         if (group) {
             l->saved.valid = false;
-            ndcl_sync_header(l, s, NULL);
+            ndcl_sync_header(&l->sync, s, NULL);
         }
         return s;
     }
@@ -475,6 +475,53 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     }
     *y = out;
     return NDCL_SUCCESS;
+}
+
+/* ------------------------------------------------------------ groups */
+
+ndcl_status ndcl_layer_set_group(ndcl_layer *l, const ndcl_group *group)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    ndcl_sync next = {0};
+    next.ctx = ctx;
+    if (group) {
+        NDCL_CHECK_ARG(ctx, group->size >= 1, "group size=%d (must be >= 1)", group->size);
+        NDCL_CHECK_ARG(ctx, group->rank >= 0 && group->rank < group->size,
+                       "group rank=%d (must be 0..%d)", group->rank, group->size - 1);
+        NDCL_CHECK_ARG(ctx, group->allreduce != NULL, "group allreduce is NULL");
+        NDCL_CHECK_ARG(ctx, (size_t)group->size <= SIZE_MAX / 8 / NDCL_SYNC_SLOT,
+                       "group size=%d: too many ranks", group->size);
+        size_t fwd, bw;
+        l->ops->sync_counts(l, &fwd, &bw);
+        size_t head = (size_t)group->size * NDCL_SYNC_SLOT;
+        next.cap = head > fwd ? head : fwd;
+        if (bw > next.cap) next.cap = bw;
+        /* Reads of whole matrices (nf x nf per group) are at most bw. */
+        next.fcap = fwd + bw;
+        next.buf = malloc(next.cap * sizeof *next.buf);
+        next.fbuf = malloc(next.fcap * sizeof *next.fbuf);
+        if (!next.buf || !next.fbuf) {
+            free(next.buf);
+            free(next.fbuf);
+            return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                             "group buffers of %zu and %zu values", next.cap, next.fcap);
+        }
+        next.on = true;
+        next.g = *group;
+        next.bw_count = bw;
+    }
+    ndcl_sync_release(&l->sync);
+    l->sync = next;
+    ndcl_layer_release_saved(l);
+    return NDCL_SUCCESS;
+}
+
+bool ndcl_sync_forward_active(const ndcl_layer *l, ndcl_mode mode)
+{
+    return l->sync.on && (mode == NDCL_TRAIN || mode == NDCL_EVAL) &&
+           l->ops->batch_stats(l, mode);
 }
 
 bool ndcl_layer_reuses_stats(const ndcl_layer *l, ndcl_mode mode)
@@ -605,7 +652,7 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
     ndcl_status s = backward(l, dy, dx, dweight, dbias);
     if (due && !l->sync.bw_active) return s; /* the kind made the collective */
     l->sync.bw_active = false;
-    if (due) ndcl_sync_fail(l, s, l->sync.bw_count);
+    if (due) ndcl_sync_fail(&l->sync, s, l->sync.bw_count);
     return s;
 }
 

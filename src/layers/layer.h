@@ -135,6 +135,10 @@ struct ndcl_layer {
     ndcl_sync sync;
 };
 
+/* Whether a forward in this mode makes collectives (a group is attached
+ * and the step uses batch statistics). */
+bool ndcl_sync_forward_active(const ndcl_layer *l, ndcl_mode mode);
+
 /* The parameter called name, or NULL. */
 ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name);
 

@@ -165,7 +165,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     bool group = ndcl_sync_forward_active(l, mode);
     ndcl_status s = prepare(l, x, y);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
     size_t rows = x->count / F;
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
@@ -181,8 +181,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
             /* The global batch's rows: its samples times this one's rows each. */
             size_t total_rows = l->sync.total * (x->count / x->shape[0]) / B;
             s = features(l, x); /* before ndcl_lin(l)->X.mem is read: it may grow */
-            NDCL_TRY(ndcl_sync_centred_stats(l, s, ndcl_lin(l)->X.mem, M, 1, B, total_rows,
-                                             d->eps, l->mean.mem, l->cov.mem));
+            NDCL_TRY(ndcl_sync_centred_stats(&l->sync, s, ndcl_lin(l)->X.mem, M, 1, B,
+                                             total_rows, d->eps, l->mean.mem, l->cov.mem));
         } else {
             NDCL_TRY(features(l, x));
             NDCL_TRY(ndcl_col_mean(ctx, ndcl_lin(l)->X.mem, M, B, l->mean.mem));

@@ -77,7 +77,7 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     ndcl_status s = local_part(l, dy, dx, dW, db, stats, count, m);
     if (group) {
         const ndcl_sync_seg seg[2] = {{m[DD], B * B}, {m[DMEAN], B}};
-        s = ndcl_sync_buffers(l, s, seg, 2);
+        s = ndcl_sync_buffers(&l->sync, s, seg, 2);
     }
     NDCL_TRY(s);
     if (!stats || !dx) return NDCL_SUCCESS;
