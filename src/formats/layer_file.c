@@ -177,6 +177,10 @@ typedef struct layer_spec {
     ndcl_channel_desc channel;
 } layer_spec;
 
+/* Every metadata value of safetensors is a string: numbers are parsed here
+ * in the C locale (above), so that a file gives the same layer whatever the
+ * application's locale and a value that is no number names its key; the
+ * ranges are left to the layer's own checks (ndcl_*_create). */
 static ndcl_status read_spec(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp)
 {
     ndcl_status s = NDCL_SUCCESS;

@@ -88,6 +88,10 @@ static ndcl_status bad_header(const char *path, const char *what)
     return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: malformed .npy header: %s", path, what);
 }
 
+/* The header is the repr of a Python dict ({'descr': ..., 'fortran_order':
+ * ..., 'shape': (...), }); it is parsed by hand, accepting the three keys
+ * in any order and nothing that would need a Python evaluator, so that a
+ * crafted header cannot make the reader do more than scan it once. */
 static ndcl_status parse_header(const char *path, const char *text, size_t len,
                                 npy_header *h)
 {
@@ -278,6 +282,10 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
  * hundred bytes at most). */
 #define NPY_HEAD ((size_t)1 << 20)
 
+/* The check ndcl_read_file_checked runs on the first bytes: a file that is
+ * no .npy, or whose header promises more data than the file holds, fails
+ * before its body is read into memory (a hostile or truncated file costs
+ * no more than its head). */
 static ndcl_status head_check(ndcl_context *ctx, const char *path,
                               const unsigned char *head, size_t n, size_t total)
 {

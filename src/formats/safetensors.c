@@ -78,6 +78,9 @@ static int64_t u64_to_i64(uint64_t u)
     return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
 }
 
+/* float16 tensors (PyTorch's half) are widened on load. ldexpf builds the
+ * value from mantissa and exponent, so subnormals come out exact, which a
+ * shift of the bits into a float's fields would have to special-case. */
 static float half_to_float(unsigned h)
 {
     unsigned exp = (h >> 10) & 0x1f, man = h & 0x3ff;

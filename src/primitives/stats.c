@@ -108,7 +108,8 @@ ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, si
         return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
                          "covariance of %zu groups of %zu: more than 2^31-1 elements",
                          groups, n);
-    /* CLBlast has no batched SYRK. Measured on PoCL (2 cores): SYRK, which
+    /* The engines' table (blas/blas.h) has no batched SYRK (CLBlast has
+     * none). Measured on PoCL (2 cores), with CLBlast: SYRK, which
      * computes one triangle, takes about half the time of a GEMM from
      * n = 64 up (15488 x 576: 274 ms vs 490 ms; 1024 x 512: 11 vs 32 ms);
      * for many small groups one strided-batched GEMM wins over a SYRK per
