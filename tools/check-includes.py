@@ -3,7 +3,9 @@
 of a file under src/ must name a header of its own part, of a part below
 it, or one that every part may include; a layer kind's file may not
 include another kind's header, and the kind-blind layer files (layer.*,
-group.*) no kind's header. Exits 1 naming each bad include, 0 when there
+group.*) no kind's header; and no two modules (foo.c with foo.h) of src/
+may depend on each other through their includes, directly or around a
+longer circle (layer.c <-> group.c was one). Exits 1 naming each bad include, 0 when there
 is none. Usage: check-includes.py [SOURCE_ROOT] (default: this file's
 repository)."""
 import os
@@ -128,13 +130,54 @@ def check(root):
     return bad
 
 
+def module_cycles(root):
+    """Circles between modules: a module is a path without its extension
+    (foo.c and foo.h), and it depends on every module whose header one of
+    its files includes."""
+    deps = {}
+    for dirpath, _, files in os.walk(os.path.join(root, "src")):
+        for f in files:
+            if not f.endswith((".c", ".h")):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, f), root)
+            me = os.path.splitext(rel)[0]
+            deps.setdefault(me, set())
+            with open(os.path.join(root, rel), encoding="utf-8") as fh:
+                for line in fh:
+                    m = INCLUDE.match(line)
+                    hp = m and header_path(root, rel, m.group(1))
+                    if hp and hp.startswith("src/"):
+                        other = os.path.splitext(hp)[0]
+                        if other != me:
+                            deps[me].add(other)
+    bad, seen, stack, on_stack = [], set(), [], set()
+
+    def visit(mod):
+        seen.add(mod)
+        stack.append(mod)
+        on_stack.add(mod)
+        for nxt in sorted(deps.get(mod, ())):
+            if nxt in on_stack:
+                circle = stack[stack.index(nxt):] + [nxt]
+                bad.append("modules depend on each other: " + " -> ".join(circle))
+            elif nxt not in seen:
+                visit(nxt)
+        stack.pop()
+        on_stack.discard(mod)
+
+    for mod in sorted(deps):
+        if mod not in seen:
+            visit(mod)
+    return bad
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
-    bad = check(os.path.abspath(root))
+    bad = check(os.path.abspath(root)) + module_cycles(os.path.abspath(root))
     for b in bad:
         print(b, file=sys.stderr)
     if bad:
-        print(f"check-includes: {len(bad)} include(s) against the direction of src/",
+        print(f"check-includes: {len(bad)} include(s) against the direction of src/ or circles",
               file=sys.stderr)
         return 1
     print("check-includes: OK")
