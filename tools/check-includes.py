@@ -21,6 +21,9 @@ PARTS = [
     ("api", ["src/primitives/api.c", "src/bench.h"]),
     # The MPI binding: over libndcl's public API only.
     ("mpi", ["src/mpi/"]),
+    # The host reference and ndcl_self_test (src/selftest/, from the
+    # layout-tools branch): over the public API and the runtime.
+    ("selftest", ["src/selftest/"]),
     # File formats: layer files through the public layer API (ndcl.h), the
     # safetensors and .npy readers on the runtime's tensors.
     ("formats", ["src/formats/"]),
@@ -41,6 +44,7 @@ PARTS = [
 ALLOWED = {
     "api": {"layers", "conv", "primitives", "blas", "runtime"},
     "mpi": set(),
+    "selftest": {"runtime"},
     "formats": {"runtime"},
     "layers": {"conv", "primitives", "runtime"},
     "conv": {"primitives", "blas", "runtime"},
