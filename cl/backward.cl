@@ -1,6 +1,8 @@
-/* backward.cl - the element-wise and reduction steps of the backward pass
- * (the chain rule through the forward's steps in reverse); the products are
- * CLBlast GEMMs. Every kernel is a gather (one item writes one element), so
+/* backward.cl - the element-wise and reduction steps of the primitives'
+ * adjoints (the chain rule through the forward's steps in reverse: the
+ * Newton-Schulz iteration, the covariance, the fold, the sampled patches);
+ * the products go through the BLAS engines (src/blas/). The channel layer's
+ * adjoints are in channel.cl beside their forwards. Every kernel is a gather (one item writes one element), so
  * no atomics are needed and the results are deterministic. */
 
 /* out[out_off + b] = sum over i < nn of a[a_off + b*nn + i] * c[c_off + b*nn + i]:
@@ -22,26 +24,6 @@ __kernel void ndcl_bw_dot(const int nn, __global const float *a, const int a_off
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (t == 0) out[out_off + b] = acc[0];
-}
-
-/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs]: sums of rows (cs = 1) or
- * of columns (rs = 1), one work-group per sum (local size a power of two,
- * acc one float per item), in a fixed order (deterministic). */
-__kernel void ndcl_bw_sum(const int n, __global const float *X, const int off,
-                          const int rs, const int cs, const float alpha,
-                          __global float *out, __local float *acc)
-{
-    const int t = get_local_id(0), wg = get_local_size(0), r = get_group_id(1);
-    __global const float *x = X + off + (size_t)r * rs;
-    float s = 0.0f;
-    for (int c = t; c < n; c += wg) s += x[(size_t)c * cs];
-    acc[t] = s;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int span = wg / 2; span > 0; span /= 2) {
-        if (t < span) acc[t] += acc[t + span];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (t == 0) out[r] = alpha * acc[0];
 }
 
 /* dZ[b] = dD[b] / sqrt(norm[b]): the gradient of the last Newton-Schulz
@@ -174,93 +156,6 @@ __kernel void ndcl_im2col_sampled_adj(const int n_img, const int cols, const int
         }
     }
     dx[(((size_t)n * c_in + c) * h + yy) * w + xx] += s;
-}
-
-/* dx1[r][j*step] += dxs[j][r]: the adjoint of ndcl_ch_sample. */
-__kernel void ndcl_ch_sample_adj(const int B, const int L, const int step,
-                                 __global const float *dxs, __global float *dx1)
-{
-    const int r = get_global_id(0), j = get_global_id(1);
-    const int Ls = (L + step - 1) / step;
-    if (r >= B || j >= Ls) return;
-    dx1[(size_t)r * L + (size_t)j * step] += dxs[(size_t)j * B + r];
-}
-
-/* dx1[r][column of sample j] += dxs[j][r]: the adjoint of
- * ndcl_ch_sample_share (distinct samples, distinct columns). */
-__kernel void ndcl_ch_sample_share_adj(const int B, const int L, const int per,
-                                       const int step, __global const int *tab,
-                                       __global const float *dxs, __global float *dx1)
-{
-    const int r = get_global_id(0), j = get_global_id(1);
-    if (r >= B || j >= tab[per]) return;
-    const int k = ndcl_ch_share_chunk(per, j, tab);
-    const size_t q = (size_t)k * (L / per) + tab[per + 1 + k] + (size_t)(j - tab[k]) * step;
-    dx1[(size_t)r * L + q] += dxs[(size_t)j * B + r];
-}
-
-/* One work-group over every leftover value: sums[0] = Σ dy, sums[1] =
- * Σ dy * (x - mean), mean at stats[0]; a tree in local memory as in
- * ndcl_ch_left_stats (local size a power of two). */
-__kernel void ndcl_ch_left_bw_sums(const int N, const int C, const int HW, const int c,
-                                   __global const float *stats, __global const float *x,
-                                   __global const float *dy, __global float *sums,
-                                   __local float *part)
-{
-    const int lid = get_local_id(0), wg = get_local_size(0);
-    const int Lr = (C - c) * HW, total = N * Lr;
-    const float mean = stats[0];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (int i = lid; i < total; i += wg) {
-        const int n = i / Lr, k = i - n * Lr;
-        const size_t at = ((size_t)n * C + c) * HW + k;
-        s1 += dy[at];
-        s2 += dy[at] * (x[at] - mean);
-    }
-    part[lid] = s1;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int h = wg / 2; h > 0; h /= 2) {
-        if (lid < h) part[lid] += part[lid + h];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0) sums[0] = part[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    part[lid] = s2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int h = wg / 2; h > 0; h /= 2) {
-        if (lid < h) part[lid] += part[lid + h];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0) sums[1] = part[0];
-}
-
-/* dx of the leftover channels, y = (x - m) / sqrt(v + eps) with m, v at
- * stats[0], stats[1]. In training (train = 1) m and v are the kept
- * values' mean and unbiased variance, so every kept value (each step-th of
- * a sample's (C-c)*HW values) also receives dm / K + dv * 2 (x - m) / (K - 1),
- * dm = -Σdy / s, dv = -Σdy (x - m) / (2 s³), s = sqrt(v + eps), K the
- * number of kept values (the group's, in a group: kept); sums from
- * ndcl_ch_left_bw_sums. */
-__kernel void ndcl_ch_left_bw(const int N, const int C, const int HW, const int c,
-                              const int step, const float kept, const float eps,
-                              const int train,
-                              __global const float *stats, __global const float *sums,
-                              __global const float *x, __global const float *dy,
-                              __global float *dx)
-{
-    const int i = get_global_id(0);
-    const int Lr = (C - c) * HW;
-    if (i >= N * Lr) return;
-    const int n = i / Lr, k = i - n * Lr;
-    const size_t at = ((size_t)n * C + c) * HW + k;
-    const float s = sqrt(stats[1] + eps);
-    float g = dy[at] / s;
-    if (train && k % step == 0) {
-        const float K = kept;
-        const float dm = -sums[0] / s, dv = -0.5f * sums[1] / (s * s * s);
-        g += dm / K + dv * 2.0f * (x[at] - stats[0]) / (K - 1.0f);
-    }
-    dx[at] = g;
 }
 
 /* The adjoint of ndcl_im2col_sampled where no two elements of the

@@ -1,7 +1,9 @@
 /* isqrt.cl - the element-wise steps of the coupled Newton-Schulz inverse
- * square root; the products are CLBlast GEMMs. Every matrix norm stays on
- * the device (norm[b]), so no iteration waits for the host. Buffers are
- * passed with element offsets so that iterates can live in a saved area. */
+ * square root; the products are GEMMs of the BLAS engines (src/blas/:
+ * OpenBLAS on a host-memory CPU device, CLBlast elsewhere). Every matrix
+ * norm stays on the device (norm[b]), so no iteration waits for the host.
+ * Buffers are passed with element offsets so that iterates can live in a
+ * saved area. */
 
 /* norm[norm_off + b] = ||A[b]||_F, one work-group per matrix (local size a
  * power of two, acc holds one float per item). A norm that is not finite

@@ -1,5 +1,6 @@
-/* stats.cl - column sums and means, centring, and the finishing step of a
- * covariance (mirror SYRK's triangle, add eps on the diagonal). */
+/* stats.cl - column sums and means, centring, the finishing step of a
+ * covariance (mirror SYRK's triangle, add eps on the diagonal), and strided
+ * row or column sums. */
 
 /* out[chunk*cols + col] = (sum of X[r, col] over the chunk's rows) / divisor.
  * Work-group (lx, ly): lx columns side by side (coalesced reads), ly lanes
@@ -48,4 +49,24 @@ __kernel void ndcl_cov_finish(const int n, const int batch, const float eps,
         m[i * n + j] = m[j * n + i];
     else if (i == j)
         m[i * n + i] += eps;
+}
+
+/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs]: sums of rows (cs = 1) or
+ * of columns (rs = 1), one work-group per sum (local size a power of two,
+ * acc one float per item), in a fixed order (deterministic). */
+__kernel void ndcl_strided_sum(const int n, __global const float *X, const int off,
+                               const int rs, const int cs, const float alpha,
+                               __global float *out, __local float *acc)
+{
+    const int t = get_local_id(0), wg = get_local_size(0), r = get_group_id(1);
+    __global const float *x = X + off + (size_t)r * rs;
+    float s = 0.0f;
+    for (int c = t; c < n; c += wg) s += x[(size_t)c * cs];
+    acc[t] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int span = wg / 2; span > 0; span /= 2) {
+        if (t < span) acc[t] += acc[t + span];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0) out[r] = alpha * acc[0];
 }

@@ -11,6 +11,6 @@
 #include "blas/blas.h"
 #include "conv/conv_algo.h"
 #include "primitives/conv2d.h"
-#include "primitives/prims.h"
+#include "primitives/primitives.h"
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "toolrun.h"
 
 /* Runs "$NDCL_BENCH args" (results on stdout, progress and errors on

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "blas/blas.h"
+#include "config.h"
 #include "harness.h"
 #include "ndcl_cl.h"
 #include "runtime/runtime.h"

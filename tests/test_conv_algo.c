@@ -12,7 +12,7 @@
 
 #include "conv/conv_algo.h"
 #include "harness.h"
-#include "layers/layer.h"
+#include "layers/fastdeconv.h"
 #include "ref.h"
 #include "runtime/runtime.h"
 
@@ -331,7 +331,7 @@ START_TEST(layer_option)
         ck_assert_int_eq(v, algos[a]);
         float *out[4];
         layer_step(l, x, dy, out);
-        ck_assert_int_eq(l->cws.pass[NDCL_CONV_FWD]->id, algos[a]);
+        ck_assert_int_eq(ndcl_fd(l)->cws.pass[NDCL_CONV_FWD]->id, algos[a]);
         for (int i = 0; i < 4; i++) {
             double e = test_rel_err_ff(out[i], ref[i], counts[i], 1e-6);
             ck_assert_msg(e < 10 * tolerance(algos[a]), "layer by %s, output %d: %g",
@@ -345,14 +345,14 @@ START_TEST(layer_option)
     setenv("NDCL_CONV_ALGO", "gemm", 1);
     ndcl_tensor *y = NULL;
     TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x, &y));
-    ck_assert_int_eq(l->cws.pass[NDCL_CONV_FWD]->id, NDCL_CONV_GEMM);
+    ck_assert_int_eq(ndcl_fd(l)->cws.pass[NDCL_CONV_FWD]->id, NDCL_CONV_GEMM);
     if (dnnl_here()) {
         setenv("NDCL_CONV_ALGO", "dnnl", 1);
         TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x, &y));
-        ck_assert_int_eq(l->cws.pass[NDCL_CONV_BWD_DATA]->id, NDCL_CONV_DNNL);
+        ck_assert_int_eq(ndcl_fd(l)->cws.pass[NDCL_CONV_BWD_DATA]->id, NDCL_CONV_DNNL);
         TEST_OK(ctx, ndcl_layer_set_option(l, NDCL_LAYER_CONV_ALGO, NDCL_CONV_GEMM));
         TEST_OK(ctx, ndcl_layer_forward(l, NDCL_EVAL, x, &y));
-        ck_assert_int_eq(l->cws.pass[NDCL_CONV_FWD]->id, NDCL_CONV_GEMM);
+        ck_assert_int_eq(ndcl_fd(l)->cws.pass[NDCL_CONV_FWD]->id, NDCL_CONV_GEMM);
     }
     setenv("NDCL_CONV_ALGO", "fastest", 1);
     TEST_OK(ctx, ndcl_layer_set_option(l, NDCL_LAYER_CONV_ALGO, NDCL_CONV_AUTO));

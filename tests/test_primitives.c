@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "harness.h"
-#include "primitives/prims.h"
+#include "primitives/primitives.h"
 #include "ref.h"
 
 /* Set TEST_VERBOSE=1 to print the measured errors. */

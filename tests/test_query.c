@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "toolrun.h"
 
 /* Runs "env_prefix $NDCL_QUERY args". */

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # ci-extra.sh - the CI steps beyond the plain suite (run by test.sh when
-# CI=true, after the main build passed): the CLBlast engine on the CPU
-# device, the sizing suites as other machines would size them, oneDNN's
-# convolution for every layer, a build without the host BLAS and oneDNN,
-# AddressSanitizer +
-# UndefinedBehaviorSanitizer, small work-groups, Oclgrind, an application
-# built against an installed copy in a scratch prefix as the README says,
-# valgrind (memcheck, helgrind) and libFuzzer (tools/fuzz.sh).
+# CI=true, after the main build passed): the include direction of src/,
+# the CLBlast engine on the CPU device, the sizing suites as other machines
+# would size them, oneDNN's convolution for every layer, a build without
+# the host BLAS and oneDNN, AddressSanitizer + UndefinedBehaviorSanitizer,
+# small work-groups, Oclgrind, an application built against an installed
+# copy in a scratch prefix as the README says, valgrind (memcheck,
+# helgrind) and libFuzzer (tools/fuzz.sh).
 set -euo pipefail
 # Pipelines into grep use `grep ... >/dev/null`, never `grep -q`: -q exits
 # at the first match, the writer then dies of SIGPIPE, and pipefail turns a
@@ -15,6 +15,12 @@ set -euo pipefail
 trap 'echo "ci-extra.sh: FAILED at line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
+
+# The include direction of src/ (API -> layers -> conv -> primitives ->
+# blas -> runtime, no layer kind including another's header): the rules
+# are data at the top of the script.
+echo "== the include direction of src/ (tools/check-includes.py)"
+python3 tools/check-includes.py
 
 # The main suite ran the products on PoCL through the host BLAS engine (the
 # blas suite checks that it was chosen); every engine passes the same

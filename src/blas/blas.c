@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blas/blas.h"
+#include "config.h"
 #include "runtime/runtime.h"
 
 /* The registry: the portable engine first, faster ones after it for the

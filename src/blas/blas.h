@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "ndcl_cl.h"
 
 /* Row-major GEMM on raw buffers with element offsets:

@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "blas/blas.h"
+#include "config.h"
 #include "conv/conv_algo.h"
 
 const ndcl_conv_algo *const ndcl_conv_algos[] = {
@@ -267,23 +267,22 @@ static bool db_lookup(ndcl_context *ctx, const ndcl_conv_geom *g, uint64_t dev,
     return found;
 }
 
-/* Writes the entry, replacing (dev, geom)'s and dropping corrupt lines, to
- * a unique temporary name renamed into place: readers never see a partial
- * file. Failures only lose the memory of the measurement. */
+/* Writes the entry, replacing (dev, geom)'s and dropping corrupt lines,
+ * through the atomic writer (runtime/files.c): readers never see a partial
+ * file, and concurrent stores from contexts on other threads each leave a
+ * whole one. Failures only lose the memory of the measurement. */
 static void db_store(uint64_t dev, const char *gk,
                      const ndcl_conv_algo *c[NDCL_CONV_PASSES])
 {
-    char path[1100], tmp[1200], line[512], head[256];
+    char path[1100], line[512], head[256];
     if (!ndcl_conv_find_db_path(path, sizeof path)) return;
     snprintf(head, sizeof head, "%s %016" PRIx64 " %s ", FIND_TAG, dev, gk);
     char dir[1024];
     if (ndcl_cache_dir(dir, sizeof dir)) ndcl_make_dirs(dir);
-    /* Unique per process and call: contexts on other threads may store
-     * at once. */
-    static atomic_uint serial;
-    snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),
-             atomic_fetch_add(&serial, 1));
-    FILE *out = fopen(tmp, "w");
+    /* The new file in memory (at most 10001 lines of < 512 bytes). */
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
     if (!out) return;
     FILE *in = open_regular(path);
     long kept = 0;
@@ -301,7 +300,12 @@ static void db_store(uint64_t dev, const char *gk,
     int n =
         snprintf(line, sizeof line, "%s%s %s %s", head, c[0]->name, c[1]->name, c[2]->name);
     fprintf(out, "%s %016" PRIx64 "\n", line, line_sum(line, (size_t)n));
-    if (fclose(out) != 0 || rename(tmp, path) != 0) remove(tmp);
+    if (fclose(out) == 0) {
+        const void *part[1] = {text};
+        bool no_temp;
+        (void)ndcl_file_replace(path, part, &size, 1, false, &no_temp);
+    }
+    free(text);
 }
 
 /* ------------------------------------------------------------ measuring */

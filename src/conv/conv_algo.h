@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "primitives/conv2d.h"
 #include "runtime/runtime.h"
 

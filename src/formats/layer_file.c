@@ -39,13 +39,6 @@ static void c_locale_leave(c_locale *l)
 
 /* ------------------------------------------------------------ metadata */
 
-static const char *kind_name(ndcl_layer_kind k)
-{
-    return k == NDCL_LAYER_CONV2D   ? "conv2d"
-           : k == NDCL_LAYER_LINEAR ? "linear"
-                                    : "channel";
-}
-
 static ndcl_status bad_value(ndcl_context *ctx, const char *key, const char *v,
                              const char *want)
 {
@@ -177,6 +170,99 @@ typedef struct layer_spec {
     ndcl_channel_desc channel;
 } layer_spec;
 
+typedef struct meta_out meta_out; /* the metadata being written (saving) */
+
+#define MAX_NAMES 6 /* parameter tensors of a layer */
+
+/* What a layer file knows of each kind: its name in the metadata, how its
+ * descriptor is read from and written to the metadata, its parameter
+ * tensors and counter, and its constructor. One entry per kind; the rest
+ * of this file goes through the table and names no kind. */
+typedef struct file_kind {
+    ndcl_layer_kind kind;
+    const char *name;
+    void (*read)(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp, ndcl_status *s);
+    ndcl_status (*describe)(const ndcl_layer *l, layer_spec *sp, meta_out *m);
+    ndcl_status (*create)(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l);
+    int (*params)(const layer_spec *sp, const char *names[MAX_NAMES]);
+    const char *counter;   /* the counter tensor's name, or NULL */
+    bool counter_required; /* a file without the counter is refused */
+    bool has_bias;         /* the bias= metadata governs a "bias" tensor */
+} file_kind;
+
+/* The table (at the end of this file, after the functions it holds). */
+static const file_kind *kind_named(const char *name);
+static const file_kind *kind_of(ndcl_layer_kind k);
+
+static void read_conv2d(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp,
+                        ndcl_status *s)
+{
+    const char *k = "conv2d";
+    int in = 0, out = 0, kh = 0, kw = 0;
+    meta_int(ctx, f, "in_channels", true, k, &in, s);
+    meta_int(ctx, f, "out_channels", true, k, &out, s);
+    const char *ks =
+        *s == NDCL_SUCCESS ? meta_get(ctx, f, "kernel_size", true, k, s) : NULL;
+    if (ks && !pair_in(ks, &kh, &kw))
+        *s = bad_value(ctx, "kernel_size", ks, "an integer or a pair of integers");
+    if (*s == NDCL_SUCCESS) {
+        ndcl_conv2d_desc *d = &sp->conv;
+        *d = ndcl_conv2d_desc_default(in, out, kh);
+        d->kernel_h = kh;
+        d->kernel_w = kw;
+        meta_square(ctx, f, "stride", k, &d->stride, s);
+        meta_square(ctx, f, "padding", k, &d->padding, s);
+        meta_square(ctx, f, "dilation", k, &d->dilation, s);
+        meta_int(ctx, f, "groups", false, k, &d->groups, s);
+        meta_bool(ctx, f, "bias", k, &d->bias, s);
+        meta_int(ctx, f, "block", false, k, &d->block, s);
+        meta_int(ctx, f, "sampling_stride", false, k, &d->sampling_stride, s);
+        meta_float(ctx, f, "eps", k, &d->eps, s);
+        meta_int(ctx, f, "n_iter", false, k, &d->n_iter, s);
+        meta_float(ctx, f, "momentum", k, &d->momentum, s);
+        meta_bool(ctx, f, "freeze", k, &d->freeze, s);
+        meta_int(ctx, f, "freeze_iter", false, k, &d->freeze_iter, s);
+    }
+}
+
+static void read_linear(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp,
+                        ndcl_status *s)
+{
+    const char *k = "linear";
+    int in = 0, out = 0;
+    meta_int(ctx, f, "in_features", true, k, &in, s);
+    meta_int(ctx, f, "out_features", true, k, &out, s);
+    if (*s == NDCL_SUCCESS) {
+        ndcl_linear_desc *d = &sp->linear;
+        *d = ndcl_linear_desc_default(in, out);
+        meta_bool(ctx, f, "bias", k, &d->bias, s);
+        meta_int(ctx, f, "block", false, k, &d->block, s);
+        meta_float(ctx, f, "eps", k, &d->eps, s);
+        meta_int(ctx, f, "n_iter", false, k, &d->n_iter, s);
+        meta_float(ctx, f, "momentum", k, &d->momentum, s);
+    }
+}
+
+static void read_channel(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp,
+                         ndcl_status *s)
+{
+    const char *k = "channel";
+    int block = 0;
+    meta_int(ctx, f, "block", true, k, &block, s);
+    if (*s == NDCL_SUCCESS) {
+        ndcl_channel_desc *d = &sp->channel;
+        *d = ndcl_channel_desc_default(block);
+        meta_float(ctx, f, "eps", k, &d->eps, s);
+        meta_int(ctx, f, "n_iter", false, k, &d->n_iter, s);
+        meta_float(ctx, f, "momentum", k, &d->momentum, s);
+        meta_int(ctx, f, "sampling_stride", false, k, &d->sampling_stride, s);
+    }
+}
+
+/* Every metadata value of safetensors is a string: numbers are parsed here
+ * in the C locale (above), so that a file gives the same layer whatever the
+ * application's locale and a value that is no number names its key; the
+ * ranges are left to the layer's own checks (ndcl_*_create). */
 static ndcl_status read_spec(ndcl_context *ctx, const ndcl_st_file *f, layer_spec *sp)
 {
     ndcl_status s = NDCL_SUCCESS;
@@ -184,105 +270,52 @@ static ndcl_status read_spec(ndcl_context *ctx, const ndcl_st_file *f, layer_spe
     if (!kind)
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "metadata \"kind\" is missing (not an ndcl layer file?)");
+    const file_kind *fk = kind_named(kind);
+    if (!fk) return bad_value(ctx, "kind", kind, "conv2d, linear or channel");
     c_locale loc;
     c_locale_enter(&loc);
-    if (strcmp(kind, "conv2d") == 0) {
-        const char *k = "conv2d";
-        int in = 0, out = 0, kh = 0, kw = 0;
-        meta_int(ctx, f, "in_channels", true, k, &in, &s);
-        meta_int(ctx, f, "out_channels", true, k, &out, &s);
-        const char *ks =
-            s == NDCL_SUCCESS ? meta_get(ctx, f, "kernel_size", true, k, &s) : NULL;
-        if (ks && !pair_in(ks, &kh, &kw))
-            s = bad_value(ctx, "kernel_size", ks, "an integer or a pair of integers");
-        if (s == NDCL_SUCCESS) {
-            ndcl_conv2d_desc *d = &sp->conv;
-            *d = ndcl_conv2d_desc_default(in, out, kh);
-            d->kernel_h = kh;
-            d->kernel_w = kw;
-            meta_square(ctx, f, "stride", k, &d->stride, &s);
-            meta_square(ctx, f, "padding", k, &d->padding, &s);
-            meta_square(ctx, f, "dilation", k, &d->dilation, &s);
-            meta_int(ctx, f, "groups", false, k, &d->groups, &s);
-            meta_bool(ctx, f, "bias", k, &d->bias, &s);
-            meta_int(ctx, f, "block", false, k, &d->block, &s);
-            meta_int(ctx, f, "sampling_stride", false, k, &d->sampling_stride, &s);
-            meta_float(ctx, f, "eps", k, &d->eps, &s);
-            meta_int(ctx, f, "n_iter", false, k, &d->n_iter, &s);
-            meta_float(ctx, f, "momentum", k, &d->momentum, &s);
-            meta_bool(ctx, f, "freeze", k, &d->freeze, &s);
-            meta_int(ctx, f, "freeze_iter", false, k, &d->freeze_iter, &s);
-        }
-        sp->kind = NDCL_LAYER_CONV2D;
-    } else if (strcmp(kind, "linear") == 0) {
-        const char *k = "linear";
-        int in = 0, out = 0;
-        meta_int(ctx, f, "in_features", true, k, &in, &s);
-        meta_int(ctx, f, "out_features", true, k, &out, &s);
-        if (s == NDCL_SUCCESS) {
-            ndcl_linear_desc *d = &sp->linear;
-            *d = ndcl_linear_desc_default(in, out);
-            meta_bool(ctx, f, "bias", k, &d->bias, &s);
-            meta_int(ctx, f, "block", false, k, &d->block, &s);
-            meta_float(ctx, f, "eps", k, &d->eps, &s);
-            meta_int(ctx, f, "n_iter", false, k, &d->n_iter, &s);
-            meta_float(ctx, f, "momentum", k, &d->momentum, &s);
-        }
-        sp->kind = NDCL_LAYER_LINEAR;
-    } else if (strcmp(kind, "channel") == 0) {
-        const char *k = "channel";
-        int block = 0;
-        meta_int(ctx, f, "block", true, k, &block, &s);
-        if (s == NDCL_SUCCESS) {
-            ndcl_channel_desc *d = &sp->channel;
-            *d = ndcl_channel_desc_default(block);
-            meta_float(ctx, f, "eps", k, &d->eps, &s);
-            meta_int(ctx, f, "n_iter", false, k, &d->n_iter, &s);
-            meta_float(ctx, f, "momentum", k, &d->momentum, &s);
-            meta_int(ctx, f, "sampling_stride", false, k, &d->sampling_stride, &s);
-        }
-        sp->kind = NDCL_LAYER_CHANNEL;
-    } else {
-        s = bad_value(ctx, "kind", kind, "conv2d, linear or channel");
-    }
+    fk->read(ctx, f, sp, &s);
+    sp->kind = fk->kind;
     c_locale_leave(&loc);
     return s;
 }
 
 /* ------------------------------------------------------------ tensors */
 
-#define MAX_NAMES 6
-
-/* The parameter names of a layer of this spec, then the counter's name
- * (NULL for linear). Returns the parameter count. */
-static int param_names(const layer_spec *sp, const char *names[MAX_NAMES],
-                       const char **counter)
+/* The parameter names of a deconvolved layer (conv2d, linear). */
+static int weight_params(bool bias, const char *names[MAX_NAMES])
 {
     int n = 0;
-    if (sp->kind == NDCL_LAYER_CHANNEL) {
-        names[n++] = "running_mean1";
-        names[n++] = "running_deconv";
-        names[n++] = "running_mean2";
-        names[n++] = "running_var";
-        *counter = "num_batches_tracked";
-        return n;
-    }
-    int bias = sp->kind == NDCL_LAYER_CONV2D ? sp->conv.bias : sp->linear.bias;
     names[n++] = "weight";
     if (bias) names[n++] = "bias";
     names[n++] = "running_mean";
     names[n++] = "running_deconv";
-    *counter = sp->kind == NDCL_LAYER_CONV2D ? "counter" : NULL;
     return n;
 }
 
-static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
+static int conv2d_params(const layer_spec *sp, const char *names[MAX_NAMES])
 {
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%zu", i ? ", " : "", shape[i]);
-    if (used < cap) snprintf(buf + used, cap - used, "]");
+    return weight_params(sp->conv.bias, names);
 }
+
+static int linear_params(const layer_spec *sp, const char *names[MAX_NAMES])
+{
+    return weight_params(sp->linear.bias, names);
+}
+
+static int channel_params(const layer_spec *sp, const char *names[MAX_NAMES])
+{
+    (void)sp;
+    int n = 0;
+    names[n++] = "running_mean1";
+    names[n++] = "running_deconv";
+    names[n++] = "running_mean2";
+    names[n++] = "running_var";
+    return n;
+}
+
+static int param_names(const layer_spec *sp, const char *names[MAX_NAMES],
+                       const char **counter);
 
 /* Equal once dimensions of size 1 are dropped from both: files from PyTorch
  * may hold [] for [1, 1] and the like. */
@@ -306,25 +339,26 @@ static ndcl_status check_names(ndcl_context *ctx, const ndcl_st_file *f,
 {
     const char *names[MAX_NAMES], *counter;
     int n = param_names(sp, names, &counter);
-    const char *kind = kind_name(sp->kind);
+    const file_kind *fk = kind_of(sp->kind);
+    const char *kind = fk->name;
     for (int i = 0; i < n; i++)
         if (!ndcl_st_find(f, names[i]))
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" is missing (a %s layer%s needs it)", names[i],
                              kind, strcmp(names[i], "bias") == 0 ? " with bias=true" : "");
-    if (sp->kind == NDCL_LAYER_CHANNEL && !ndcl_st_find(f, counter))
+    if (fk->counter_required && !ndcl_st_find(f, counter))
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
-                         "tensor \"%s\" is missing (a channel layer needs it: it decides "
+                         "tensor \"%s\" is missing (a %s layer needs it: it decides "
                          "whether the next training batch overwrites the running "
                          "statistics)",
-                         counter);
+                         counter, kind);
     for (int t = 0; t < f->n_tensors; t++) {
         const char *tn = f->tensors[t].name;
         bool known = counter && strcmp(tn, counter) == 0;
         for (int i = 0; !known && i < n; i++)
             known = strcmp(tn, names[i]) == 0;
         if (known) continue;
-        if (strcmp(tn, "bias") == 0 && sp->kind != NDCL_LAYER_CHANNEL)
+        if (strcmp(tn, "bias") == 0 && fk->has_bias)
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"bias\" is present but the metadata says bias=false");
         char list[160] = "";
@@ -351,12 +385,22 @@ static ndcl_status as_format(ndcl_context *ctx, ndcl_status s, const char *what)
     return ndcl_error_prefix(ctx, NDCL_ERR_FORMAT, what);
 }
 
-static ndcl_status create_layer(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
+static ndcl_status create_conv2d(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
 {
-    if (sp->kind == NDCL_LAYER_CONV2D) return ndcl_conv2d_create(ctx, &sp->conv, l);
-    if (sp->kind == NDCL_LAYER_LINEAR) return ndcl_linear_create(ctx, &sp->linear, l);
+    return ndcl_conv2d_create(ctx, &sp->conv, l);
+}
+
+static ndcl_status create_linear(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
+{
+    return ndcl_linear_create(ctx, &sp->linear, l);
+}
+
+static ndcl_status create_channel(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
+{
     return ndcl_channel_create(ctx, &sp->channel, l);
 }
+
+static ndcl_status create_layer(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l);
 
 /* Every parameter tensor of the file against the shape the layer l gives
  * it (l may be a shapes-only probe). */
@@ -372,8 +416,8 @@ static ndcl_status check_shapes(ndcl_context *ctx, const ndcl_st_file *f,
         NDCL_TRY(ndcl_layer_param_shape(l, names[i], &ndim, shape));
         if (!same_squeezed(t->shape, t->ndim, shape, ndim)) {
             char have[200], want[200];
-            shape_text(t->shape, t->ndim, have, sizeof have);
-            shape_text(shape, ndim, want, sizeof want);
+            ndcl_shape_text(t->shape, t->ndim, false, have, sizeof have);
+            ndcl_shape_text(shape, ndim, false, want, sizeof want);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" has shape %s but the layer expects %s", t->name,
                              have, want);
@@ -401,7 +445,7 @@ static ndcl_status load_params(ndcl_context *ctx, const ndcl_st_file *f,
     if (t) {
         if (t->count != 1) {
             char have[200];
-            shape_text(t->shape, t->ndim, have, sizeof have);
+            ndcl_shape_text(t->shape, t->ndim, false, have, sizeof have);
             return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                              "tensor \"%s\" has shape %s but must hold one integer "
                              "(shape [] or [1])",
@@ -515,55 +559,68 @@ static void put_float(meta_out *m, const char *key, float v)
     put(m, key, "%s", buf);
 }
 
+static ndcl_status describe_conv2d(const ndcl_layer *l, layer_spec *sp, meta_out *m)
+{
+    ndcl_status s = ndcl_layer_conv2d_desc(l, &sp->conv);
+    const ndcl_conv2d_desc *d = &sp->conv;
+    put(m, "in_channels", "%d", d->in_channels);
+    put(m, "out_channels", "%d", d->out_channels);
+    if (d->kernel_h == d->kernel_w)
+        put(m, "kernel_size", "%d", d->kernel_h);
+    else
+        put(m, "kernel_size", "%d,%d", d->kernel_h, d->kernel_w);
+    put(m, "stride", "%d", d->stride);
+    put(m, "padding", "%d", d->padding);
+    put(m, "dilation", "%d", d->dilation);
+    put(m, "groups", "%d", d->groups);
+    put(m, "bias", "%s", tf(d->bias));
+    put(m, "block", "%d", d->block);
+    put(m, "sampling_stride", "%d", d->sampling_stride);
+    put_float(m, "eps", d->eps);
+    put(m, "n_iter", "%d", d->n_iter);
+    put_float(m, "momentum", d->momentum);
+    put(m, "freeze", "%s", tf(d->freeze));
+    put(m, "freeze_iter", "%d", d->freeze_iter);
+    return s;
+}
+
+static ndcl_status describe_linear(const ndcl_layer *l, layer_spec *sp, meta_out *m)
+{
+    ndcl_status s = ndcl_layer_linear_desc(l, &sp->linear);
+    const ndcl_linear_desc *d = &sp->linear;
+    put(m, "in_features", "%d", d->in_features);
+    put(m, "out_features", "%d", d->out_features);
+    put(m, "bias", "%s", tf(d->bias));
+    put(m, "block", "%d", d->block);
+    put_float(m, "eps", d->eps);
+    put(m, "n_iter", "%d", d->n_iter);
+    put_float(m, "momentum", d->momentum);
+    return s;
+}
+
+static ndcl_status describe_channel(const ndcl_layer *l, layer_spec *sp, meta_out *m)
+{
+    ndcl_status s = ndcl_layer_channel_desc(l, &sp->channel);
+    const ndcl_channel_desc *d = &sp->channel;
+    put(m, "block", "%d", d->block);
+    put_float(m, "eps", d->eps);
+    put(m, "n_iter", "%d", d->n_iter);
+    put_float(m, "momentum", d->momentum);
+    put(m, "sampling_stride", "%d", d->sampling_stride);
+    return s;
+}
+
 static ndcl_status describe(const ndcl_layer *l, layer_spec *sp, meta_out *m)
 {
     sp->kind = ndcl_layer_kind_of(l);
+    const file_kind *fk = kind_of(sp->kind);
+    if (!fk)
+        return ndcl_fail(ndcl_layer_context(l), NDCL_ERR_INVALID_ARG,
+                         "layer kind %d has no layer file form", (int)sp->kind);
     c_locale loc;
     c_locale_enter(&loc); /* floats must be written with a '.' */
-    ndcl_status s = NDCL_SUCCESS;
-    if (sp->kind == NDCL_LAYER_CONV2D) {
-        s = ndcl_layer_conv2d_desc(l, &sp->conv);
-        const ndcl_conv2d_desc *d = &sp->conv;
-        put(m, "kind", "conv2d");
-        put(m, "in_channels", "%d", d->in_channels);
-        put(m, "out_channels", "%d", d->out_channels);
-        if (d->kernel_h == d->kernel_w)
-            put(m, "kernel_size", "%d", d->kernel_h);
-        else
-            put(m, "kernel_size", "%d,%d", d->kernel_h, d->kernel_w);
-        put(m, "stride", "%d", d->stride);
-        put(m, "padding", "%d", d->padding);
-        put(m, "dilation", "%d", d->dilation);
-        put(m, "groups", "%d", d->groups);
-        put(m, "bias", "%s", tf(d->bias));
-        put(m, "block", "%d", d->block);
-        put(m, "sampling_stride", "%d", d->sampling_stride);
-        put_float(m, "eps", d->eps);
-        put(m, "n_iter", "%d", d->n_iter);
-        put_float(m, "momentum", d->momentum);
-        put(m, "freeze", "%s", tf(d->freeze));
-        put(m, "freeze_iter", "%d", d->freeze_iter);
-    } else if (sp->kind == NDCL_LAYER_LINEAR) {
-        s = ndcl_layer_linear_desc(l, &sp->linear);
-        const ndcl_linear_desc *d = &sp->linear;
-        put(m, "kind", "linear");
-        put(m, "in_features", "%d", d->in_features);
-        put(m, "out_features", "%d", d->out_features);
-        put(m, "bias", "%s", tf(d->bias));
-        put(m, "block", "%d", d->block);
-        put_float(m, "eps", d->eps);
-        put(m, "n_iter", "%d", d->n_iter);
-        put_float(m, "momentum", d->momentum);
-    } else {
-        s = ndcl_layer_channel_desc(l, &sp->channel);
-        const ndcl_channel_desc *d = &sp->channel;
-        put(m, "kind", "channel");
-        put(m, "block", "%d", d->block);
-        put_float(m, "eps", d->eps);
-        put(m, "n_iter", "%d", d->n_iter);
-        put_float(m, "momentum", d->momentum);
-        put(m, "sampling_stride", "%d", d->sampling_stride);
-    }
+    put(m, "kind", "%s", fk->name);
+    ndcl_status s = fk->describe(l, sp, m);
     c_locale_leave(&loc);
     return s;
 }
@@ -707,4 +764,44 @@ ndcl_status ndcl_safetensors_read_float(const char *path, const char *name, floa
     }
     ndcl_st_free(&f);
     return s;
+}
+
+/* ------------------------------------------------------------ kinds */
+
+static const file_kind kinds[] = {
+    {NDCL_LAYER_CONV2D, "conv2d", read_conv2d, describe_conv2d, create_conv2d,
+     conv2d_params, "counter", false, true},
+    {NDCL_LAYER_LINEAR, "linear", read_linear, describe_linear, create_linear,
+     linear_params, NULL, false, true},
+    /* ChannelDeconv's num_batches_tracked decides whether the next
+     * training batch overwrites the running statistics: required. */
+    {NDCL_LAYER_CHANNEL, "channel", read_channel, describe_channel, create_channel,
+     channel_params, "num_batches_tracked", true, false},
+};
+
+static const file_kind *kind_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kinds[i].name, name) == 0) return &kinds[i];
+    return NULL;
+}
+
+static const file_kind *kind_of(ndcl_layer_kind k)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kinds[i].kind == k) return &kinds[i];
+    return NULL;
+}
+
+static int param_names(const layer_spec *sp, const char *names[MAX_NAMES],
+                       const char **counter)
+{
+    const file_kind *fk = kind_of(sp->kind);
+    *counter = fk->counter;
+    return fk->params(sp, names);
+}
+
+static ndcl_status create_layer(ndcl_context *ctx, const layer_spec *sp, ndcl_layer **l)
+{
+    return kind_of(sp->kind)->create(ctx, sp, l);
 }

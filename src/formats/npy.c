@@ -88,6 +88,10 @@ static ndcl_status bad_header(const char *path, const char *what)
     return ndcl_fail(NULL, NDCL_ERR_FORMAT, "%s: malformed .npy header: %s", path, what);
 }
 
+/* The header is the repr of a Python dict ({'descr': ..., 'fortran_order':
+ * ..., 'shape': (...), }); it is parsed by hand, accepting the three keys
+ * in any order and nothing that would need a Python evaluator, so that a
+ * crafted header cannot make the reader do more than scan it once. */
 static ndcl_status parse_header(const char *path, const char *text, size_t len,
                                 npy_header *h)
 {
@@ -150,17 +154,6 @@ static ndcl_status parse_header(const char *path, const char *text, size_t len,
                                 : !have_fortran ? "no 'fortran_order' key"
                                                 : "no 'shape' key");
     return NDCL_SUCCESS;
-}
-
-static void shape_text(const size_t *shape, int ndim, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "(");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%zu%s", shape[i],
-                                 ndim == 1      ? ","
-                                 : i + 1 < ndim ? ", "
-                                                : "");
-    if (used < cap) snprintf(buf + used, cap - used, ")");
 }
 
 /* What a .npy header says: where the data starts, its element size and
@@ -234,7 +227,7 @@ static ndcl_status parse_head(const char *path, const unsigned char *b, size_t n
     size_t avail = size - start - hlen;
     if (avail != nbytes) {
         char st[160];
-        shape_text(h.shape, h.ndim, st, sizeof st);
+        ndcl_shape_text(h.shape, h.ndim, true, st, sizeof st);
         return ndcl_fail(NULL, NDCL_ERR_FORMAT,
                          avail < nbytes ? "%s: data truncated: shape %s of '%s' needs %zu "
                                           "bytes, %zu present"
@@ -289,6 +282,10 @@ ndcl_status ndcl_npy_parse(const char *path, const void *bytes, size_t size, flo
  * hundred bytes at most). */
 #define NPY_HEAD ((size_t)1 << 20)
 
+/* The check ndcl_read_file_checked runs on the first bytes: a file that is
+ * no .npy, or whose header promises more data than the file holds, fails
+ * before its body is read into memory (a hostile or truncated file costs
+ * no more than its head). */
 static ndcl_status head_check(ndcl_context *ctx, const char *path,
                               const unsigned char *head, size_t n, size_t total)
 {
@@ -330,7 +327,7 @@ ndcl_status ndcl_npy_write(const char *path, const float *data, int ndim,
     /* numpy's own layout: version 1.0, header padded with spaces and ended
      * by '\n' so that the data starts at a multiple of 64 bytes. */
     char st[160], text[256];
-    shape_text(shape, ndim, st, sizeof st);
+    ndcl_shape_text(shape, ndim, true, st, sizeof st);
     int tl = snprintf(text, sizeof text,
                       "{'descr': '<f4', 'fortran_order': False, "
                       "'shape': %s, }",

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +78,9 @@ static int64_t u64_to_i64(uint64_t u)
     return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
 }
 
+/* float16 tensors (PyTorch's half) are widened on load. ldexpf builds the
+ * value from mantissa and exponent, so subnormals come out exact, which a
+ * shift of the bits into a float's fields would have to special-case. */
 static float half_to_float(unsigned h)
 {
     unsigned exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -192,14 +194,6 @@ static char *keep(char *block, size_t *pos, const char *s)
     return dst;
 }
 
-static void shape_str(const size_t *shape, int ndim, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%zu", i ? ", " : "", shape[i]);
-    if (used < cap) snprintf(buf + used, cap - used, "]");
-}
-
 /* Validates one tensor entry of the header into t (name set by the caller). */
 static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_size,
                                const unsigned char *data, ndcl_st_tensor *t)
@@ -283,7 +277,7 @@ static ndcl_status parse_entry(ndcl_context *ctx, const cJSON *e, size_t data_si
                          n, begin, end, data_size);
     if (end - begin != nbytes) {
         char buf[200];
-        shape_str(t->shape, ndim, buf, sizeof buf);
+        ndcl_shape_text(t->shape, ndim, false, buf, sizeof buf);
         return ndcl_fail(ctx, NDCL_ERR_FORMAT,
                          "tensor \"%s\": data_offsets [%zu, %zu] hold %zu bytes but shape "
                          "%s of %s needs %zu",
@@ -743,81 +737,24 @@ ndcl_status ndcl_st_head_check(ndcl_context *ctx, const char *path,
     return NDCL_SUCCESS;
 }
 
-static bool write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 ndcl_status ndcl_write_file_atomic(ndcl_context *ctx, const char *path, const void *data,
                                    size_t size)
 {
     NDCL_CHECK_ARG(ctx, path && *path, "path is NULL or empty");
     NDCL_CHECK_ARG(ctx, data || size == 0, "data is NULL");
-    static atomic_uint serial;
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
-
-    /* Same directory as the target, so rename(2) stays on one file system
-     * and is atomic; O_EXCL so a concurrent writer's file is never reused.
-     * Mode 0666 lets the umask decide, as for any new file. */
-    int fd = -1;
-    for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(),
-                 atomic_fetch_add(&serial, 1u));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        ndcl_status s = ndcl_fail(ctx, NDCL_ERR_IO,
-                                  "%s: cannot create a temporary file "
-                                  "next to it: %s",
-                                  path, strerror(errno));
-        free(tmp);
-        return s;
-    }
-
-    /* Replacing a file keeps its permissions (best effort: a new file's
-     * umask-based mode is a fine fallback). */
-    struct stat old;
-    if (stat(path, &old) == 0 && S_ISREG(old.st_mode))
-        (void)fchmod(fd, old.st_mode & 07777);
-
     const char *hook = getenv("NDCL_TEST_SHORT_WRITE");
-    bool ok, simulated = hook && *hook;
-    if (simulated) {
-        (void)write_all(fd, data, size / 2);
-        ok = false;
-        errno = ENOSPC;
-    } else {
-        ok = write_all(fd, data, size) && fsync(fd) == 0;
-    }
-    int err = errno;
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        err = errno;
-    }
-    ndcl_status s = NDCL_SUCCESS;
-    if (!ok) {
-        unlink(tmp);
-        s = ndcl_fail(ctx, NDCL_ERR_IO, "%s: write failed: %s%s (the file is unchanged)",
-                      path, strerror(err),
-                      simulated ? " (simulated by NDCL_TEST_SHORT_WRITE)" : "");
-    }
-    free(tmp);
-    return s;
+    const bool simulated = hook && *hook;
+    bool no_temp;
+    int err = ndcl_file_replace(path, &data, &size, 1, simulated, &no_temp);
+    if (err == 0) return NDCL_SUCCESS;
+    if (err == ENOMEM && !no_temp)
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (no_temp)
+        return ndcl_fail(ctx, NDCL_ERR_IO,
+                         "%s: cannot create a temporary file "
+                         "next to it: %s",
+                         path, strerror(err));
+    return ndcl_fail(ctx, NDCL_ERR_IO, "%s: write failed: %s%s (the file is unchanged)",
+                     path, strerror(err),
+                     simulated ? " (simulated by NDCL_TEST_SHORT_WRITE)" : "");
 }

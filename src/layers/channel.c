@@ -51,6 +51,16 @@ static const ndcl_layer_ops ops = {
     .sync_counts = sync_counts,
 };
 
+ndcl_status ndcl_layer_channel_desc(const ndcl_layer *l, ndcl_channel_desc *out)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
+    NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
+    NDCL_CHECK_ARG(l->ctx, l->ops == &ops, "layer is not a channel layer");
+    *out = ndcl_ch(l)->desc;
+    return NDCL_SUCCESS;
+}
+
 ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
                                 ndcl_layer **out)
 {
@@ -65,10 +75,16 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
     NDCL_CHECK_ARG(ctx, d->sampling_stride >= 1 && d->sampling_stride <= 46340,
                    "sampling_stride=%d (must be 1..46340)", d->sampling_stride);
     ndcl_layer *l;
-    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, &l));
-    l->channel = *d;
+    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, sizeof(ndcl_channel), &l));
+    ndcl_channel *ch = ndcl_ch(l);
+    ch->desc = *d;
+    ndcl_layer_add_workspace(l, &ch->X, true);
+    ndcl_layer_add_workspace(l, &ch->col, true);
+    ndcl_layer_add_workspace(l, &ch->tmp, true);
+    ndcl_layer_add_workspace(l, &ch->extra, false);
+    for (int i = 0; i < NDCL_CH_BW; i++)
+        ndcl_layer_add_workspace(l, &ch->bw[i], true);
     l->block = d->block;
-    l->nf = (size_t)d->block;
     size_t B = (size_t)d->block;
     ndcl_status s = ndcl_layer_add_param(l, "running_mean1", 2, (size_t[]){B, 1}, 0.0f, 0);
     if (s == NDCL_SUCCESS)
@@ -85,20 +101,6 @@ ndcl_status ndcl_channel_create(ndcl_context *ctx, const ndcl_channel_desc *d,
     return NDCL_SUCCESS;
 }
 
-void ndcl_ch_geom_init(const ndcl_layer *l, int ndim, const size_t *shape, ndcl_ch_geom *g)
-{
-    size_t H = ndim == 4 ? shape[2] : 1, W = ndim == 4 ? shape[3] : 1;
-    g->N = (int)shape[0];
-    g->C = (int)shape[1];
-    g->HW = (int)(H * W);
-    g->B = l->channel.block;
-    g->c = g->C / g->B * g->B;
-    g->L = (size_t)(g->c / g->B) * (size_t)g->N * (size_t)g->HW;
-    size_t ss = (size_t)l->channel.sampling_stride;
-    g->step = (ss > 1 && H >= ss && W >= ss) ? (int)(ss * ss) : 1;
-    g->Ls = (g->L + (size_t)g->step - 1) / (size_t)g->step;
-}
-
 /* Normalises the leftover channels C - c by one scalar mean and unbiased
  * variance: of the batch (written to extra[0], extra[1]) or the running
  * buffers. */
@@ -111,50 +113,39 @@ static ndcl_status leftover(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, cl_m
     int mo = 0, vo = 0;
     if (batch_stats && group) {
         /* The group's, already in extra (group_stats). */
-        mean = var = l->extra.mem;
+        mean = var = ndcl_ch(l)->extra.mem;
         vo = 1;
     } else if (batch_stats) {
-        size_t wg;
-        NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_stats", 256, sizeof(float), &wg));
-        ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),
-                           NDCL_ARG(g->HW),        NDCL_ARG(g->c),
-                           NDCL_ARG(g->step),      NDCL_ARG(x),
-                           NDCL_ARG(l->extra.mem), NDCL_LOCAL(wg * sizeof(float))};
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_left_stats", 1, &wg, &wg, args, 8));
-        mean = var = l->extra.mem;
+        NDCL_TRY(ndcl_ch_left_stats(ctx, g, x, ndcl_ch(l)->extra.mem));
+        mean = var = ndcl_ch(l)->extra.mem;
         vo = 1;
     }
-    size_t n = (size_t)g->N * (size_t)(g->C - g->c) * (size_t)g->HW;
-    float eps = l->channel.eps;
-    ndcl_arg args[] = {NDCL_ARG(g->N), NDCL_ARG(g->C), NDCL_ARG(g->HW), NDCL_ARG(g->c),
-                       NDCL_ARG(eps),  NDCL_ARG(mean), NDCL_ARG(mo),    NDCL_ARG(var),
-                       NDCL_ARG(vo),   NDCL_ARG(x),    NDCL_ARG(y)};
-    return ndcl_launch(ctx, "ndcl_ch_left_apply", 1, &n, NULL, args, 11);
+    return ndcl_ch_left_apply(ctx, g, ndcl_ch(l)->desc.eps, mean, mo, var, vo, x, y);
 }
 
 /* The checks, the output and the workspaces of a forward on x, and the
- * gather of its first c channels into the B rows of l->X. */
+ * gather of its first c channels into the B rows of ndcl_ch(l)->X. */
 static ndcl_status prepare(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y, ndcl_ch_geom *g)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_channel_desc *d = &l->channel;
+    const ndcl_channel_desc *d = &ndcl_ch(l)->desc;
     NDCL_CHECK_ARG(ctx, x->ndim == 4 || x->ndim == 2,
                    "x must be [N, C, H, W] or [N, C] (has %d dims)", x->ndim);
     NDCL_CHECK_ARG(ctx, x->shape[1] >= (size_t)d->block,
                    "x has %zu channels, fewer than block=%d", x->shape[1], d->block);
     NDCL_CHECK_ARG(ctx, x->count <= INT32_MAX, "x has %zu elements (at most %d)", x->count,
                    INT32_MAX);
-    ndcl_ch_geom_init(l, x->ndim, x->shape, g);
+    ndcl_ch_geom_init(d->block, d->sampling_stride, x->ndim, x->shape, g);
     NDCL_TRY(ndcl_output(ctx, y, x->ndim, x->shape));
     size_t B = (size_t)g->B;
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, B * g->L));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, g->Ls * B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->tmp, B * g->L));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_ch(l)->X, B * g->L));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_ch(l)->col, g->Ls * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_ch(l)->tmp, B * g->L));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->extra, 2));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_ch(l)->extra, 2));
     if (mode == NDCL_TRAIN) {
         NDCL_TRY(
             ndcl_scratch_ensure(ctx, &l->ns_saved, ndcl_isqrt_saved_size(1, B, d->n_iter)));
@@ -162,26 +153,15 @@ static ndcl_status prepare(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
          * change or destroy x before it, unless x is borrowed). */
         if (g->c < g->C) NDCL_TRY(ndcl_layer_keep_input(l, x));
     }
-    size_t gl[2] = {g->L, B};
-    ndcl_arg ga[] = {NDCL_ARG(g->N), NDCL_ARG(g->C),   NDCL_ARG(g->HW),   NDCL_ARG(g->B),
-                     NDCL_ARG(g->c), NDCL_ARG(x->mem), NDCL_ARG(l->X.mem)};
-    return ndcl_launch(ctx, "ndcl_ch_gather", 2, gl, NULL, ga, 7);
+    return ndcl_ch_gather(ctx, g, x->mem, ndcl_ch(l)->X.mem);
 }
 
 /* A leftover moment of x (ndcl_ch_left_moment) into extra[0], read to *out. */
 static ndcl_status left_moment(ndcl_layer *l, const ndcl_ch_geom *g, cl_mem x, float shift,
                                int square, double *out)
 {
-    ndcl_context *ctx = l->ctx;
-    size_t wg;
-    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_ch_left_moment", 256, sizeof(float), &wg));
-    ndcl_arg args[] = {NDCL_ARG(g->N),         NDCL_ARG(g->C),
-                       NDCL_ARG(g->HW),        NDCL_ARG(g->c),
-                       NDCL_ARG(g->step),      NDCL_ARG(shift),
-                       NDCL_ARG(square),       NDCL_ARG(x),
-                       NDCL_ARG(l->extra.mem), NDCL_LOCAL(wg * sizeof(float))};
-    NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_left_moment", 1, &wg, &wg, args, 10));
-    return ndcl_sync_get(l, l->extra.mem, 0, 1, out);
+    NDCL_TRY(ndcl_ch_left_moment(l->ctx, g, x, shift, square, ndcl_ch(l)->extra.mem));
+    return ndcl_sync_get(&l->sync, ndcl_ch(l)->extra.mem, 0, 1, out);
 }
 
 /* This rank's share of the group's sample (ndcl_ch_sample_share) into
@@ -214,14 +194,10 @@ static ndcl_status share_sample(ndcl_layer *l, const ndcl_ch_geom *g)
         return ndcl_fail_cl(ctx, "clEnqueueWriteBuffer(sample table)", err);
     s->rows = rows;
     const size_t B = (size_t)g->B;
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->col, rows * B));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_ch(l)->col, rows * B));
     if (!rows) return NDCL_SUCCESS;
-    const int L = (int)g->L, pi = (int)per;
-    size_t gs[2] = {B, rows};
-    ndcl_arg sa[] = {NDCL_ARG(g->B),      NDCL_ARG(L),          NDCL_ARG(pi),
-                     NDCL_ARG(g->step),   NDCL_ARG(s->idx.mem), NDCL_ARG(l->X.mem),
-                     NDCL_ARG(l->col.mem)};
-    return ndcl_launch(ctx, "ndcl_ch_sample_share", 2, gs, NULL, sa, 7);
+    return ndcl_ch_sample_share(ctx, g, (int)per, s->idx.mem, rows, ndcl_ch(l)->X.mem,
+                                ndcl_ch(l)->col.mem);
 }
 
 /* The group's statistics (local: this rank's status so far): the mean of
@@ -247,21 +223,24 @@ static ndcl_status group_stats(ndcl_layer *l, ndcl_status local, const ndcl_ch_g
     if (st == NDCL_SUCCESS) {
         memset(buf, 0, n1 * sizeof *buf);
         if (s->rows) {
-            st = ndcl_col_sum(ctx, l->col.mem, s->rows, B, l->mean.mem);
-            if (st == NDCL_SUCCESS) st = ndcl_sync_get(l, l->mean.mem, 0, B, buf + 1);
+            st = ndcl_col_sum(ctx, ndcl_ch(l)->col.mem, s->rows, B, l->mean.mem);
+            if (st == NDCL_SUCCESS)
+                st = ndcl_sync_get(&l->sync, l->mean.mem, 0, B, buf + 1);
             /* Uncentred: the original takes the sample before centring. */
             if (st == NDCL_SUCCESS && train)
-                st = ndcl_cov(ctx, l->col.mem, s->rows, 1, B, 1.0f, 0.0f, l->cov.mem);
+                st = ndcl_cov(ctx, ndcl_ch(l)->col.mem, s->rows, 1, B, 1.0f, 0.0f,
+                              l->cov.mem);
             if (st == NDCL_SUCCESS && train)
-                st = ndcl_sync_get_tri(l, l->cov.mem, 1, B, buf + 1 + B);
+                st = ndcl_sync_get_tri(&l->sync, l->cov.mem, 1, B, buf + 1 + B);
         }
         if (st == NDCL_SUCCESS && left) st = left_moment(l, g, x, 0.0f, 0, buf + n1 - 1);
     }
-    NDCL_TRY(ndcl_sync_sum(l, st, n1));
+    NDCL_TRY(ndcl_sync_sum(&l->sync, st, n1));
     const double inv = 1.0 / (double)total_rows;
-    NDCL_TRY(ndcl_sync_put(l, buf + 1, B, inv, l->mean.mem, 0));
+    NDCL_TRY(ndcl_sync_put(&l->sync, buf + 1, B, inv, l->mean.mem, 0));
     if (train)
-        NDCL_TRY(ndcl_sync_put_tri(l, buf + 1 + B, 1, B, inv, l->channel.eps, l->cov.mem));
+        NDCL_TRY(ndcl_sync_put_tri(&l->sync, buf + 1 + B, 1, B, inv, ndcl_ch(l)->desc.eps,
+                                   l->cov.mem));
     s->total_rows = total_rows;
     s->kept = kept;
     if (!left) return NDCL_SUCCESS;
@@ -269,22 +248,22 @@ static ndcl_status group_stats(ndcl_layer *l, ndcl_status local, const ndcl_ch_g
      * pass. */
     double stats[2] = {(double)(float)(buf[n1 - 1] / (double)kept), 0.0};
     st = left_moment(l, g, x, (float)stats[0], 1, buf + 1);
-    NDCL_TRY(ndcl_sync_sum(l, st, 2));
+    NDCL_TRY(ndcl_sync_sum(&l->sync, st, 2));
     stats[1] = kept > 1 ? buf[1] / (double)(kept - 1) : NAN;
-    return ndcl_sync_put(l, stats, 2, 1.0, l->extra.mem, 0);
+    return ndcl_sync_put(&l->sync, stats, 2, 1.0, ndcl_ch(l)->extra.mem, 0);
 }
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_channel_desc *d = &l->channel;
+    const ndcl_channel_desc *d = &ndcl_ch(l)->desc;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
     bool group = ndcl_sync_forward_active(l, mode);
     ndcl_ch_geom g;
     ndcl_status s = prepare(l, mode, x, y, &g);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
 
     size_t B = (size_t)g.B;
@@ -296,25 +275,20 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_param *rm2 = ndcl_layer_param(l, "running_mean2");
     ndcl_param *rv = ndcl_layer_param(l, "running_var");
     bool left = g.c < g.C;
-    size_t gl[2] = {g.L, B};
     cl_mem mean = rm1->mem, D = rd->mem;
     if (group) {
         NDCL_TRY(group_stats(l, NDCL_SUCCESS, &g, train, x->mem));
         mean = l->mean.mem;
     } else if (batch_stats) {
-        int L = (int)g.L;
-        size_t gs[2] = {B, g.Ls};
-        ndcl_arg sa[] = {NDCL_ARG(g.B), NDCL_ARG(L), NDCL_ARG(g.step), NDCL_ARG(l->X.mem),
-                         NDCL_ARG(l->col.mem)};
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_sample", 2, gs, NULL, sa, 5));
-        NDCL_TRY(ndcl_col_mean(ctx, l->col.mem, g.Ls, B, l->mean.mem));
+        NDCL_TRY(ndcl_ch_sample(ctx, &g, ndcl_ch(l)->X.mem, ndcl_ch(l)->col.mem));
+        NDCL_TRY(ndcl_col_mean(ctx, ndcl_ch(l)->col.mem, g.Ls, B, l->mean.mem));
         mean = l->mean.mem;
     }
     if (train) {
         /* Uncentred: the original takes the sample before centring. */
         if (!group)
-            NDCL_TRY(ndcl_cov(ctx, l->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls, d->eps,
-                              l->cov.mem));
+            NDCL_TRY(ndcl_cov(ctx, ndcl_ch(l)->col.mem, g.Ls, 1, B, 1.0f / (float)g.Ls,
+                              d->eps, l->cov.mem));
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
         D = l->deconv.mem;
@@ -324,16 +298,11 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         /* Its leftover scale comes from the variance used here: the batch's
          * (in extra[1]) on the first batch, else the running one. */
         if (left && !batch_stats)
-            NDCL_TRY(ndcl_buffer_copy(ctx, rv->mem, 0, l->extra.mem, 1, 1));
+            NDCL_TRY(ndcl_buffer_copy(ctx, rv->mem, 0, ndcl_ch(l)->extra.mem, 1, 1));
     }
-    int L = (int)g.L;
-    ndcl_arg ca[] = {NDCL_ARG(g.B), NDCL_ARG(L), NDCL_ARG(mean), NDCL_ARG(l->X.mem)};
-    NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_center_rows", 2, gl, NULL, ca, 4));
-    NDCL_TRY(ndcl_blas_gemm(ctx, false, false, B, g.L, B, 1.0f, D, 0, B, l->X.mem, 0, g.L,
-                            0.0f, l->tmp.mem, 0, g.L));
-    ndcl_arg sc[] = {NDCL_ARG(g.N), NDCL_ARG(g.C),        NDCL_ARG(g.HW),     NDCL_ARG(g.B),
-                     NDCL_ARG(g.c), NDCL_ARG(l->tmp.mem), NDCL_ARG((*y)->mem)};
-    NDCL_TRY(ndcl_launch(ctx, "ndcl_ch_scatter", 2, gl, NULL, sc, 7));
+    NDCL_TRY(ndcl_ch_center_rows(ctx, &g, mean, ndcl_ch(l)->X.mem));
+    NDCL_TRY(ndcl_ch_whiten(ctx, &g, D, ndcl_ch(l)->X.mem, ndcl_ch(l)->tmp.mem));
+    NDCL_TRY(ndcl_ch_scatter(ctx, &g, ndcl_ch(l)->tmp.mem, (*y)->mem));
     if (left) NDCL_TRY(leftover(l, &g, x->mem, (*y)->mem, batch_stats, group));
 
     /* Running updates last: a failure above leaves the layer unchanged. */
@@ -345,8 +314,8 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
          * (the original has no batch deconv in evaluation mode). */
         if (train) u[nu++] = (ndcl_update){l->deconv.mem, rd->mem, B * B, first, 0};
         if (left) {
-            u[nu++] = (ndcl_update){l->extra.mem, rm2->mem, 1, first, 0};
-            u[nu++] = (ndcl_update){l->extra.mem, rv->mem, 1, first, 1};
+            u[nu++] = (ndcl_update){ndcl_ch(l)->extra.mem, rm2->mem, 1, first, 0};
+            u[nu++] = (ndcl_update){ndcl_ch(l)->extra.mem, rv->mem, 1, first, 1};
         }
         /* In evaluation mode only the first-batch copy happens (momentum 0). */
         NDCL_TRY(ndcl_layer_update_running(l, train ? d->momentum : 0.0f, u, nu));

@@ -4,15 +4,24 @@
 #define NDCL_LAYERS_CHANNEL_H
 
 #include "layers/layer.h"
+#include "primitives/channel.h"
 
-/* Sizes of one channel-layer step on an input of that shape. */
-typedef struct ndcl_ch_geom {
-    int N, C, HW, B, c;
-    size_t L;  /* columns of the B whitened rows */
-    int step;  /* sampling step (ss² or 1) */
-    size_t Ls; /* sampled columns */
-} ndcl_ch_geom;
-void ndcl_ch_geom_init(const ndcl_layer *l, int ndim, const size_t *shape, ndcl_ch_geom *g);
+#define NDCL_CH_BW 6 /* workspaces of one backward pass */
+
+/* A channel layer's own state, behind l->priv. */
+typedef struct ndcl_channel {
+    ndcl_channel_desc desc;
+    ndcl_scratch X;     /* the first c channels as B rows, centred */
+    ndcl_scratch col;   /* the strided sample of those rows (Ls x B) */
+    ndcl_scratch tmp;   /* the whitened rows; dout in the backward */
+    ndcl_scratch extra; /* the leftover channels' mean and variance */
+    ndcl_scratch bw[NDCL_CH_BW];
+} ndcl_channel;
+
+static inline ndcl_channel *ndcl_ch(const ndcl_layer *l)
+{
+    return (ndcl_channel *)l->priv;
+}
 
 /* The backward entry of the table (see ndcl_layer_ops); a channel layer
  * has no parameters, so dW and db are always NULL. */

@@ -1,27 +1,66 @@
-/* layer.c - what every layer kind shares: creation and destruction,
- * parameters by state_dict name, counters, the running-statistic update,
- * and the public forward and backward, which validate their arguments and
- * call the kind through its table (layer.h) without knowing it. */
+/* layer.c - what every layer kind shares: creation and destruction with
+ * the list of workspaces, the descriptor checks of every kind, parameters
+ * by state_dict name, counters, options (the kind's own through its
+ * table), the fold of W', b' through the kind's fold geometry, the
+ * running-statistic update, and the public forward and backward, which
+ * validate their arguments and call the kind through its table (layer.h)
+ * without knowing it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/layer.h"
 
-ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, ndcl_layer **out)
+ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_iter,
+                              float momentum)
+{
+    NDCL_CHECK_ARG(ctx, block >= 1, "block=%d (must be >= 1)", block);
+    NDCL_CHECK_ARG(ctx, eps > 0 && isfinite(eps), "eps=%g (must be > 0 and finite)",
+                   (double)eps);
+    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
+                   n_iter);
+    NDCL_CHECK_ARG(ctx, momentum >= 0 && momentum <= 1, "momentum=%g (must be in [0, 1])",
+                   (double)momentum);
+    return NDCL_SUCCESS;
+}
+
+void ndcl_layer_add_workspace(ndcl_layer *l, ndcl_scratch *s, bool saved)
+{
+    /* A programming error, not a run-time condition: the kinds register a
+     * fixed set at creation. */
+    if (l->n_ws >= NDCL_MAX_WORKSPACES) abort();
+    l->ws[l->n_ws++] = (ndcl_workspace){s, saved};
+}
+
+ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, size_t priv_size,
+                             ndcl_layer **out)
 {
     ndcl_layer *l = calloc(1, sizeof *l);
     if (!l) return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "layer allocation");
+    l->priv = calloc(1, priv_size ? priv_size : 1);
+    if (!l->priv) {
+        free(l);
+        return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY, "layer allocation");
+    }
     l->ctx = ctx;
     l->ops = ops;
-    l->groups = 1;
     l->stats_every = 1;
-    l->cws.col = &l->col;
-    l->cws.tmp = &l->tmp;
+    ndcl_layer_add_workspace(l, &l->w_fold, false);
+    ndcl_layer_add_workspace(l, &l->b_fold, false);
+    ndcl_layer_add_workspace(l, &l->mean, false);
+    ndcl_layer_add_workspace(l, &l->cov, false);
+    ndcl_layer_add_workspace(l, &l->deconv, false);
+    ndcl_layer_add_workspace(l, &l->held_mean, false);
+    ndcl_layer_add_workspace(l, &l->held_deconv, false);
+    ndcl_layer_add_workspace(l, &l->ns_saved, true);
+    ndcl_layer_add_workspace(l, &l->xsave, true);
+    ndcl_layer_add_workspace(l, &l->wsave, true);
     cl_int err;
     cl_int zero = 0;
     l->bad = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
                             sizeof zero, &zero, &err);
     if (err != CL_SUCCESS) {
+        free(l->priv);
         free(l);
         return ndcl_fail_cl(ctx, "clCreateBuffer(layer flag)", err);
     }
@@ -37,16 +76,14 @@ void ndcl_layer_destroy(ndcl_layer *l)
         if (l->params[i].mem) clReleaseMemObject(l->params[i].mem);
         ndcl_param_cell_release(l->params[i].cell);
     }
-    ndcl_scratch *s[] = {&l->w_fold,   &l->b_fold, &l->mean,      &l->cov,
-                         &l->deconv,   &l->X,      &l->col,       &l->tmp,
-                         &l->ns_saved, &l->extra,  &l->held_mean, &l->held_deconv};
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
-        ndcl_scratch_release(s[i]);
+    for (int i = 0; i < l->n_ws; i++)
+        ndcl_scratch_release(l->ws[i].s);
     ndcl_layer_release_saved(l);
-    ndcl_conv_ws_release(l->ctx, &l->cws);
+    if (l->ops->release) l->ops->release(l);
     ndcl_sync_release(&l->sync);
     if (l->bad) clReleaseMemObject(l->bad);
     ndcl_context_release(l->ctx);
+    free(l->priv);
     free(l);
 }
 
@@ -99,11 +136,7 @@ ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
                               NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(parameter)", err);
     if (eye_n > 0) {
-        int n = (int)eye_n, batch = (int)(p->count / (eye_n * eye_n));
-        float one = 1.0f;
-        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(batch), NDCL_ARG(one), NDCL_ARG(p->mem)};
-        size_t global[3] = {eye_n, eye_n, (size_t)batch};
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_eye", 3, global, NULL, args, 4));
+        NDCL_TRY(ndcl_eye_fill(ctx, p->mem, eye_n, p->count / (eye_n * eye_n), 1.0f));
     }
     return NDCL_SUCCESS;
 }
@@ -120,20 +153,6 @@ ndcl_context *ndcl_layer_context(const ndcl_layer *l)
 {
     return l ? l->ctx : NULL;
 }
-
-#define GET_DESC(fn, type, field, k)                                                       \
-    ndcl_status fn(const ndcl_layer *l, type *out)                                         \
-    {                                                                                      \
-        if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");             \
-        ndcl_clear_error(l->ctx);                                                          \
-        NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");                                \
-        NDCL_CHECK_ARG(l->ctx, l->ops->kind == k, "layer is not a " #field " layer");      \
-        *out = l->field;                                                                   \
-        return NDCL_SUCCESS;                                                               \
-    }
-GET_DESC(ndcl_layer_conv2d_desc, ndcl_conv2d_desc, conv, NDCL_LAYER_CONV2D)
-GET_DESC(ndcl_layer_linear_desc, ndcl_linear_desc, linear, NDCL_LAYER_LINEAR)
-GET_DESC(ndcl_layer_channel_desc, ndcl_channel_desc, channel, NDCL_LAYER_CHANNEL)
 
 /* Looks a parameter up for the public accessors, naming the valid ones. */
 static ndcl_status find_param(const ndcl_layer *l, const char *name, ndcl_param **out)
@@ -201,12 +220,41 @@ void ndcl_layer_fold_done(ndcl_layer *l)
     l->fold_valid = true;
 }
 
+ndcl_status ndcl_layer_fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
+{
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, w->shape[0]));
+    ndcl_fold_geom g = l->ops->fold_geom(l);
+    return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
+                     l->b_fold.mem);
+}
+
+ndcl_status ndcl_layer_eval_fold(ndcl_layer *l)
+{
+    if (ndcl_layer_fold_current(l)) return NDCL_SUCCESS;
+    ndcl_context *ctx = l->ctx;
+    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
+    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
+    NDCL_TRY(ndcl_layer_fold_into(l, rd->mem, rm->mem));
+    /* The statistics W', b' are folded from, for the backward's
+     * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the running
+     * buffers), valid as long as the fold is. */
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
+    NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
+    ndcl_layer_fold_done(l);
+    return NDCL_SUCCESS;
+}
+
 ndcl_status ndcl_layer_folded(ndcl_layer *l, ndcl_tensor **weight, ndcl_tensor **bias)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     ndcl_context *ctx = l->ctx;
     ndcl_clear_error(ctx);
-    NDCL_CHECK_ARG(ctx, l->ops->eval_fold != NULL, "a %s layer has no weights to fold",
+    NDCL_CHECK_ARG(ctx, l->ops->fold_geom != NULL, "a %s layer has no weights to fold",
                    l->ops->name);
     NDCL_CHECK_ARG(ctx, !(weight && bias && *weight && *weight == *bias),
                    "*weight and *bias must be distinct tensors");
@@ -216,7 +264,7 @@ ndcl_status ndcl_layer_folded(ndcl_layer *l, ndcl_tensor **weight, ndcl_tensor *
     if (weight && *weight)
         NDCL_TRY(ndcl_tensor_check(ctx, *weight, "*weight", w->ndim, w->shape));
     if (bias && *bias) NDCL_TRY(ndcl_tensor_check(ctx, *bias, "*bias", 1, &nout));
-    ndcl_status s = l->ops->eval_fold(l);
+    ndcl_status s = ndcl_layer_eval_fold(l);
     if (s == NDCL_SUCCESS && weight)
         s = *weight ? NDCL_SUCCESS : ndcl_tensor_create(ctx, w->ndim, w->shape, &tw);
     if (s == NDCL_SUCCESS && bias)
@@ -277,28 +325,43 @@ ndcl_status ndcl_layer_set_counter(ndcl_layer *l, int64_t value)
     return NDCL_SUCCESS;
 }
 
+/* The kinds an option of a kind's own applies to, for the message when
+ * the layer's kind does not take it. */
+static ndcl_status not_this_kind(const ndcl_layer *l, ndcl_layer_option option)
+{
+    switch (option) {
+    case NDCL_LAYER_CONV_CHUNK:
+        return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG,
+                         "NDCL_LAYER_CONV_CHUNK applies to conv2d layers, not %s",
+                         l->ops->name);
+    case NDCL_LAYER_CONV_ALGO:
+        return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG,
+                         "NDCL_LAYER_CONV_ALGO applies to conv2d layers, not %s",
+                         l->ops->name);
+    default: break;
+    }
+    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
+                     (int)option);
+}
+
 ndcl_status ndcl_layer_set_option(ndcl_layer *l, ndcl_layer_option option, int64_t value)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    bool handled = false;
+    if (l->ops->set_option) {
+        ndcl_status s = l->ops->set_option(l, option, value, &handled);
+        if (handled) return s;
+    }
     switch (option) {
     case NDCL_LAYER_BORROW_INPUT:
         NDCL_CHECK_ARG(l->ctx, value == 0 || value == 1,
                        "NDCL_LAYER_BORROW_INPUT=%lld (must be 0 or 1)", (long long)value);
         l->borrow_input = value != 0;
         return NDCL_SUCCESS;
-    case NDCL_LAYER_CONV_CHUNK:
-        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
-                       "NDCL_LAYER_CONV_CHUNK applies to conv2d layers, not %s",
-                       l->ops->name);
-        NDCL_CHECK_ARG(l->ctx, value >= 0 && value <= INT32_MAX,
-                       "NDCL_LAYER_CONV_CHUNK=%lld (must be 0..2^31-1)", (long long)value);
-        l->conv_chunk = (size_t)value;
-        return NDCL_SUCCESS;
     case NDCL_LAYER_STATS_EVERY:
-        NDCL_CHECK_ARG(
-            l->ctx, l->ops->kind == NDCL_LAYER_CONV2D || l->ops->kind == NDCL_LAYER_LINEAR,
-            "NDCL_LAYER_STATS_EVERY applies to conv2d and linear layers, not %s",
-            l->ops->name);
+        NDCL_CHECK_ARG(l->ctx, l->ops->stats_every,
+                       "NDCL_LAYER_STATS_EVERY applies to conv2d and linear layers, not %s",
+                       l->ops->name);
         NDCL_CHECK_ARG(l->ctx, value >= 1 && value <= INT32_MAX,
                        "NDCL_LAYER_STATS_EVERY=%lld (must be 1..2^31-1)", (long long)value);
         l->stats_every = value;
@@ -308,18 +371,9 @@ ndcl_status ndcl_layer_set_option(ndcl_layer *l, ndcl_layer_option option, int64
             ndcl_scratch_release(&l->held_deconv);
         }
         return NDCL_SUCCESS;
-    case NDCL_LAYER_CONV_ALGO:
-        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
-                       "NDCL_LAYER_CONV_ALGO applies to conv2d layers, not %s",
-                       l->ops->name);
-        NDCL_CHECK_ARG(l->ctx, ndcl_conv_algorithm_name((ndcl_conv_algorithm)value) != NULL,
-                       "NDCL_LAYER_CONV_ALGO=%lld is not an ndcl_conv_algorithm",
-                       (long long)value);
-        l->cws.force = (ndcl_conv_algorithm)value;
-        return NDCL_SUCCESS;
+    default: break;
     }
-    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
-                     (int)option);
+    return not_this_kind(l, option);
 }
 
 ndcl_status ndcl_layer_get_option(const ndcl_layer *l, ndcl_layer_option option,
@@ -327,39 +381,26 @@ ndcl_status ndcl_layer_get_option(const ndcl_layer *l, ndcl_layer_option option,
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     NDCL_CHECK_ARG(l->ctx, value != NULL, "value is NULL");
+    bool handled = false;
+    if (l->ops->get_option) {
+        ndcl_status s = l->ops->get_option(l, option, value, &handled);
+        if (handled) return s;
+    }
     switch (option) {
     case NDCL_LAYER_BORROW_INPUT: *value = l->borrow_input; return NDCL_SUCCESS;
-    case NDCL_LAYER_CONV_CHUNK:
-        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
-                       "NDCL_LAYER_CONV_CHUNK applies to conv2d layers, not %s",
-                       l->ops->name);
-        *value = (int64_t)l->conv_chunk;
-        return NDCL_SUCCESS;
     case NDCL_LAYER_STATS_EVERY: *value = l->stats_every; return NDCL_SUCCESS;
-    case NDCL_LAYER_CONV_ALGO:
-        NDCL_CHECK_ARG(l->ctx, l->ops->kind == NDCL_LAYER_CONV2D,
-                       "NDCL_LAYER_CONV_ALGO applies to conv2d layers, not %s",
-                       l->ops->name);
-        *value = (int64_t)l->cws.force;
-        return NDCL_SUCCESS;
+    default: break;
     }
-    return ndcl_fail(l->ctx, NDCL_ERR_INVALID_ARG, "option=%d is not a layer option",
-                     (int)option);
+    return not_this_kind(l, option);
 }
 
 ndcl_status ndcl_layer_workspace_bytes(const ndcl_layer *l, size_t *bytes)
 {
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     NDCL_CHECK_ARG(l->ctx, bytes != NULL, "bytes is NULL");
-    const ndcl_scratch *s[] = {&l->w_fold,    &l->b_fold,     &l->mean,  &l->cov,
-                               &l->deconv,    &l->X,          &l->col,   &l->tmp,
-                               &l->ns_saved,  &l->extra,      &l->xsave, &l->wsave,
-                               &l->held_mean, &l->held_deconv};
     size_t floats = 0;
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
-        floats += s[i]->mem ? s[i]->cap : 0;
-    for (int i = 0; i < NDCL_BW_SCRATCH; i++)
-        floats += l->bw[i].mem ? l->bw[i].cap : 0;
+    for (int i = 0; i < l->n_ws; i++)
+        floats += l->ws[i].s->mem ? l->ws[i].s->cap : 0;
     *bytes = floats * sizeof(float);
     return NDCL_SUCCESS;
 }
@@ -372,21 +413,13 @@ ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_
     cl_int err = clEnqueueFillBuffer(ctx->queue, l->bad, &zero, sizeof zero, 0, sizeof zero,
                                      0, NULL, NULL);
     if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer(flag)", err);
-    for (int i = 0; i < nu; i++) {
-        int n = (int)u[i].n, off = (int)u[i].stat_off;
-        ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(u[i].stat), NDCL_ARG(off),
-                           NDCL_ARG(l->bad), NDCL_ARG(ctx->flag)};
-        size_t global = u[i].n;
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_check_finite", 1, &global, NULL, args, 5));
-    }
-    for (int i = 0; i < nu; i++) {
-        int n = (int)u[i].n, copy = u[i].copy, off = (int)u[i].stat_off;
-        ndcl_arg args[] = {NDCL_ARG(n),         NDCL_ARG(momentum), NDCL_ARG(copy),
-                           NDCL_ARG(u[i].stat), NDCL_ARG(off),      NDCL_ARG(u[i].running),
-                           NDCL_ARG(l->bad)};
-        size_t global = u[i].n;
-        NDCL_TRY(ndcl_launch(ctx, "ndcl_momentum", 1, &global, NULL, args, 7));
-    }
+    /* Every statistic is checked before any running buffer changes. */
+    for (int i = 0; i < nu; i++)
+        NDCL_TRY(
+            ndcl_check_finite(ctx, u[i].stat, u[i].stat_off, u[i].n, l->bad, ctx->flag));
+    for (int i = 0; i < nu; i++)
+        NDCL_TRY(ndcl_momentum_update(ctx, u[i].n, momentum, u[i].copy, u[i].stat,
+                                      u[i].stat_off, u[i].running, l->bad));
     return NDCL_SUCCESS;
 }
 
@@ -422,14 +455,14 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     /* In a group, a step on batch statistics makes collectives, and its
      * training backward one more: a rank whose arguments are bad still
-     * takes part in the first, with its failure flag (sync.h). */
+     * takes part in the first, with its failure flag (group.h). */
     const bool group = ndcl_sync_forward_active(l, mode);
     if (l->sync.on) l->sync.bw_due = group && mode == NDCL_TRAIN;
     ndcl_status s = forward_args(l, mode, x, y);
     if (s != NDCL_SUCCESS) {
         if (group) {
             l->saved.valid = false;
-            ndcl_sync_header(l, s, NULL);
+            ndcl_sync_header(&l->sync, s, NULL);
         }
         return s;
     }
@@ -442,6 +475,53 @@ ndcl_status ndcl_layer_forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor 
     }
     *y = out;
     return NDCL_SUCCESS;
+}
+
+/* ------------------------------------------------------------ groups */
+
+ndcl_status ndcl_layer_set_group(ndcl_layer *l, const ndcl_group *group)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_context *ctx = l->ctx;
+    ndcl_clear_error(ctx);
+    ndcl_sync next = {0};
+    next.ctx = ctx;
+    if (group) {
+        NDCL_CHECK_ARG(ctx, group->size >= 1, "group size=%d (must be >= 1)", group->size);
+        NDCL_CHECK_ARG(ctx, group->rank >= 0 && group->rank < group->size,
+                       "group rank=%d (must be 0..%d)", group->rank, group->size - 1);
+        NDCL_CHECK_ARG(ctx, group->allreduce != NULL, "group allreduce is NULL");
+        NDCL_CHECK_ARG(ctx, (size_t)group->size <= SIZE_MAX / 8 / NDCL_SYNC_SLOT,
+                       "group size=%d: too many ranks", group->size);
+        size_t fwd, bw;
+        l->ops->sync_counts(l, &fwd, &bw);
+        size_t head = (size_t)group->size * NDCL_SYNC_SLOT;
+        next.cap = head > fwd ? head : fwd;
+        if (bw > next.cap) next.cap = bw;
+        /* Reads of whole matrices (nf x nf per group) are at most bw. */
+        next.fcap = fwd + bw;
+        next.buf = malloc(next.cap * sizeof *next.buf);
+        next.fbuf = malloc(next.fcap * sizeof *next.fbuf);
+        if (!next.buf || !next.fbuf) {
+            free(next.buf);
+            free(next.fbuf);
+            return ndcl_fail(ctx, NDCL_ERR_OUT_OF_MEMORY,
+                             "group buffers of %zu and %zu values", next.cap, next.fcap);
+        }
+        next.on = true;
+        next.g = *group;
+        next.bw_count = bw;
+    }
+    ndcl_sync_release(&l->sync);
+    l->sync = next;
+    ndcl_layer_release_saved(l);
+    return NDCL_SUCCESS;
+}
+
+bool ndcl_sync_forward_active(const ndcl_layer *l, ndcl_mode mode)
+{
+    return l->sync.on && (mode == NDCL_TRAIN || mode == NDCL_EVAL) &&
+           l->ops->batch_stats(l, mode);
 }
 
 bool ndcl_layer_reuses_stats(const ndcl_layer *l, ndcl_mode mode)
@@ -529,11 +609,8 @@ void ndcl_layer_release_saved(ndcl_layer *l)
     }
     /* The large buffers only: the forward allocates them again on demand.
      * The evaluation fold cache (w_fold, b_fold) is not backward state. */
-    ndcl_scratch *s[] = {&l->X, &l->col, &l->tmp, &l->ns_saved, &l->xsave, &l->wsave};
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
-        ndcl_scratch_release(s[i]);
-    for (int i = 0; i < NDCL_BW_SCRATCH; i++)
-        ndcl_scratch_release(&l->bw[i]);
+    for (int i = 0; i < l->n_ws; i++)
+        if (l->ws[i].saved) ndcl_scratch_release(l->ws[i].s);
 }
 
 /* An output of the backward pass: *out NULL -> created (and *made set, so
@@ -567,7 +644,7 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
     if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
     ndcl_clear_error(l->ctx);
     /* After a grouped training step the backward makes one collective,
-     * whatever happens on this rank (sync.h): the kind makes it once the
+     * whatever happens on this rank (group.h): the kind makes it once the
      * arguments are checked, else the failure is sent here. */
     const bool due = l->sync.on && l->sync.bw_due;
     l->sync.bw_due = false;
@@ -575,7 +652,7 @@ ndcl_status ndcl_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tenso
     ndcl_status s = backward(l, dy, dx, dweight, dbias);
     if (due && !l->sync.bw_active) return s; /* the kind made the collective */
     l->sync.bw_active = false;
-    if (due) ndcl_sync_fail(l, s, l->sync.bw_count);
+    if (due) ndcl_sync_fail(&l->sync, s, l->sync.bw_count);
     return s;
 }
 

@@ -1,14 +1,14 @@
-/* layer.h - the layer handle every kind shares: descriptor, parameters on
- * the device, the cached folded weights of evaluation mode, the workspaces
- * of the forward and backward passes, and the table of functions through
- * which layer.c reaches a kind without knowing it. */
+/* layer.h - the layer handle every kind shares: parameters on the device,
+ * the cached folded weights of evaluation mode, the statistics, the list of
+ * workspaces, the options, and the table of functions through which
+ * layer.c reaches a kind without knowing it. A kind's descriptor and its
+ * own workspaces are behind l->priv, in the kind's header (fastdeconv.h,
+ * linear.h, channel.h); its kernels and products are primitives. */
 #ifndef NDCL_LAYER_H
 #define NDCL_LAYER_H
 
-#include "blas/blas.h"
-#include "conv/conv_algo.h"
-#include "layers/sync.h"
-#include "primitives/prims.h"
+#include "layers/group.h"
+#include "primitives/primitives.h"
 #include "runtime/runtime.h"
 
 /* One parameter or buffer, by its state_dict name. */
@@ -22,7 +22,7 @@ typedef struct ndcl_param {
 } ndcl_param;
 
 #define NDCL_MAX_PARAMS 6
-#define NDCL_BW_SCRATCH 10 /* workspaces of one backward pass */
+#define NDCL_MAX_WORKSPACES 32
 
 /* The record of the last forward that ndcl_layer_backward needs besides
  * the buffers it kept. */
@@ -42,6 +42,7 @@ typedef struct ndcl_layer_ops {
     ndcl_layer_kind kind;
     const char *name;
     bool has_counter; /* conv2d: freeze counter; channel: num_batches_tracked */
+    bool stats_every; /* NDCL_LAYER_STATS_EVERY applies */
     /* One forward step; x belongs to the layer's context, *y follows the
      * output convention (the caller destroys a tensor created here when
      * the step fails). */
@@ -54,28 +55,42 @@ typedef struct ndcl_layer_ops {
      * modified, so a failed call can be repeated. */
     ndcl_status (*backward)(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor *dx,
                             ndcl_tensor *dW, ndcl_tensor *db);
+    /* The kind's own options (NDCL_LAYER_CONV_CHUNK, NDCL_LAYER_CONV_ALGO):
+     * *handled set when the option is the kind's, which then checks and
+     * applies the value; NULL for a kind without options of its own. */
+    ndcl_status (*set_option)(ndcl_layer *l, ndcl_layer_option option, int64_t value,
+                              bool *handled);
+    ndcl_status (*get_option)(const ndcl_layer *l, ndcl_layer_option option, int64_t *value,
+                              bool *handled);
+    /* Releases what the kind's state holds besides its registered
+     * workspaces (the convolution's algorithm states); may be NULL. */
+    void (*release)(ndcl_layer *l);
     /* Whether a forward in this mode uses the batch's statistics (and so,
-     * in a group, makes collectives: sync.h). */
+     * in a group, makes collectives: group.h). */
     bool (*batch_stats)(const ndcl_layer *l, ndcl_mode mode);
     /* In a group: the values of the largest forward collective after the
      * header and of the backward's one, from the configuration alone (a
      * rank that failed early must still send the right count). */
     void (*sync_counts)(const ndcl_layer *l, size_t *fwd, size_t *bw);
-    /* Brings W', b' of evaluation mode (w_fold, b_fold, and the copies of
-     * the statistics they are folded from, for the backward) up to date
-     * with the parameters; NULL for a kind without weights. */
-    ndcl_status (*eval_fold)(ndcl_layer *l);
+    /* The weight in the block basis (primitives.h), which the fold of W',
+     * b' (ndcl_layer_fold_into, ndcl_layer_eval_fold) and its adjoint use;
+     * NULL for a kind without weights. */
+    ndcl_fold_geom (*fold_geom)(const ndcl_layer *l);
 } ndcl_layer_ops;
+
+/* One workspace of the layer: saved ones belong to the backward pass and
+ * go with ndcl_layer_release_saved; every one goes with the layer and
+ * counts in ndcl_layer_workspace_bytes. */
+typedef struct ndcl_workspace {
+    ndcl_scratch *s;
+    bool saved;
+} ndcl_workspace;
 
 struct ndcl_layer {
     ndcl_context *ctx;
     const ndcl_layer_ops *ops;
-    ndcl_conv2d_desc conv;
-    ndcl_linear_desc linear;
-    ndcl_channel_desc channel;
-    int block; /* effective block B */
-    size_t nf; /* features per block (conv: kh*kw*B; linear, channel: B) */
-    size_t groups;
+    void *priv; /* the kind's own state: descriptor, workspaces (its header) */
+    int block;  /* effective block B */
 
     ndcl_param params[NDCL_MAX_PARAMS];
     int n_params;
@@ -87,23 +102,28 @@ struct ndcl_layer {
     bool fold_valid;
     uint64_t fold_versions[NDCL_MAX_PARAMS];
 
-    /* Statistics of the last training forward and workspaces. */
-    ndcl_scratch mean, cov, deconv, X, col, tmp, ns_saved, extra;
+    /* Statistics of the last training forward (the Newton-Schulz iterates
+     * in ns_saved) and the covariance's workspace. */
+    ndcl_scratch mean, cov, deconv, ns_saved;
     cl_mem bad; /* one int: this step's statistics are not finite */
 
     /* Kept for the backward pass: the forward's record, its input (a copy
      * in xsave, or the caller's buffer itself, retained, in x_borrowed when
-     * the caller promised not to change it), a copy of its weight, and the
-     * backward's own workspaces. The forward's buffers above (X, mean,
-     * deconv, ns_saved, extra, w_fold) hold the rest until the next
-     * forward; col and tmp are chunk workspaces of both passes. */
+     * the caller promised not to change it) and a copy of its weight. The
+     * buffers above (mean, deconv, ns_saved, w_fold) and the kind's own
+     * hold the rest until the next forward. */
     ndcl_saved saved;
-    ndcl_scratch xsave, wsave, bw[NDCL_BW_SCRATCH];
+    ndcl_scratch xsave, wsave;
     cl_mem x_borrowed;
+
+    /* Every workspace above and the kind's, registered once
+     * (ndcl_layer_add_workspace): destroy, release_saved and
+     * workspace_bytes go through this list. */
+    ndcl_workspace ws[NDCL_MAX_WORKSPACES];
+    int n_ws;
 
     /* Options (ndcl_layer_set_option). */
     bool borrow_input;
-    size_t conv_chunk; /* images per chunk of the convolution; 0: automatic */
     /* Amortised statistics: the mean and D of every stats_every-th training
      * forward, held for the ones between, which train on them; stats_phase
      * counts the training forwards since the last that computed them (0:
@@ -111,13 +131,13 @@ struct ndcl_layer {
     int64_t stats_every, stats_phase;
     ndcl_scratch held_mean, held_deconv;
 
-    /* The plain convolution's algorithms (conv2d): col and tmp its chunk
-     * workspaces, the forced algorithm (NDCL_LAYER_CONV_ALGO) in it. */
-    ndcl_conv_ws cws;
-
-    /* The group the layer's statistics are synchronised across (sync.h). */
+    /* The group the layer's statistics are synchronised across (group.h). */
     ndcl_sync sync;
 };
+
+/* Whether a forward in this mode makes collectives (a group is attached
+ * and the step uses batch statistics). */
+bool ndcl_sync_forward_active(const ndcl_layer *l, ndcl_mode mode);
 
 /* The parameter called name, or NULL. */
 ndcl_param *ndcl_layer_param(const ndcl_layer *l, const char *name);
@@ -132,9 +152,24 @@ ndcl_status ndcl_layer_add_param(ndcl_layer *l, const char *name, int ndim,
 bool ndcl_layer_fold_current(const ndcl_layer *l);
 void ndcl_layer_fold_done(ndcl_layer *l);
 
-/* A new layer of the kind ops describes, with no parameters yet. */
-ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops,
+/* W', b' into w_fold, b_fold from the parameters and the statistics D,
+ * mean, through the kind's fold geometry (without a bias the mean
+ * correction still applies, from b = 0, as in the original). */
+ndcl_status ndcl_layer_fold_into(ndcl_layer *l, cl_mem D, cl_mem mean);
+
+/* Brings W', b' of evaluation mode up to date with the parameters: folded
+ * from the running statistics, whose copies in mean and deconv serve the
+ * backward, unless ndcl_layer_fold_current. */
+ndcl_status ndcl_layer_eval_fold(ndcl_layer *l);
+
+/* A new layer of the kind ops describes, with no parameters yet and
+ * priv_size zeroed bytes of the kind's own state in l->priv. */
+ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, size_t priv_size,
                              ndcl_layer **out);
+
+/* Registers one of the kind's workspaces (saved: part of the backward
+ * pass's state, see ndcl_workspace); at most NDCL_MAX_WORKSPACES in all. */
+void ndcl_layer_add_workspace(ndcl_layer *l, ndcl_scratch *s, bool saved);
 
 /* Keeps the forward's input x for the backward pass: copied into xsave,
  * or, with the borrow option, x's buffer retained. */
@@ -174,17 +209,6 @@ typedef struct ndcl_update {
 } ndcl_update;
 ndcl_status ndcl_layer_update_running(ndcl_layer *l, float momentum, const ndcl_update *u,
                                       int nu);
-
-/* Greatest common divisor, for the original's block clamping. */
-static inline int ndcl_gcd(int a, int b)
-{
-    while (b) {
-        int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
 
 /* Descriptor checks shared by the kinds (block, eps, n_iter, momentum). */
 ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_iter,

@@ -18,7 +18,6 @@ ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
 
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
-static ndcl_status eval_fold(ndcl_layer *l);
 
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
 {
@@ -36,12 +35,23 @@ static const ndcl_layer_ops ops = {
     .kind = NDCL_LAYER_LINEAR,
     .name = "linear",
     .has_counter = false,
+    .stats_every = true,
     .forward = forward,
     .backward = ndcl_linear_layer_backward,
     .batch_stats = batch_stats,
     .sync_counts = sync_counts,
-    .eval_fold = eval_fold,
+    .fold_geom = ndcl_linear_fold_geom,
 };
+
+ndcl_status ndcl_layer_linear_desc(const ndcl_layer *l, ndcl_linear_desc *out)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
+    NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
+    NDCL_CHECK_ARG(l->ctx, l->ops == &ops, "layer is not a linear layer");
+    *out = ndcl_lin(l)->desc;
+    return NDCL_SUCCESS;
+}
 
 ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
                                ndcl_layer **out)
@@ -56,18 +66,17 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
     NDCL_CHECK_ARG(ctx, d->out_features >= 1 && d->out_features <= lim,
                    "out_features=%d (must be 1..%d)", d->out_features, lim);
     NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));
-    int F = d->in_features, B = d->block;
-    if (B > F)
-        B = F;
-    else if (F % B != 0)
-        B = ndcl_gcd(B, F);
+    int F = d->in_features, B = ndcl_block_clamp(F, d->block, 1);
     NDCL_CHECK_ARG(ctx, B <= 16384, "block=%d: a %dx%d whitening matrix is too large", B, B,
                    B);
     ndcl_layer *l;
-    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, &l));
-    l->linear = *d;
+    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, sizeof(ndcl_linear), &l));
+    ndcl_linear *lin = ndcl_lin(l);
+    lin->desc = *d;
+    ndcl_layer_add_workspace(l, &lin->X, true);
+    for (int i = 0; i < NDCL_LIN_BW; i++)
+        ndcl_layer_add_workspace(l, &lin->bw[i], true);
     l->block = B;
-    l->nf = (size_t)B;
     size_t Fo = (size_t)d->out_features, nb = (size_t)B;
     ndcl_status s =
         ndcl_layer_add_param(l, "weight", 2, (size_t[]){Fo, (size_t)F}, 0.0f, 0);
@@ -87,8 +96,8 @@ ndcl_status ndcl_linear_create(ndcl_context *ctx, const ndcl_linear_desc *d,
 /* W viewed as rows of B contiguous features, as x is for the statistics. */
 ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
 {
-    size_t F = (size_t)l->linear.in_features, B = (size_t)l->block;
-    ndcl_fold_geom g = {.outputs = (size_t)l->linear.out_features,
+    size_t F = (size_t)ndcl_lin(l)->desc.in_features, B = (size_t)l->block;
+    ndcl_fold_geom g = {.outputs = (size_t)ndcl_lin(l)->desc.out_features,
                         .K = F,
                         .R = F / B,
                         .nf = B,
@@ -98,37 +107,20 @@ ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l)
     return g;
 }
 
-/* W' = W·D per row of B, b' = b - Σ (W'·μ) per output; without a bias the
- * correction applies from b = 0, as in the original. */
-static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
-{
-    ndcl_context *ctx = l->ctx;
-    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->linear.out_features));
-    ndcl_fold_geom g = ndcl_linear_fold_geom(l);
-    return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
-                     l->b_fold.mem);
-}
-
 /* y (rows x Fout) = x·W'ᵀ + b'. */
 static ndcl_status apply(ndcl_layer *l, cl_mem x, size_t rows, cl_mem y)
 {
     ndcl_context *ctx = l->ctx;
-    size_t F = (size_t)l->linear.in_features, Fo = (size_t)l->linear.out_features;
-    NDCL_TRY(ndcl_blas_gemm(ctx, false, true, rows, Fo, F, 1.0f, x, 0, F, l->w_fold.mem, 0,
-                            F, 0.0f, y, 0, Fo));
-    int r = (int)rows, c = (int)Fo;
-    ndcl_arg args[] = {NDCL_ARG(r), NDCL_ARG(c), NDCL_ARG(l->b_fold.mem), NDCL_ARG(y)};
-    size_t global[2] = {Fo, rows};
-    return ndcl_launch(ctx, "ndcl_add_row_bias", 2, global, NULL, args, 4);
+    size_t F = (size_t)ndcl_lin(l)->desc.in_features,
+           Fo = (size_t)ndcl_lin(l)->desc.out_features;
+    return ndcl_dense_forward(ctx, rows, F, Fo, x, l->w_fold.mem, l->b_fold.mem, y);
 }
 
 /* The checks, the output and the copy of x the backward needs. */
 static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_linear_desc *d = &ndcl_lin(l)->desc;
     size_t F = (size_t)d->in_features, B = (size_t)l->block;
     NDCL_CHECK_ARG(ctx, x->ndim >= 2 && x->shape[x->ndim - 1] == F,
                    "x must be [..., %d] (last dim is %zu)", d->in_features,
@@ -152,32 +144,14 @@ static ndcl_status features(ndcl_layer *l, const ndcl_tensor *x)
     ndcl_context *ctx = l->ctx;
     size_t B = (size_t)l->block;
     ndcl_param *w = ndcl_layer_param(l, "weight");
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, x->count));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_lin(l)->X, x->count));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, B * B));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
-                                 ndcl_isqrt_saved_size(1, B, l->linear.n_iter)));
+                                 ndcl_isqrt_saved_size(1, B, ndcl_lin(l)->desc.n_iter)));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
     /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
     NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
-    return ndcl_buffer_copy(ctx, x->mem, 0, l->X.mem, 0, x->count);
-    return NDCL_SUCCESS;
-}
-
-static ndcl_status eval_fold(ndcl_layer *l)
-{
-    if (ndcl_layer_fold_current(l)) return NDCL_SUCCESS;
-    ndcl_context *ctx = l->ctx;
-    size_t B = (size_t)l->block;
-    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
-    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, B));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, B * B));
-    NDCL_TRY(fold_into(l, rd->mem, rm->mem));
-    /* The statistics W', b' are folded from, for the backward (copies,
-     * valid as long as the fold is). */
-    NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, B));
-    NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, B * B));
-    ndcl_layer_fold_done(l);
+    return ndcl_buffer_copy(ctx, x->mem, 0, ndcl_lin(l)->X.mem, 0, x->count);
     return NDCL_SUCCESS;
 }
 
@@ -185,13 +159,13 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_linear_desc *d = &ndcl_lin(l)->desc;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
     size_t F = (size_t)d->in_features, B = (size_t)l->block;
     bool group = ndcl_sync_forward_active(l, mode);
     ndcl_status s = prepare(l, x, y);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
     size_t rows = x->count / F;
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
@@ -206,18 +180,19 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         if (group) {
             /* The global batch's rows: its samples times this one's rows each. */
             size_t total_rows = l->sync.total * (x->count / x->shape[0]) / B;
-            s = features(l, x); /* before l->X.mem is read: it may grow */
-            NDCL_TRY(ndcl_sync_centred_stats(l, s, l->X.mem, M, 1, B, total_rows, d->eps,
-                                             l->mean.mem, l->cov.mem));
+            s = features(l, x); /* before ndcl_lin(l)->X.mem is read: it may grow */
+            NDCL_TRY(ndcl_sync_centred_stats(&l->sync, s, ndcl_lin(l)->X.mem, M, 1, B,
+                                             total_rows, d->eps, l->mean.mem, l->cov.mem));
         } else {
             NDCL_TRY(features(l, x));
-            NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, M, B, l->mean.mem));
-            NDCL_TRY(ndcl_center(ctx, l->X.mem, M, B, l->mean.mem));
-            NDCL_TRY(ndcl_cov(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, d->eps, l->cov.mem));
+            NDCL_TRY(ndcl_col_mean(ctx, ndcl_lin(l)->X.mem, M, B, l->mean.mem));
+            NDCL_TRY(ndcl_center(ctx, ndcl_lin(l)->X.mem, M, B, l->mean.mem));
+            NDCL_TRY(ndcl_cov(ctx, ndcl_lin(l)->X.mem, M, 1, B, 1.0f / (float)M, d->eps,
+                              l->cov.mem));
         }
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, 1, B, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
-        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_layer_fold_into(l, l->deconv.mem, l->mean.mem));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
         ndcl_update u[2] = {{l->mean.mem, rm->mem, B, false, 0},
                             {l->deconv.mem, rd->mem, B * B, false, 0}};
@@ -227,10 +202,10 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
         /* The held statistics where the fold's adjoint reads them. */
         l->fold_valid = false;
         NDCL_TRY(ndcl_layer_use_held_stats(l));
-        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_layer_fold_into(l, l->deconv.mem, l->mean.mem));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     } else {
-        NDCL_TRY(eval_fold(l));
+        NDCL_TRY(ndcl_layer_eval_fold(l));
         NDCL_TRY(apply(l, x->mem, rows, (*y)->mem));
     }
     ndcl_layer_stats_step_done(l, mode);

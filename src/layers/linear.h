@@ -5,6 +5,20 @@
 
 #include "layers/layer.h"
 
+#define NDCL_LIN_BW 6 /* workspaces of one backward pass */
+
+/* A linear layer's own state, behind l->priv. */
+typedef struct ndcl_linear {
+    ndcl_linear_desc desc;
+    ndcl_scratch X; /* x as rows of B features, centred, for the backward */
+    ndcl_scratch bw[NDCL_LIN_BW];
+} ndcl_linear;
+
+static inline ndcl_linear *ndcl_lin(const ndcl_layer *l)
+{
+    return (ndcl_linear *)l->priv;
+}
+
 /* The fold geometry (the weight in the block basis) of a linear layer. */
 ndcl_fold_geom ndcl_linear_fold_geom(const ndcl_layer *l);
 

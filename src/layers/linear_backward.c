@@ -7,7 +7,7 @@
 
 /* Workspaces of one call, in the layer's bw scratches. */
 enum { DBP, DWP, DD, DCOV, DMEAN, DXS, N_BUF };
-_Static_assert(N_BUF <= NDCL_BW_SCRATCH, "linear backward needs more workspaces");
+_Static_assert(N_BUF <= NDCL_LIN_BW, "linear backward needs more workspaces");
 
 /* Everything up to the gradients of the statistics (dD, dmean in m[DD],
  * m[DMEAN] when stats): y = x·W'ᵀ + b' and the fold's adjoint. */
@@ -16,7 +16,7 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
                               cl_mem *m)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_linear_desc *d = &ndcl_lin(l)->desc;
     const size_t F = (size_t)d->in_features, Fo = (size_t)d->out_features;
     const size_t B = (size_t)l->block;
     const size_t rows = count / F;
@@ -37,18 +37,15 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
     };
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
-            m[i] = l->bw[i].mem;
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_lin(l)->bw[i], need[i]));
+            m[i] = ndcl_lin(l)->bw[i].mem;
         }
 
     /* y = x·W'ᵀ + b': db' = Σ_rows dy, dW' = dyᵀ·x, dx = dy·W'. */
     NDCL_TRY(ndcl_strided_sum(ctx, dy->mem, 0, Fo, rows, 1, Fo, 1.0f, m[DBP]));
-    if (need_dwp)
-        NDCL_TRY(ndcl_blas_gemm(ctx, true, false, Fo, F, rows, 1.0f, dy->mem, 0, Fo,
-                                ndcl_layer_kept_input(l), 0, F, 0.0f, m[DWP], 0, F));
-    if (dx)
-        NDCL_TRY(ndcl_blas_gemm(ctx, false, false, rows, F, Fo, 1.0f, dy->mem, 0, Fo,
-                                l->w_fold.mem, 0, F, 0.0f, dx->mem, 0, F));
+    NDCL_TRY(ndcl_dense_backward(ctx, rows, F, Fo, dy->mem, ndcl_layer_kept_input(l),
+                                 l->w_fold.mem, need_dwp ? m[DWP] : NULL,
+                                 dx ? dx->mem : NULL));
     /* The fold, as for the convolution (mean correction with or without a
      * bias). */
     if (need_dwp) {
@@ -65,7 +62,7 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
                                        ndcl_tensor *dx, ndcl_tensor *dW, ndcl_tensor *db)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_linear_desc *d = &l->linear;
+    const ndcl_linear_desc *d = &ndcl_lin(l)->desc;
     const ndcl_saved *r = &l->saved;
     const size_t B = (size_t)l->block;
     const bool group = l->sync.bw_active;
@@ -80,7 +77,7 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
     ndcl_status s = local_part(l, dy, dx, dW, db, stats, count, m);
     if (group) {
         const ndcl_sync_seg seg[2] = {{m[DD], B * B}, {m[DMEAN], B}};
-        s = ndcl_sync_buffers(l, s, seg, 2);
+        s = ndcl_sync_buffers(&l->sync, s, seg, 2);
     }
     NDCL_TRY(s);
     if (!stats || !dx) return NDCL_SUCCESS;
@@ -90,14 +87,10 @@ ndcl_status ndcl_linear_layer_backward(ndcl_layer *l, const ndcl_tensor *dy,
                                     m[DD], m[DCOV]));
     if (group)
         NDCL_TRY(ndcl_cov_backward_share(
-            ctx, l->X.mem, M, 1, B, (float)(1.0 / (double)l->sync.total_rows),
+            ctx, ndcl_lin(l)->X.mem, M, 1, B, (float)(1.0 / (double)l->sync.total_rows),
             l->sync.total_rows, l->sync.xcm.mem, m[DCOV], m[DMEAN], m[DXS]));
     else
-        NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, M, 1, B, 1.0f / (float)M, true, m[DCOV],
-                                   m[DMEAN], m[DXS]));
-    const int n = (int)count;
-    const float one = 1.0f;
-    const ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(one), NDCL_ARG(m[DXS]), NDCL_ARG(one),
-                             NDCL_ARG(dx->mem)};
-    return ndcl_launch(ctx, "ndcl_axpby", 1, &count, NULL, args, 5);
+        NDCL_TRY(ndcl_cov_backward(ctx, ndcl_lin(l)->X.mem, M, 1, B, 1.0f / (float)M, true,
+                                   m[DCOV], m[DMEAN], m[DXS]));
+    return ndcl_axpby(ctx, count, 1.0f, m[DXS], 1.0f, dx->mem);
 }

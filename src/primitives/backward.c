@@ -1,39 +1,11 @@
 /* backward.c - adjoints of the covariance (with its mean), of the weight fold
- * and of the sampled patch matrix (README, "Arithmetic": backward), and the
- * public whitening adjoint ndcl_whiten_backward built from them. */
+ * and of the sampled patch matrix (README, "Arithmetic": backward); the
+ * public whitening adjoint ndcl_whiten_backward built from them is in
+ * api.c. */
 #include <math.h>
 
 #include "primitives/backward.h"
-#include "primitives/prims_util.h"
-
-ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value)
-{
-    if (count == 0) return NDCL_SUCCESS;
-    cl_int err = clEnqueueFillBuffer(ctx->queue, buf, &value, sizeof value, 0,
-                                     count * sizeof(float), 0, NULL, NULL);
-    if (err != CL_SUCCESS) return ndcl_fail_cl(ctx, "clEnqueueFillBuffer", err);
-    return NDCL_SUCCESS;
-}
-
-ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
-                             size_t rs, size_t cs, float alpha, cl_mem out)
-{
-    if (rows == 0) return NDCL_SUCCESS;
-    if (!prims_fit_int(off, rows, n) || !prims_fit_int(rs, cs, 0))
-        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
-                         "sums of %zu rows of %zu values: more than 2^31-1", rows, n);
-    size_t wg, max_items[3] = {1, 1, 1};
-    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_bw_sum", 256, sizeof(float), &wg));
-    NDCL_TRY(prims_item_sizes(ctx, max_items));
-    while (wg > max_items[0])
-        wg /= 2;
-    const int ni = (int)n, oi = (int)off, ri = (int)rs, ci = (int)cs;
-    const ndcl_arg args[] = {
-        NDCL_ARG(ni), NDCL_ARG(X),     NDCL_ARG(oi),  NDCL_ARG(ri),
-        NDCL_ARG(ci), NDCL_ARG(alpha), NDCL_ARG(out), NDCL_LOCAL(wg * sizeof(float))};
-    const size_t global[2] = {wg, rows}, local[2] = {wg, 1};
-    return ndcl_launch(ctx, "ndcl_bw_sum", 2, global, local, args, 8);
-}
+#include "primitives/launch.h"
 
 /* ------------------------------------------------------------ covariance */
 
@@ -267,73 +239,3 @@ ndcl_status ndcl_im2col_sampled_backward(ndcl_context *ctx, const ndcl_patch_geo
 }
 
 /* ------------------------------------------------------------ whitening */
-
-/* The forward of ndcl_whiten with the Newton-Schulz iterates kept, then
- * its adjoint: Xc (rows x n) holds the centred data, saved the iterates. */
-static ndcl_status whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
-                                   int n_iter, cl_mem dmean, cl_mem dD, cl_mem dX,
-                                   cl_mem *buf)
-{
-    const size_t rows = X->shape[0], n = X->shape[1];
-    cl_mem mean, Xc, cov, D, saved, dcov;
-    NDCL_TRY(prims_buffer(ctx, n, &buf[0]));
-    mean = buf[0];
-    NDCL_TRY(prims_buffer(ctx, X->count, &buf[1]));
-    Xc = buf[1];
-    NDCL_TRY(prims_buffer(ctx, n * n, &buf[2]));
-    cov = buf[2];
-    NDCL_TRY(prims_buffer(ctx, n * n, &buf[3]));
-    D = buf[3];
-    NDCL_TRY(prims_buffer(ctx, ndcl_isqrt_saved_size(1, n, n_iter), &buf[4]));
-    saved = buf[4];
-    NDCL_TRY(prims_buffer(ctx, n * n, &buf[5]));
-    dcov = buf[5];
-    NDCL_TRY(ndcl_col_mean(ctx, X->mem, rows, n, mean));
-    NDCL_TRY(ndcl_buffer_copy(ctx, X->mem, 0, Xc, 0, X->count));
-    NDCL_TRY(ndcl_center(ctx, Xc, rows, n, mean));
-    NDCL_TRY(ndcl_cov(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), eps, cov));
-    NDCL_TRY(ndcl_isqrt_ns(ctx, cov, 1, n, n_iter, D, saved));
-    NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, n, n_iter, saved, D, dD, dcov));
-    return ndcl_cov_backward(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), true, dcov,
-                             dmean, dX);
-}
-
-ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
-                                 int n_iter, const ndcl_tensor *dmean,
-                                 const ndcl_tensor *dD, ndcl_tensor **dX)
-{
-    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
-    ndcl_clear_error(ctx);
-    NDCL_CHECK_ARG(ctx, X != NULL, "X is NULL");
-    NDCL_CHECK_ARG(ctx, X->ctx == ctx, "X belongs to another context");
-    NDCL_CHECK_ARG(ctx, X->ndim == 2, "X has %d dimensions, expected 2", X->ndim);
-    NDCL_CHECK_ARG(ctx, eps > 0.0f && isfinite(eps), "eps=%g (must be > 0 and finite)",
-                   (double)eps);
-    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
-                   n_iter);
-    const size_t n = X->shape[1];
-    NDCL_TRY(ndcl_tensor_check(ctx, dD, "dD", 2, (size_t[]){n, n}));
-    if (dmean) NDCL_TRY(ndcl_tensor_check(ctx, dmean, "dmean", 1, (size_t[]){n}));
-    NDCL_CHECK_ARG(ctx, dX != NULL, "dX is NULL");
-    ndcl_tensor *t = *dX;
-    if (t) {
-        NDCL_TRY(ndcl_tensor_check(ctx, t, "*dX", 2, X->shape));
-        NDCL_CHECK_ARG(
-            ctx, t != X && t != dD && t != dmean,
-            "*dX must not be X, dmean or dD (they are read after it is written)");
-        ndcl_tensor_touch(t);
-    } else {
-        NDCL_TRY(ndcl_tensor_create(ctx, 2, X->shape, &t));
-    }
-    cl_mem buf[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
-    ndcl_status s = whiten_backward(ctx, X, eps, n_iter, dmean ? dmean->mem : NULL, dD->mem,
-                                    t->mem, buf);
-    for (int i = 0; i < 6; i++)
-        prims_release(buf[i]);
-    if (s != NDCL_SUCCESS) {
-        if (t != *dX) ndcl_tensor_destroy(t);
-        return s;
-    }
-    *dX = t;
-    return NDCL_SUCCESS;
-}

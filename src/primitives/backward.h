@@ -1,11 +1,11 @@
 /* backward.h - the adjoints of the deconvolution primitives (the chain rule
  * through each step in reverse, as automatic differentiation computes it),
- * on raw device buffers as prims.h has the forwards; shared by the three
+ * on raw device buffers as primitives.h has the forwards; shared by the three
  * layers' backward passes and the public ndcl_whiten_backward. */
 #ifndef NDCL_BACKWARD_H
 #define NDCL_BACKWARD_H
 
-#include "primitives/prims.h"
+#include "primitives/primitives.h"
 
 /* dA (batch x n x n) <- the gradient with respect to A of the coupled
  * Newton-Schulz D = isqrt(A) that ndcl_isqrt_ns computed with this saved
@@ -28,7 +28,7 @@ ndcl_status ndcl_cov_backward(ndcl_context *ctx, cl_mem X, size_t rows, size_t g
                               cl_mem dmean, cl_mem dX);
 
 /* ndcl_cov_backward for a rank's share of a group's data matrix (layers/
- * sync.c): X holds this rank's rows (rows of the group's total_rows),
+ * group.c): X holds this rank's rows (rows of the group's total_rows),
  * centred on the group's mean when xc_mean is not NULL, which then holds
  * the group's column means of that centred X (so that the centring's
  * gradient is the group's, not this share's); scale is the covariance's
@@ -51,15 +51,5 @@ ndcl_status ndcl_fold_backward(ndcl_context *ctx, const ndcl_fold_geom *g, cl_me
  * cols) added to the input pixel it was copied from (padding dropped). */
 ndcl_status ndcl_im2col_sampled_backward(ndcl_context *ctx, const ndcl_patch_geom *g,
                                          cl_mem dX, cl_mem dx);
-
-/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs] for r < rows: row sums
- * (rs = row length, cs = 1) or column sums (rs = 1, cs = row length) by a
- * reduction kernel, where a GEMM with a vector of ones would make CLBlast
- * pad the vector to a k x 128 temporary. */
-ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
-                             size_t rs, size_t cs, float alpha, cl_mem out);
-
-/* Sets count floats of buf to value. */
-ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value);
 
 #endif

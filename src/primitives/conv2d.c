@@ -6,7 +6,7 @@
 #include "primitives/conv2d.h"
 
 #include "blas/blas.h"
-#include "primitives/prims_util.h"
+#include "primitives/launch.h"
 
 /* From this many output positions per image on, the forward's per-image
  * products (Cout x P each) are as fast as one wide product per chunk and

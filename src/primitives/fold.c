@@ -2,8 +2,8 @@
  * each output's weights viewed as rows of nf (the block basis of the patch
  * matrix) and the bias correction b' = b - Σ_r (W'·μ)[o, r] (README,
  * "Arithmetic": conv2d step 5, linear). */
-#include "primitives/prims.h"
-#include "primitives/prims_util.h"
+#include "primitives/primitives.h"
+#include "primitives/launch.h"
 
 ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_geom *g,
                            cl_mem src, cl_mem dst)

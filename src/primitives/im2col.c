@@ -2,8 +2,8 @@
  * matrix of a deconvolved convolution: im2col at the sampling stride, then
  * each row split into C/B interleaved rows of nf = kh*kw*B (README,
  * "Arithmetic": conv2d steps 1-2). */
-#include "primitives/prims.h"
-#include "primitives/prims_util.h"
+#include "primitives/primitives.h"
+#include "primitives/launch.h"
 
 ndcl_status ndcl_patch_geom_init(ndcl_context *ctx, ndcl_patch_geom *g)
 {

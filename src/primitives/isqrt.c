@@ -2,8 +2,8 @@
  * matrices (Y0 = A/‖A‖, Z0 = I, T = ½(3I - Z·Y), Y <- Y·T, Z <- T·Z,
  * D = Z/√‖A‖): batched GEMMs for the products, kernels for the rest, the
  * norms kept on the device. */
-#include "primitives/prims.h"
-#include "primitives/prims_util.h"
+#include "primitives/primitives.h"
+#include "primitives/launch.h"
 
 size_t ndcl_isqrt_saved_size(size_t batch, size_t n, int n_iter)
 {

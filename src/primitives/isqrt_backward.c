@@ -3,7 +3,7 @@
  * loop's tangent as symmetric sums of products for short loops, reverse
  * mode for long ones, then the Frobenius norm's path. */
 #include "primitives/backward.h"
-#include "primitives/prims_util.h"
+#include "primitives/launch.h"
 
 /* The tangent form (run_tangent) is as accurate as reverse mode up to here
  * and does 15 instead of 26 product-equivalents at 5 iterations. Past it,

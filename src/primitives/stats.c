@@ -1,7 +1,8 @@
 /* stats.c - column sums and means, centring and (per-group) covariances of a patch
- * or feature matrix: reduction kernels plus a CLBlast SYRK/GEMM. */
-#include "primitives/prims.h"
-#include "primitives/prims_util.h"
+ * or feature matrix, and strided row or column sums: reduction kernels plus a
+ * SYRK/GEMM of the BLAS engines (blas/). */
+#include "primitives/primitives.h"
+#include "primitives/launch.h"
 
 /* Column sums of X divided by divisor (rows for the means, 1 for sums). */
 static ndcl_status col_reduce(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
@@ -107,7 +108,8 @@ ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, si
         return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
                          "covariance of %zu groups of %zu: more than 2^31-1 elements",
                          groups, n);
-    /* CLBlast has no batched SYRK. Measured on PoCL (2 cores): SYRK, which
+    /* The engines' table (blas/blas.h) has no batched SYRK (CLBlast has
+     * none). Measured on PoCL (2 cores), with CLBlast: SYRK, which
      * computes one triangle, takes about half the time of a GEMM from
      * n = 64 up (15488 x 576: 274 ms vs 490 ms; 1024 x 512: 11 vs 32 ms);
      * for many small groups one strided-batched GEMM wins over a SYRK per
@@ -124,4 +126,44 @@ ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, si
     const int ni = (int)n, gi = (int)groups;
     const ndcl_arg args[] = {NDCL_ARG(ni), NDCL_ARG(gi), NDCL_ARG(eps), NDCL_ARG(cov)};
     return prims_launch3(ctx, "ndcl_cov_finish", n, n, groups, args, 4);
+}
+
+ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
+                             size_t rs, size_t cs, float alpha, cl_mem out)
+{
+    if (rows == 0) return NDCL_SUCCESS;
+    if (!prims_fit_int(off, rows, n) || !prims_fit_int(rs, cs, 0))
+        return ndcl_fail(ctx, NDCL_ERR_UNSUPPORTED,
+                         "sums of %zu rows of %zu values: more than 2^31-1", rows, n);
+    size_t wg, max_items[3] = {1, 1, 1};
+    NDCL_TRY(ndcl_kernel_wg_size(ctx, "ndcl_strided_sum", 256, sizeof(float), &wg));
+    NDCL_TRY(prims_item_sizes(ctx, max_items));
+    while (wg > max_items[0])
+        wg /= 2;
+    const int ni = (int)n, oi = (int)off, ri = (int)rs, ci = (int)cs;
+    const ndcl_arg args[] = {
+        NDCL_ARG(ni), NDCL_ARG(X),     NDCL_ARG(oi),  NDCL_ARG(ri),
+        NDCL_ARG(ci), NDCL_ARG(alpha), NDCL_ARG(out), NDCL_LOCAL(wg * sizeof(float))};
+    const size_t global[2] = {wg, rows}, local[2] = {wg, 1};
+    return ndcl_launch(ctx, "ndcl_strided_sum", 2, global, local, args, 8);
+}
+
+ndcl_status ndcl_check_finite(ndcl_context *ctx, cl_mem stat, size_t off, size_t count,
+                              cl_mem bad, cl_mem flag)
+{
+    int n = (int)count, o = (int)off;
+    ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(stat), NDCL_ARG(o), NDCL_ARG(bad),
+                       NDCL_ARG(flag)};
+    size_t global = count;
+    return ndcl_launch(ctx, "ndcl_check_finite", 1, &global, NULL, args, 5);
+}
+
+ndcl_status ndcl_momentum_update(ndcl_context *ctx, size_t count, float momentum, bool copy,
+                                 cl_mem stat, size_t off, cl_mem running, cl_mem bad)
+{
+    int n = (int)count, c = copy, o = (int)off;
+    ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(momentum), NDCL_ARG(c),  NDCL_ARG(stat),
+                       NDCL_ARG(o), NDCL_ARG(running),  NDCL_ARG(bad)};
+    size_t global = count;
+    return ndcl_launch(ctx, "ndcl_momentum", 1, &global, NULL, args, 7);
 }

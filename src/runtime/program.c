@@ -133,28 +133,20 @@ bad:
     return NULL;
 }
 
-/* Writes to a unique temporary name and renames it into place, so readers
- * never see a partial entry and concurrent writers end with one whole. */
+/* Writes the entry (magic, key, size, hash, binary) through the atomic
+ * writer (files.c), so readers never see a partial entry and concurrent
+ * writers end with one whole. A failure only costs a rebuild later. */
 static void cache_write(const char *path, uint64_t key, const unsigned char *data,
                         size_t size)
 {
-    char tmp[600];
-    static _Thread_local unsigned seq;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u.%ld", path, (long)getpid(), seq++,
-             (long)clock());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        ndcl_trace("cache: cannot write %s (%s); continuing without", tmp, strerror(errno));
-        return;
-    }
     uint64_t hdr[3] = {key, size, ndcl_hash(NDCL_FNV_OFFSET, data, size)};
-    bool ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(hdr, sizeof hdr[0], 3, f) == 3 &&
-              fwrite(data, 1, size, f) == size;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        ndcl_trace("cache: write of %s failed; continuing without", path);
-        remove(tmp);
-    }
+    const void *part[3] = {CACHE_MAGIC, hdr, data};
+    const size_t len[3] = {8, sizeof hdr, size};
+    bool no_temp;
+    int err = ndcl_file_replace(path, part, len, 3, false, &no_temp);
+    if (err)
+        ndcl_trace("cache: write of %s failed (%s); continuing without", path,
+                   strerror(err));
 }
 
 /* ------------------------------------------------------------ building */

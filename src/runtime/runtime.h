@@ -191,6 +191,22 @@ ndcl_status ndcl_launch(ndcl_context *ctx, const char *name, cl_uint dims,
 ndcl_status ndcl_kernel_wg_size(ndcl_context *ctx, const char *name, size_t want,
                                 size_t bytes_per_item, size_t *out);
 
+/* buf <- shape as messages write it: "[2, 3]" (tuple false) or as Python
+ * writes a tuple, "(2, 3)", "(2,)", "()" (true, the .npy header's form);
+ * cut at cap. */
+void ndcl_shape_text(const size_t *shape, int ndim, bool tuple, char *buf, size_t cap);
+
+/* ------------------------------------------------------------- files */
+
+/* Replaces path with the concatenation of the nparts parts (files.c):
+ * written to a temporary file beside it, fsync'ed and renamed over it, so
+ * that a failed or interrupted write leaves the old file. 0 on success,
+ * else the errno of the failure (the temporary removed; *no_temp set when
+ * none could be created). short_write: half of part 0, then ENOSPC, for
+ * the NDCL_TEST_SHORT_WRITE hook of the formats. */
+int ndcl_file_replace(const char *path, const void *const *part, const size_t *len,
+                      int nparts, bool short_write, bool *no_temp);
+
 /* ------------------------------------------------------------- tensors */
 
 /* Creates a tensor with a shape given as arguments (dims of 0 end it). */

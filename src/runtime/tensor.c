@@ -315,3 +315,12 @@ void ndcl_scratch_release(ndcl_scratch *s)
     s->mem = NULL;
     s->cap = 0;
 }
+
+void ndcl_shape_text(const size_t *shape, int ndim, bool tuple, char *buf, size_t cap)
+{
+    size_t used = (size_t)snprintf(buf, cap, tuple ? "(" : "[");
+    for (int i = 0; i < ndim && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%zu%s", i ? ", " : "", shape[i],
+                                 tuple && ndim == 1 ? "," : "");
+    if (used < cap) snprintf(buf + used, cap - used, tuple ? ")" : "]");
+}

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "config.h"
 #include "host_gemm.h"
 
 #ifdef NDCL_HOST_BLAS

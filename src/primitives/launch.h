@@ -1,8 +1,8 @@
-/* prims_util.h - helpers private to the primitive files (im2col.c, stats.c,
- * isqrt.c, fold.c, primitives.c): temporary buffers and launches of the
+/* launch.h - helpers private to the primitive files (im2col.c, stats.c,
+ * isqrt.c, fold.c, api.c, ...): temporary buffers and launches of the
  * element-wise kernels with a queried work-group shape. */
-#ifndef NDCL_PRIMS_UTIL_H
-#define NDCL_PRIMS_UTIL_H
+#ifndef NDCL_PRIMITIVES_LAUNCH_H
+#define NDCL_PRIMITIVES_LAUNCH_H
 
 #include <limits.h>
 

@@ -1,13 +1,13 @@
-/* conv_backward.c - the backward pass of the deconvolved convolution: the
+/* fastdeconv_backward.c - the backward pass of the deconvolved convolution: the
  * plain convolution's adjoint, the fold's, and after a training step on
  * batch statistics the path back to x through the Newton-Schulz loop, the
  * covariance, the mean and the sampled patches. */
 #include "primitives/backward.h"
-#include "layers/conv.h"
+#include "layers/fastdeconv.h"
 
 /* Workspaces of one call, in the layer's bw scratches. */
 enum { DWP, DBP, DD, DCOV, DMEAN, DXS, N_BUF };
-_Static_assert(N_BUF <= NDCL_BW_SCRATCH, "conv backward needs more workspaces");
+_Static_assert(N_BUF <= NDCL_FD_BW, "conv backward needs more workspaces");
 
 /* Everything up to the gradients of the statistics (dD, dmean in m[DD],
  * m[DMEAN] when stats): the convolution's adjoint and the fold's. */
@@ -17,7 +17,7 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
 {
     ndcl_context *ctx = l->ctx;
     const bool need_dwp = dW || stats; /* dW'r feeds dW and dD */
-    const size_t G = l->groups, nf = l->nf;
+    const size_t G = ndcl_fd(l)->groups, nf = ndcl_fd(l)->nf;
     ndcl_param *w = ndcl_layer_param(l, "weight");
     if (stats) NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
     const size_t need[N_BUF] = {
@@ -27,13 +27,13 @@ static ndcl_status local_part(ndcl_layer *l, const ndcl_tensor *dy, ndcl_tensor 
     };
     for (int i = 0; i < N_BUF; i++)
         if (need[i]) {
-            NDCL_TRY(ndcl_scratch_ensure(ctx, &l->bw[i], need[i]));
-            m[i] = l->bw[i].mem;
+            NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_fd(l)->bw[i], need[i]));
+            m[i] = ndcl_fd(l)->bw[i].mem;
         }
 
     /* The adjoint of y = conv(x, W') + b' through the convolution's
      * algorithms (the forward's choice for this geometry). */
-    NDCL_TRY(ndcl_conv_run_backward(ctx, cg, &l->cws, ndcl_layer_kept_input(l),
+    NDCL_TRY(ndcl_conv_run_backward(ctx, cg, &ndcl_fd(l)->cws, ndcl_layer_kept_input(l),
                                     l->w_fold.mem, dy->mem, dx ? dx->mem : NULL, m[DWP],
                                     m[DBP]));
 
@@ -53,10 +53,10 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
                                      ndcl_tensor *dW, ndcl_tensor *db)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_conv2d_desc *d = &ndcl_fd(l)->desc;
     const ndcl_saved *r = &l->saved;
     const bool group = l->sync.bw_active;
-    const size_t G = l->groups, nf = l->nf;
+    const size_t G = ndcl_fd(l)->groups, nf = ndcl_fd(l)->nf;
     ndcl_conv_geom cg;
     ndcl_patch_geom pg = {0};
     cl_mem m[N_BUF] = {NULL};
@@ -67,7 +67,7 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
     if (s == NDCL_SUCCESS) s = local_part(l, dy, dx, dW, db, stats, &cg, &pg, m);
     if (group) {
         const ndcl_sync_seg seg[2] = {{m[DD], G * nf * nf}, {m[DMEAN], G * nf}};
-        s = ndcl_sync_buffers(l, s, seg, 2);
+        s = ndcl_sync_buffers(&l->sync, s, seg, 2);
     }
     NDCL_TRY(s);
     if (!stats || !dx) return NDCL_SUCCESS;
@@ -79,12 +79,13 @@ ndcl_status ndcl_conv_layer_backward(ndcl_layer *l, const ndcl_tensor *dy, ndcl_
         /* This rank's rows of the group's patch matrix (a 1x1 sample may
          * miss a small slice). */
         if (!pg.rows) return NDCL_SUCCESS;
-        NDCL_TRY(ndcl_cov_backward_share(
-            ctx, l->X.mem, pg.rows, G, nf, (float)(1.0 / (double)l->sync.total_rows),
-            l->sync.total_rows, l->sync.xcm.mem, m[DCOV], m[DMEAN], m[DXS]));
+        NDCL_TRY(ndcl_cov_backward_share(ctx, ndcl_fd(l)->X.mem, pg.rows, G, nf,
+                                         (float)(1.0 / (double)l->sync.total_rows),
+                                         l->sync.total_rows, l->sync.xcm.mem, m[DCOV],
+                                         m[DMEAN], m[DXS]));
     } else {
-        NDCL_TRY(ndcl_cov_backward(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows,
-                                   true, m[DCOV], m[DMEAN], m[DXS]));
+        NDCL_TRY(ndcl_cov_backward(ctx, ndcl_fd(l)->X.mem, pg.rows, G, nf,
+                                   1.0f / (float)pg.rows, true, m[DCOV], m[DMEAN], m[DXS]));
     }
     return ndcl_im2col_sampled_backward(ctx, &pg, m[DXS], dx->mem);
 }

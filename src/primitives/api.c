@@ -1,33 +1,12 @@
-/* primitives.c - the public primitives of ndcl.h (patches, covariance,
+/* api.c - the public primitives of ndcl.h (patches, covariance,
  * isqrt, whiten): argument validation and the output convention around the
- * raw-buffer primitives of prims.h. */
+ * raw-buffer primitives of primitives.h, and ndcl_whiten_backward from
+ * their adjoints in backward.h. */
 #include <math.h>
 
-#include "primitives/prims.h"
-#include "primitives/prims_util.h"
-
-static int gcd_int(int a, int b)
-{
-    while (b != 0) {
-        int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-/* The block as FastDeconv clamps it: C when larger, gcd(block, C) when it
- * does not divide C, C/groups for a grouped convolution. */
-int ndcl_block_conv(int channels, int block, int groups)
-{
-    int b = block;
-    if (b > channels)
-        b = channels;
-    else if (channels % b != 0)
-        b = gcd_int(b, channels);
-    if (groups > 1) b = channels / groups;
-    return b;
-}
+#include "primitives/backward.h"
+#include "primitives/launch.h"
+#include "primitives/primitives.h"
 
 /* An output argument: *out NULL -> a new tensor of the shape (created[0]
  * set so that a later failure destroys it), else *out must have the shape.
@@ -93,7 +72,7 @@ ndcl_status ndcl_patches(ndcl_context *ctx, const ndcl_tensor *x,
         .dil = (size_t)d->dilation,
         .stride = (size_t)d->stride,
         .groups = (size_t)d->groups,
-        .block = (size_t)ndcl_block_conv((int)C, d->block, d->groups),
+        .block = (size_t)ndcl_block_clamp((int)C, d->block, d->groups),
     };
     NDCL_TRY(ndcl_patch_geom_init(ctx, &g));
     ndcl_tensor *t;
@@ -224,5 +203,75 @@ ndcl_status ndcl_whiten(ndcl_context *ctx, const ndcl_tensor *X, float eps, int 
     }
     if (mean) *mean = tm;
     *D = td;
+    return NDCL_SUCCESS;
+}
+
+/* The forward of ndcl_whiten with the Newton-Schulz iterates kept, then
+ * its adjoint: Xc (rows x n) holds the centred data, saved the iterates. */
+static ndcl_status whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
+                                   int n_iter, cl_mem dmean, cl_mem dD, cl_mem dX,
+                                   cl_mem *buf)
+{
+    const size_t rows = X->shape[0], n = X->shape[1];
+    cl_mem mean, Xc, cov, D, saved, dcov;
+    NDCL_TRY(prims_buffer(ctx, n, &buf[0]));
+    mean = buf[0];
+    NDCL_TRY(prims_buffer(ctx, X->count, &buf[1]));
+    Xc = buf[1];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[2]));
+    cov = buf[2];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[3]));
+    D = buf[3];
+    NDCL_TRY(prims_buffer(ctx, ndcl_isqrt_saved_size(1, n, n_iter), &buf[4]));
+    saved = buf[4];
+    NDCL_TRY(prims_buffer(ctx, n * n, &buf[5]));
+    dcov = buf[5];
+    NDCL_TRY(ndcl_col_mean(ctx, X->mem, rows, n, mean));
+    NDCL_TRY(ndcl_buffer_copy(ctx, X->mem, 0, Xc, 0, X->count));
+    NDCL_TRY(ndcl_center(ctx, Xc, rows, n, mean));
+    NDCL_TRY(ndcl_cov(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), eps, cov));
+    NDCL_TRY(ndcl_isqrt_ns(ctx, cov, 1, n, n_iter, D, saved));
+    NDCL_TRY(ndcl_isqrt_ns_backward(ctx, 1, n, n_iter, saved, D, dD, dcov));
+    return ndcl_cov_backward(ctx, Xc, rows, 1, n, (float)(1.0 / (double)rows), true, dcov,
+                             dmean, dX);
+}
+
+ndcl_status ndcl_whiten_backward(ndcl_context *ctx, const ndcl_tensor *X, float eps,
+                                 int n_iter, const ndcl_tensor *dmean,
+                                 const ndcl_tensor *dD, ndcl_tensor **dX)
+{
+    if (!ctx) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "ctx is NULL");
+    ndcl_clear_error(ctx);
+    NDCL_CHECK_ARG(ctx, X != NULL, "X is NULL");
+    NDCL_CHECK_ARG(ctx, X->ctx == ctx, "X belongs to another context");
+    NDCL_CHECK_ARG(ctx, X->ndim == 2, "X has %d dimensions, expected 2", X->ndim);
+    NDCL_CHECK_ARG(ctx, eps > 0.0f && isfinite(eps), "eps=%g (must be > 0 and finite)",
+                   (double)eps);
+    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
+                   n_iter);
+    const size_t n = X->shape[1];
+    NDCL_TRY(ndcl_tensor_check(ctx, dD, "dD", 2, (size_t[]){n, n}));
+    if (dmean) NDCL_TRY(ndcl_tensor_check(ctx, dmean, "dmean", 1, (size_t[]){n}));
+    NDCL_CHECK_ARG(ctx, dX != NULL, "dX is NULL");
+    ndcl_tensor *t = *dX;
+    if (t) {
+        NDCL_TRY(ndcl_tensor_check(ctx, t, "*dX", 2, X->shape));
+        NDCL_CHECK_ARG(
+            ctx, t != X && t != dD && t != dmean,
+            "*dX must not be X, dmean or dD (they are read after it is written)");
+        ndcl_tensor_touch(t);
+    } else {
+        NDCL_TRY(ndcl_tensor_create(ctx, 2, X->shape, &t));
+    }
+    cl_mem buf[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    ndcl_status s = whiten_backward(ctx, X, eps, n_iter, dmean ? dmean->mem : NULL, dD->mem,
+                                    t->mem, buf);
+    for (int i = 0; i < 6; i++)
+        prims_release(buf[i]);
+    if (s != NDCL_SUCCESS) {
+        if (t != *dX) ndcl_tensor_destroy(t);
+        return s;
+    }
+    *dX = t;
     return NDCL_SUCCESS;
 }

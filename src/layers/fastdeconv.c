@@ -1,11 +1,9 @@
-/* conv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
+/* fastdeconv.c - the deconvolved 2-D convolution (FastDeconv): creation with the
  * original's block clamping, and the forward pass: sampled patches, mean,
  * covariance, Newton-Schulz, weight fold, one convolution, running
  * updates and the freeze counter, keeping what the backward pass
- * (conv_backward.c) needs. */
-#include <math.h>
-
-#include "layers/conv.h"
+ * (fastdeconv_backward.c) needs. */
+#include "layers/fastdeconv.h"
 
 ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
                                           int kernel_size)
@@ -29,29 +27,14 @@ ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
     return d;
 }
 
-/* Checks shared by every layer kind's descriptor. */
-ndcl_status ndcl_check_common(ndcl_context *ctx, int block, float eps, int n_iter,
-                              float momentum)
-{
-    NDCL_CHECK_ARG(ctx, block >= 1, "block=%d (must be >= 1)", block);
-    NDCL_CHECK_ARG(ctx, eps > 0 && isfinite(eps), "eps=%g (must be > 0 and finite)",
-                   (double)eps);
-    NDCL_CHECK_ARG(ctx, n_iter >= 1 && n_iter <= 1000, "n_iter=%d (must be 1..1000)",
-                   n_iter);
-    NDCL_CHECK_ARG(ctx, momentum >= 0 && momentum <= 1, "momentum=%g (must be in [0, 1])",
-                   (double)momentum);
-    return NDCL_SUCCESS;
-}
-
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y);
-static ndcl_status eval_fold(ndcl_layer *l);
 
 /* A training step uses the batch's statistics unless the layer is frozen
  * or reuses an earlier step's (NDCL_LAYER_STATS_EVERY). */
 static bool frozen_now(const ndcl_layer *l)
 {
-    return l->conv.freeze && l->counter > l->conv.freeze_iter;
+    return ndcl_fd(l)->desc.freeze && l->counter > ndcl_fd(l)->desc.freeze_iter;
 }
 
 static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
@@ -62,26 +45,80 @@ static bool batch_stats(const ndcl_layer *l, ndcl_mode mode)
 /* The patch matrix's columns: nf, or C*kh*kw for a grouped convolution. */
 static size_t stat_cols(const ndcl_layer *l)
 {
-    return l->groups * l->nf;
+    return ndcl_fd(l)->groups * ndcl_fd(l)->nf;
 }
 
 static void sync_counts(const ndcl_layer *l, size_t *fwd, size_t *bw)
 {
-    const size_t G = l->groups, nf = l->nf, cols = stat_cols(l);
+    const size_t G = ndcl_fd(l)->groups, nf = ndcl_fd(l)->nf, cols = stat_cols(l);
     *fwd = 1 + G * nf * (nf + 1) / 2 + cols;
     *bw = 1 + G * nf * nf + cols;
+}
+
+static ndcl_status set_option(ndcl_layer *l, ndcl_layer_option option, int64_t value,
+                              bool *handled)
+{
+    ndcl_fastdeconv *fd = ndcl_fd(l);
+    switch (option) {
+    case NDCL_LAYER_CONV_CHUNK:
+        *handled = true;
+        NDCL_CHECK_ARG(l->ctx, value >= 0 && value <= INT32_MAX,
+                       "NDCL_LAYER_CONV_CHUNK=%lld (must be 0..2^31-1)", (long long)value);
+        fd->chunk = (size_t)value;
+        return NDCL_SUCCESS;
+    case NDCL_LAYER_CONV_ALGO:
+        *handled = true;
+        NDCL_CHECK_ARG(l->ctx, ndcl_conv_algorithm_name((ndcl_conv_algorithm)value) != NULL,
+                       "NDCL_LAYER_CONV_ALGO=%lld is not an ndcl_conv_algorithm",
+                       (long long)value);
+        fd->cws.force = (ndcl_conv_algorithm)value;
+        return NDCL_SUCCESS;
+    default: return NDCL_SUCCESS;
+    }
+}
+
+static ndcl_status get_option(const ndcl_layer *l, ndcl_layer_option option, int64_t *value,
+                              bool *handled)
+{
+    const ndcl_fastdeconv *fd = ndcl_fd(l);
+    switch (option) {
+    case NDCL_LAYER_CONV_CHUNK: *value = (int64_t)fd->chunk; break;
+    case NDCL_LAYER_CONV_ALGO: *value = (int64_t)fd->cws.force; break;
+    default: return NDCL_SUCCESS;
+    }
+    *handled = true;
+    return NDCL_SUCCESS;
+}
+
+static void release(ndcl_layer *l)
+{
+    ndcl_conv_ws_release(l->ctx, &ndcl_fd(l)->cws);
 }
 
 static const ndcl_layer_ops ops = {
     .kind = NDCL_LAYER_CONV2D,
     .name = "conv2d",
     .has_counter = true,
+    .stats_every = true,
+    .set_option = set_option,
+    .get_option = get_option,
+    .release = release,
     .forward = forward,
     .backward = ndcl_conv_layer_backward,
     .batch_stats = batch_stats,
     .sync_counts = sync_counts,
-    .eval_fold = eval_fold,
+    .fold_geom = ndcl_conv_fold_geom,
 };
+
+ndcl_status ndcl_layer_conv2d_desc(const ndcl_layer *l, ndcl_conv2d_desc *out)
+{
+    if (!l) return ndcl_fail(NULL, NDCL_ERR_INVALID_ARG, "layer is NULL");
+    ndcl_clear_error(l->ctx);
+    NDCL_CHECK_ARG(l->ctx, out != NULL, "out is NULL");
+    NDCL_CHECK_ARG(l->ctx, l->ops == &ops, "layer is not a conv layer");
+    *out = ndcl_fd(l)->desc;
+    return NDCL_SUCCESS;
+}
 
 ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
                                ndcl_layer **out)
@@ -113,12 +150,7 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
                    d->freeze_iter);
     NDCL_TRY(ndcl_check_common(ctx, d->block, d->eps, d->n_iter, d->momentum));
 
-    int C = d->in_channels, B = d->block;
-    if (B > C)
-        B = C;
-    else if (C % B != 0)
-        B = ndcl_gcd(B, C);
-    if (d->groups > 1) B = C / d->groups;
+    int C = d->in_channels, B = ndcl_block_clamp(C, d->block, d->groups);
     size_t kk = (size_t)d->kernel_h * (size_t)d->kernel_w, nf = kk * (size_t)B, t;
     NDCL_CHECK_ARG(ctx,
                    ndcl_mul_ok(nf, nf, &t) && ndcl_mul_ok(t, (size_t)d->groups, &t) &&
@@ -127,12 +159,20 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
                    d->kernel_w, B, nf);
 
     ndcl_layer *l;
-    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, &l));
-    l->conv = *d;
+    NDCL_TRY(ndcl_layer_alloc(ctx, &ops, sizeof(ndcl_fastdeconv), &l));
+    ndcl_fastdeconv *fd = ndcl_fd(l);
+    fd->desc = *d;
+    fd->cws.col = &fd->col;
+    fd->cws.tmp = &fd->tmp;
+    ndcl_layer_add_workspace(l, &fd->X, true);
+    ndcl_layer_add_workspace(l, &fd->col, true);
+    ndcl_layer_add_workspace(l, &fd->tmp, true);
+    for (int i = 0; i < NDCL_FD_BW; i++)
+        ndcl_layer_add_workspace(l, &fd->bw[i], true);
     l->block = B;
-    l->nf = nf;
-    l->groups = (size_t)d->groups;
-    size_t G = l->groups, Cout = (size_t)d->out_channels;
+    ndcl_fd(l)->nf = nf;
+    ndcl_fd(l)->groups = (size_t)d->groups;
+    size_t G = ndcl_fd(l)->groups, Cout = (size_t)d->out_channels;
     size_t wshape[4] = {Cout, (size_t)C / G, (size_t)d->kernel_h, (size_t)d->kernel_w};
     size_t mshape[1] = {G == 1 ? nf : (size_t)C * kk};
     size_t dshape[3] = {G, nf, nf};
@@ -154,7 +194,7 @@ ndcl_status ndcl_conv2d_create(ndcl_context *ctx, const ndcl_conv2d_desc *d,
 ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
                                  ndcl_conv_geom *cg)
 {
-    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_conv2d_desc *d = &ndcl_fd(l)->desc;
     *cg = (ndcl_conv_geom){.n = xshape[0],
                            .c = xshape[1],
                            .h = xshape[2],
@@ -165,8 +205,8 @@ ndcl_status ndcl_conv_layer_geom(const ndcl_layer *l, const size_t *xshape,
                            .stride = (size_t)d->stride,
                            .pad = (size_t)d->padding,
                            .dil = (size_t)d->dilation,
-                           .groups = l->groups,
-                           .chunk = l->conv_chunk};
+                           .groups = ndcl_fd(l)->groups,
+                           .chunk = ndcl_fd(l)->chunk};
     return ndcl_conv_geom_init(l->ctx, cg);
 }
 
@@ -182,8 +222,8 @@ ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom
                             .kw = cg->kw,
                             .pad = cg->pad,
                             .dil = cg->dil,
-                            .stride = (size_t)l->conv.sampling_stride * cg->stride,
-                            .groups = l->groups,
+                            .stride = (size_t)ndcl_fd(l)->desc.sampling_stride * cg->stride,
+                            .groups = ndcl_fd(l)->groups,
                             .block = (size_t)l->block,
                             /* In a group, the 1x1 sample continues the global
                              * batch's sequence of pixels. */
@@ -195,14 +235,14 @@ ndcl_status ndcl_conv_layer_patch_geom(const ndcl_layer *l, const ndcl_conv_geom
  * interleaved as the patch matrix (G = 1), or one row of nf (G > 1). */
 ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
 {
-    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_conv2d_desc *d = &ndcl_fd(l)->desc;
     size_t C = (size_t)d->in_channels, kk = (size_t)d->kernel_h * (size_t)d->kernel_w;
     ndcl_fold_geom g = {0};
     g.outputs = (size_t)d->out_channels;
-    g.K = C / l->groups * kk;
-    g.nf = l->nf;
-    g.batch = l->groups;
-    if (l->groups == 1) {
+    g.K = C / ndcl_fd(l)->groups * kk;
+    g.nf = ndcl_fd(l)->nf;
+    g.batch = ndcl_fd(l)->groups;
+    if (ndcl_fd(l)->groups == 1) {
         /* Row (o, r) element f is W[o, f*(C/B) + r]: interleaved blocks. */
         g.R = C / (size_t)l->block;
         g.rs = 1;
@@ -215,26 +255,13 @@ ndcl_fold_geom ndcl_conv_fold_geom(const ndcl_layer *l)
     return g;
 }
 
-/* W', b' into the layer's fold buffers from the given statistics. */
-static ndcl_status fold_into(ndcl_layer *l, cl_mem D, cl_mem mean)
-{
-    ndcl_context *ctx = l->ctx;
-    ndcl_param *w = ndcl_layer_param(l, "weight"), *b = ndcl_layer_param(l, "bias");
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->w_fold, w->count));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->b_fold, (size_t)l->conv.out_channels));
-    ndcl_fold_geom g = ndcl_conv_fold_geom(l);
-    /* Without a bias the mean correction still applies, from b = 0. */
-    return ndcl_fold(ctx, &g, w->mem, b ? b->mem : NULL, D, mean, l->w_fold.mem,
-                     l->b_fold.mem);
-}
-
 /* The checks and workspaces of a forward on x, before any statistic, and
  * the input kept for the backward (which recomputes the patches from it). */
 static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y,
                            ndcl_conv_geom *cg)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_conv2d_desc *d = &ndcl_fd(l)->desc;
     NDCL_CHECK_ARG(ctx, x->ndim == 4 && x->shape[1] == (size_t)d->in_channels,
                    "x must be [N, %d, H, W] (has %d dims, dim 1 = %zu)", d->in_channels,
                    x->ndim, x->ndim > 1 ? x->shape[1] : 0);
@@ -243,7 +270,7 @@ static ndcl_status prepare(ndcl_layer *l, const ndcl_tensor *x, ndcl_tensor **y,
     NDCL_TRY(ndcl_output(ctx, y, 4, yshape));
     /* The convolution's algorithms, before any statistic: a forced one
      * that does not fit fails here. */
-    NDCL_TRY(ndcl_conv_choose(ctx, cg, &l->cws));
+    NDCL_TRY(ndcl_conv_choose(ctx, cg, &ndcl_fd(l)->cws));
     return ndcl_layer_keep_input(l, x);
 }
 
@@ -253,19 +280,19 @@ static ndcl_status patches(ndcl_layer *l, const ndcl_tensor *x, const ndcl_conv_
                            ndcl_patch_geom *pg)
 {
     ndcl_context *ctx = l->ctx;
-    size_t G = l->groups, nf = l->nf;
+    size_t G = ndcl_fd(l)->groups, nf = ndcl_fd(l)->nf;
     NDCL_TRY(ndcl_conv_layer_patch_geom(l, cg, pg));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->X, pg->rows * pg->cols));
+    NDCL_TRY(ndcl_scratch_ensure(ctx, &ndcl_fd(l)->X, pg->rows * pg->cols));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, pg->cols));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->cov, G * nf * nf));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, G * nf * nf));
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->ns_saved,
-                                 ndcl_isqrt_saved_size(G, nf, l->conv.n_iter)));
+                                 ndcl_isqrt_saved_size(G, nf, ndcl_fd(l)->desc.n_iter)));
     ndcl_param *w = ndcl_layer_param(l, "weight");
     NDCL_TRY(ndcl_scratch_ensure(ctx, &l->wsave, w->count));
     /* The backward needs W as it is now (dD = Wrᵀ·dW'r). */
     NDCL_TRY(ndcl_buffer_copy(ctx, w->mem, 0, l->wsave.mem, 0, w->count));
-    return ndcl_im2col_sampled(ctx, pg, x->mem, l->X.mem);
+    return ndcl_im2col_sampled(ctx, pg, x->mem, ndcl_fd(l)->X.mem);
 }
 
 /* The group's rows of the patch matrix: this geometry for the global
@@ -283,29 +310,11 @@ static ndcl_status group_rows(const ndcl_layer *l, const ndcl_conv_geom *cg, siz
     return NDCL_SUCCESS;
 }
 
-static ndcl_status eval_fold(ndcl_layer *l)
-{
-    if (ndcl_layer_fold_current(l)) return NDCL_SUCCESS;
-    ndcl_context *ctx = l->ctx;
-    ndcl_param *rm = ndcl_layer_param(l, "running_mean");
-    ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
-    NDCL_TRY(fold_into(l, rd->mem, rm->mem));
-    /* The statistics W', b' are folded from, for the backward's
-     * dW = (dW'r - db'⊗μ)·Dᵀ: copies (set_param may change the running
-     * buffers), valid as long as the fold is. */
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->mean, rm->count));
-    NDCL_TRY(ndcl_scratch_ensure(ctx, &l->deconv, rd->count));
-    NDCL_TRY(ndcl_buffer_copy(ctx, rm->mem, 0, l->mean.mem, 0, rm->count));
-    NDCL_TRY(ndcl_buffer_copy(ctx, rd->mem, 0, l->deconv.mem, 0, rd->count));
-    ndcl_layer_fold_done(l);
-    return NDCL_SUCCESS;
-}
-
 static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
                            ndcl_tensor **y)
 {
     ndcl_context *ctx = l->ctx;
-    const ndcl_conv2d_desc *d = &l->conv;
+    const ndcl_conv2d_desc *d = &ndcl_fd(l)->desc;
     l->saved.valid = false; /* whatever happens, the last forward is this one */
     bool train = mode == NDCL_TRAIN;
     bool frozen = frozen_now(l);
@@ -314,7 +323,7 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
     ndcl_conv_geom cg;
     ndcl_status s = prepare(l, x, y, &cg);
     /* In a group every rank reports before the first collective. */
-    if (group) s = ndcl_sync_header(l, s, x);
+    if (group) s = ndcl_sync_header(&l->sync, s, x);
     NDCL_TRY(s);
     ndcl_param *rm = ndcl_layer_param(l, "running_mean");
     ndcl_param *rd = ndcl_layer_param(l, "running_deconv");
@@ -324,24 +333,24 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
          * l->deconv, whatever happens below. */
         l->fold_valid = false;
         ndcl_patch_geom pg = {0};
-        size_t G = l->groups, nf = l->nf;
+        size_t G = ndcl_fd(l)->groups, nf = ndcl_fd(l)->nf;
         if (group) {
             size_t rows = 0;
             s = group_rows(l, &cg, &rows);
             if (s == NDCL_SUCCESS) s = patches(l, x, &cg, &pg);
-            NDCL_TRY(ndcl_sync_centred_stats(l, s, l->X.mem, pg.rows, G, nf, rows, d->eps,
-                                             l->mean.mem, l->cov.mem));
+            NDCL_TRY(ndcl_sync_centred_stats(&l->sync, s, ndcl_fd(l)->X.mem, pg.rows, G, nf,
+                                             rows, d->eps, l->mean.mem, l->cov.mem));
         } else {
             NDCL_TRY(patches(l, x, &cg, &pg));
-            NDCL_TRY(ndcl_col_mean(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
-            NDCL_TRY(ndcl_center(ctx, l->X.mem, pg.rows, pg.cols, l->mean.mem));
-            NDCL_TRY(ndcl_cov(ctx, l->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows, d->eps,
-                              l->cov.mem));
+            NDCL_TRY(ndcl_col_mean(ctx, ndcl_fd(l)->X.mem, pg.rows, pg.cols, l->mean.mem));
+            NDCL_TRY(ndcl_center(ctx, ndcl_fd(l)->X.mem, pg.rows, pg.cols, l->mean.mem));
+            NDCL_TRY(ndcl_cov(ctx, ndcl_fd(l)->X.mem, pg.rows, G, nf, 1.0f / (float)pg.rows,
+                              d->eps, l->cov.mem));
         }
         NDCL_TRY(ndcl_isqrt_ns(ctx, l->cov.mem, G, nf, d->n_iter, l->deconv.mem,
                                l->ns_saved.mem));
-        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
-        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+        NDCL_TRY(ndcl_layer_fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &ndcl_fd(l)->cws, x->mem, l->w_fold.mem,
                                        l->b_fold.mem, (*y)->mem));
         /* Last, so that a failure above leaves the running buffers as they were. */
         ndcl_update u[2] = {{l->mean.mem, rm->mem, rm->count, false, 0},
@@ -353,12 +362,12 @@ static ndcl_status forward(ndcl_layer *l, ndcl_mode mode, const ndcl_tensor *x,
          * adjoint reads them; the evaluation fold is folded anew after. */
         l->fold_valid = false;
         NDCL_TRY(ndcl_layer_use_held_stats(l));
-        NDCL_TRY(fold_into(l, l->deconv.mem, l->mean.mem));
-        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+        NDCL_TRY(ndcl_layer_fold_into(l, l->deconv.mem, l->mean.mem));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &ndcl_fd(l)->cws, x->mem, l->w_fold.mem,
                                        l->b_fold.mem, (*y)->mem));
     } else {
-        NDCL_TRY(eval_fold(l));
-        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &l->cws, x->mem, l->w_fold.mem,
+        NDCL_TRY(ndcl_layer_eval_fold(l));
+        NDCL_TRY(ndcl_conv_run_forward(ctx, &cg, &ndcl_fd(l)->cws, x->mem, l->w_fold.mem,
                                        l->b_fold.mem, (*y)->mem));
     }
     if (train) l->counter = (l->counter + 1) % ((int64_t)d->freeze_iter * 10);

@@ -1,13 +1,36 @@
-/* prims.h - the deconvolution primitives on raw device buffers, as the
+/* primitives.h - the deconvolution primitives on raw device buffers, as the
  * layers use them (the public wrappers in ndcl.h validate tensors and call
  * these). Every buffer is float32, row-major, offsets in elements. */
-#ifndef NDCL_PRIMS_H
-#define NDCL_PRIMS_H
+#ifndef NDCL_PRIMITIVES_H
+#define NDCL_PRIMITIVES_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "ndcl_cl.h"
+
+/* ------------------------------------------------------------ block */
+
+/* The effective block as the original (FastDeconv, Delinear) clamps it:
+ * n (channels or features) when larger, gcd(block, n) when it does not
+ * divide n, n/groups for a grouped convolution (groups 1 otherwise). */
+static inline int ndcl_block_clamp(int n, int block, int groups)
+{
+    int b = block;
+    if (b > n) {
+        b = n;
+    } else if (n % b != 0) {
+        int a = b, r = n;
+        while (r) {
+            int t = a % r;
+            a = r;
+            r = t;
+        }
+        b = a;
+    }
+    if (groups > 1) b = n / groups;
+    return b;
+}
 
 /* ------------------------------------------------------------ im2col */
 
@@ -57,7 +80,7 @@ ndcl_status ndcl_col_mean(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols,
                           cl_mem mean);
 
 /* sum (cols) <- column sums of X (rows x cols): a rank's share of the
- * statistics of a group (layers/sync.c). */
+ * statistics of a group (layers/group.c). */
 ndcl_status ndcl_col_sum(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, cl_mem sum);
 
 /* X (rows x cols) -= mean, row-wise, in place. */
@@ -68,6 +91,22 @@ ndcl_status ndcl_center(ndcl_context *ctx, cl_mem X, size_t rows, size_t cols, c
  * (SYRK on one triangle, then a kernel that mirrors it and adds eps). */
 ndcl_status ndcl_cov(ndcl_context *ctx, cl_mem X, size_t rows, size_t groups, size_t n,
                      float scale, float eps, cl_mem cov);
+
+/* out[r] = alpha * Σ_{c < n} X[off + r*rs + c*cs] for r < rows: row sums
+ * (rs = row length, cs = 1) or column sums (rs = 1, cs = row length) by a
+ * reduction kernel, where a GEMM with a vector of ones would make CLBlast
+ * pad the vector to a k x 128 temporary. */
+ndcl_status ndcl_strided_sum(ndcl_context *ctx, cl_mem X, size_t off, size_t rows, size_t n,
+                             size_t rs, size_t cs, float alpha, cl_mem out);
+
+/* The running statistics' update, all on the device: bad (one int) <- 1
+ * (and the context's flag raised) when a value of stat[off ..] is not
+ * finite; running <- (1 - momentum)·running + momentum·stat[off ..], or
+ * the copy stat[off ..] when copy, unless bad is set. */
+ndcl_status ndcl_check_finite(ndcl_context *ctx, cl_mem stat, size_t off, size_t count,
+                              cl_mem bad, cl_mem flag);
+ndcl_status ndcl_momentum_update(ndcl_context *ctx, size_t count, float momentum, bool copy,
+                                 cl_mem stat, size_t off, cl_mem running, cl_mem bad);
 
 /* ------------------------------------------------------------ isqrt */
 
@@ -110,10 +149,31 @@ ndcl_status ndcl_fold_move(ndcl_context *ctx, const char *name, const ndcl_fold_
 ndcl_status ndcl_fold(ndcl_context *ctx, const ndcl_fold_geom *g, cl_mem W, cl_mem bias,
                       cl_mem D, cl_mem mean, cl_mem W_out, cl_mem b_out);
 
+/* ------------------------------------------------------------ dense */
+
+/* y (rows x Fo) <- x (rows x F) · Wᵀ (W: Fo x F) + b, b added to every row. */
+ndcl_status ndcl_dense_forward(ndcl_context *ctx, size_t rows, size_t F, size_t Fo,
+                               cl_mem x, cl_mem W, cl_mem b, cl_mem y);
+
+/* The adjoint of ndcl_dense_forward without its bias: dW <- dyᵀ·x and
+ * dx <- dy·W, each skipped when NULL (the bias's is a column sum of dy). */
+ndcl_status ndcl_dense_backward(ndcl_context *ctx, size_t rows, size_t F, size_t Fo,
+                                cl_mem dy, cl_mem x, cl_mem W, cl_mem dW, cl_mem dx);
+
 /* ------------------------------------------------------------ memory */
 
 /* dst[i] <- src[i] for i < count, by a kernel (not clEnqueueCopyBuffer):
  * the bandwidth reference of the other kernels. */
 ndcl_status ndcl_copy_floats(ndcl_context *ctx, cl_mem src, cl_mem dst, size_t count);
+
+/* Sets count floats of buf to value. */
+ndcl_status ndcl_buffer_fill(ndcl_context *ctx, cl_mem buf, size_t count, float value);
+
+/* a <- batch n x n matrices value·I. */
+ndcl_status ndcl_eye_fill(ndcl_context *ctx, cl_mem a, size_t n, size_t batch, float value);
+
+/* y <- alpha·x + beta·y over count floats. */
+ndcl_status ndcl_axpby(ndcl_context *ctx, size_t count, float alpha, cl_mem x, float beta,
+                       cl_mem y);
 
 #endif
