@@ -10,6 +10,9 @@
 
 #include "layers/channel.h"
 
+_Static_assert(NDCL_LAYER_COMMON_WORKSPACES + 4 <= NDCL_MAX_WORKSPACES,
+               "the layer registers more workspaces than a layer holds");
+
 ndcl_channel_desc ndcl_channel_desc_default(int block)
 {
     ndcl_channel_desc d = {0};

@@ -5,6 +5,9 @@
  * (fastdeconv_backward.c) needs. */
 #include "layers/fastdeconv.h"
 
+_Static_assert(NDCL_LAYER_COMMON_WORKSPACES + 3 + NDCL_FD_BW <= NDCL_MAX_WORKSPACES,
+               "the layer registers more workspaces than a layer holds");
+
 ndcl_conv2d_desc ndcl_conv2d_desc_default(int in_channels, int out_channels,
                                           int kernel_size)
 {

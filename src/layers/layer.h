@@ -23,6 +23,9 @@ typedef struct ndcl_param {
 
 #define NDCL_MAX_PARAMS 6
 #define NDCL_MAX_WORKSPACES 32
+/* The workspaces every layer registers (ndcl_layer_alloc); each kind adds
+ * its own and asserts at compile time that the sum fits. */
+#define NDCL_LAYER_COMMON_WORKSPACES 10
 
 /* The record of the last forward that ndcl_layer_backward needs besides
  * the buffers it kept. */
@@ -168,7 +171,8 @@ ndcl_status ndcl_layer_alloc(ndcl_context *ctx, const ndcl_layer_ops *ops, size_
                              ndcl_layer **out);
 
 /* Registers one of the kind's workspaces (saved: part of the backward
- * pass's state, see ndcl_workspace); at most NDCL_MAX_WORKSPACES in all. */
+ * pass's state, see ndcl_workspace); at most NDCL_MAX_WORKSPACES in all,
+ * which each kind asserts at compile time. */
 void ndcl_layer_add_workspace(ndcl_layer *l, ndcl_scratch *s, bool saved);
 
 /* Keeps the forward's input x for the backward pass: copied into xsave,

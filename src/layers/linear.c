@@ -3,6 +3,9 @@
  * one GEMM; the forward keeps what linear_backward.c needs. */
 #include "layers/linear.h"
 
+_Static_assert(NDCL_LAYER_COMMON_WORKSPACES + 1 + NDCL_LIN_BW <= NDCL_MAX_WORKSPACES,
+               "the layer registers more workspaces than a layer holds");
+
 ndcl_linear_desc ndcl_linear_desc_default(int in_features, int out_features)
 {
     ndcl_linear_desc d = {0};

@@ -54,10 +54,6 @@ typedef struct ndcl_patch_geom {
     size_t cols;      /* columns of X: nf (G = 1), C*kh*kw (G > 1) */
 } ndcl_patch_geom;
 
-/* The effective block B of a conv2d layer, as FastDeconv clamps it (for
- * ndcl_patch_geom's block; ndcl-bench derives its geometry with it). */
-int ndcl_block_conv(int channels, int block, int groups);
-
 /* Fills the derived fields; NDCL_ERR_INVALID_ARG when the kernel does not
  * fit the padded input. 1x1 kernels keep every S²-th pixel of the
  * (n, h, w) order, counted from the global batch's first pixel (offset),

@@ -1,7 +1,7 @@
 /* suites.c - ndcl-bench's suite table: each suite's setup, timed call,
  * cost model and --help entry, and the benchmark's life around them. The
  * plain convolution is reached only through the library's algorithm table
- * (conv/conv_algo.h), the block clamp through ndcl_block_conv, the chunks
+ * (conv/conv_algo.h), the block clamp through ndcl_block_clamp, the chunks
  * through the library's plan (ndcl_conv_plan_make). */
 #include <math.h>
 #include <stdarg.h>
@@ -116,7 +116,7 @@ static void weight_shape(const shape *s, size_t out[4])
 /* ------------------------------------------------------------ geometry */
 
 /* Convolution, patch and fold geometry of a shape, as conv.c derives them
- * (the block clamped by the library's ndcl_block_conv). */
+ * (the block clamped by the library's ndcl_block_clamp). */
 static bool geometry(bench *b)
 {
     const shape *s = b->sh;
@@ -132,7 +132,7 @@ static bool geometry(bench *b)
                              .dil = 1,
                              .groups = s->groups};
     TRY(b, ndcl_conv_geom_init(b->ctx, &b->cg));
-    const size_t B = (size_t)ndcl_block_conv((int)s->c, (int)s->block, (int)s->groups);
+    const size_t B = (size_t)ndcl_block_clamp((int)s->c, (int)s->block, (int)s->groups);
     b->pg = (ndcl_patch_geom){.n = s->n,
                               .c = s->c,
                               .h = s->h,
