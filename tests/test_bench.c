@@ -280,7 +280,7 @@ START_TEST(bad_shapes)
 END_TEST
 
 /* The gemm suite brings the host BLAS's own rate along (builds with the
- * host BLAS engine) and its row names the ratio; rows name the engine. */
+ * OpenBLAS engine) and its row names the ratio; rows name the engine. */
 START_TEST(gemm_beside_host_blas)
 {
     run_result r = tool_run("NDCL_BENCH", "env -u NDCL_CPU_BLAS -u NDCL_BLAS",

@@ -396,7 +396,7 @@ END_TEST
 /* ndcl_blas_gemm_sym on commuting symmetric operands (polynomials in one
  * symmetric S): the whole n x n result of each matrix, both triangles,
  * against the double product, on every engine; one and two products; n
- * below and above the host engine's panel size (several panels, the last
+ * below and above the OpenBLAS engine's panel size (several panels, the last
  * one short); C written over NaN (beta is 0); nothing outside C touched. */
 START_TEST(gemm_sym_commuting_products)
 {

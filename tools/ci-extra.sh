@@ -22,7 +22,7 @@ export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 echo "== the include direction of src/ (tools/check-includes.py)"
 python3 tools/check-includes.py
 
-# The main suite ran the products on PoCL through the host BLAS engine (the
+# The main suite ran the products on PoCL through the OpenBLAS engine (the
 # blas suite checks that it was chosen); every engine passes the same
 # numeric suites, so the kernel, layer and golden-data suites run again
 # with CLBlast.

@@ -3,7 +3,7 @@
 # only those that are missing (idempotent). Sourced by demo.sh and test.sh.
 set -euo pipefail
 
-# libopenblas-pthread-dev: the host BLAS engine's OpenBLAS (CBLAS header,
+# libopenblas-pthread-dev: the OpenBLAS engine's OpenBLAS (CBLAS header,
 # pkg-config openblas), the pthread flavour (libopenblas0-pthread): its
 # threads are safe to call from several threads at once and sleep when idle.
 NDCL_PACKAGES=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev

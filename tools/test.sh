@@ -18,7 +18,7 @@ export NDCL_CACHE_DIR="$PWD/build/kernel-cache"
 # Whatever configured build/ before (demo.sh turns the tests off, a
 # hand-made setup, an older checkout), the suite is built and run: tests
 # on, -Werror under CI. A build directory meson cannot reconfigure is made
-# anew. The host BLAS engine is required here (setup-deps.sh installs
+# anew. The OpenBLAS engine is required here (setup-deps.sh installs
 # OpenBLAS), so that a missing OpenBLAS fails the build instead of quietly
 # testing CLBlast alone.
 opts=(-Dtests=true -Dwerror=$werror -Dhost_blas=enabled)

@@ -1,5 +1,5 @@
 /* host_gemm.c - plain cblas_sgemm on malloc'd host memory at ndcl-bench's
- * GEMM sizes: the rate the host BLAS engine is measured against. Without
+ * GEMM sizes: the rate the OpenBLAS engine is measured against. Without
  * the host BLAS in the build, the functions say so and do nothing. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* host_gemm.h - the host BLAS's own rate for ndcl-bench's gemm suite: the
  * same products by cblas_sgemm on host memory, where ndcl was built with
- * the host BLAS engine. */
+ * the OpenBLAS engine. */
 #ifndef NDCL_HOST_GEMM_H
 #define NDCL_HOST_GEMM_H
 

@@ -463,7 +463,7 @@ int main(int argc, char **argv)
     if (!host_gemm_available()) {
         if (suites_given && o.want[S_GEMM_HOST]) {
             fprintf(stderr,
-                    "%s: gemm-host needs a build with the host BLAS engine "
+                    "%s: gemm-host needs a build with the OpenBLAS engine "
                     "(meson -Dhost_blas=enabled)\n",
                     prog);
             goto out;
@@ -493,7 +493,7 @@ int main(int argc, char **argv)
         ndcl_context_destroy(ctx);
         goto out;
     }
-    /* The host BLAS's own rate goes with the gemm rows of the host engine.
+    /* The host BLAS's own rate goes with the gemm rows of the OpenBLAS engine.
      * Beside another engine only on request, and then with a pause after
      * each of its calls: OpenBLAS's idle workers spin for about 0.1 s after
      * a product and would slow the device's kernels timed next. */

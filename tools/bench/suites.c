@@ -885,7 +885,7 @@ const suite suites[S_COUNT] = {
                 .call = call_gemm},
     [S_GEMM_HOST] = {.name = "gemm-host",
                      .help = "the same products by the host BLAS's own cblas_sgemm on\n"
-                             "host memory (builds with the host BLAS engine): the gemm\n"
+                             "host memory (builds with the OpenBLAS engine): the gemm\n"
                              "row's note gives ndcl's rate over it; beside another\n"
                              "engine only on request, with 0.2 s after each call for\n"
                              "OpenBLAS's workers to stop spinning",

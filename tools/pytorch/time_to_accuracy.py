@@ -95,10 +95,11 @@ def table(runs, args):
     print("|---|---|---|---|---|")
     for r in runs:
         cum, cells, full = 0.0, [], []
-        for e in r["epochs"]:
+        for i, e in enumerate(r["epochs"]):
             cum += e["seconds"]
             cells.append("%.4f (%.1f)" % (e["test_acc"], cum))
-            if e.get("steps") in (None, len(e["losses"])) and not r["stopped"]:
+            # A stopped run's last epoch is partial.
+            if not (r["stopped"] and i == len(r["epochs"]) - 1):
                 full.append(e["seconds"])
         t = r["target"] or {}
         if t.get("seconds") is not None:
@@ -114,7 +115,7 @@ def table(runs, args):
     best = {}
     for r in runs:
         sec = hit_seconds(r)
-        if sec is not None and (r["name"] not in best or sec < best[r["name"]][0]):
+        if sec is not None and (best.get(r["name"]) is None or sec < best[r["name"]][0]):
             best[r["name"]] = (sec, r["schedule"])
         best.setdefault(r["name"], None)
     for name, b in best.items():
@@ -202,10 +203,10 @@ def main():
             runs.extend(torch_runs(args, tmp, e, cutoff))
         if not args.cutoff:
             ndcl_side()
-    table(runs, args)
-    if args.json:
+    if args.json:  # first: the runs are worth keeping whatever follows
         with open(args.json, "w") as f:
             json.dump(runs, f, indent=1)
+    table(runs, args)
     if args.plot:
         plot(runs, args.plot)
 
