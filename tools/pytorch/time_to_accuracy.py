@@ -123,10 +123,11 @@ def table(runs, args):
 
 
 def plot(runs, path):
-    lines = ["set terminal pngcairo size 900,560",
+    lines = ["set terminal pngcairo size 1200,600 font ',10'",
+             "set key outside right top vertical font ',9'",
              "set output '%s'" % path,
              "set xlabel 'training time (s, evaluation excluded)'",
-             "set ylabel 'test accuracy'", "set key below", "set grid"]
+             "set ylabel 'test accuracy'", "set grid"]
     data, plots = [], []
     for i, r in enumerate(runs):
         data.append("$r%d << EOD" % i)
@@ -169,9 +170,18 @@ def main():
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--json", help="write every run's record here")
     p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="no runs: the table and plot of an earlier --json")
     args = p.parse_args()
     if not 0 < args.target_acc <= 1:
         p.error("--target-acc must be in (0, 1]")
+    if args.from_json:
+        with open(args.from_json) as f:
+            runs = json.load(f)
+        table(runs, args)
+        if args.plot:
+            plot(runs, args.plot)
+        return
     try:
         args.epochs = [int(e) for e in args.epochs.split(",")]
         args.torch_epochs = ([int(e) for e in args.torch_epochs.split(",")]
