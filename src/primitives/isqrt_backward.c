@@ -73,6 +73,21 @@ static ndcl_status dot(const nsb *s, cl_mem a, size_t ao, cl_mem c, size_t co, c
     return ndcl_launch(ctx, "ndcl_bw_dot", 2, global, local, args, 8);
 }
 
+/* The Frobenius norm's path, once G (at g_off of g) holds the gradient
+ * with respect to Y_0 and sums[0 .. batch) holds s1 = <dD, D>: s2 = <G, Y_0>,
+ * then dA = G/a + da·A/a with da = -(s1/2 + s2)/a (A/a = Y_0). */
+static ndcl_status norm_path(const nsb *s, cl_mem g, size_t g_off, cl_mem dA, cl_mem sums)
+{
+    const int n = (int)s->n, batch = (int)s->batch;
+    const size_t y0 = off_y(s, 0);
+    NDCL_TRY(dot(s, g, g_off, s->saved, y0, sums, batch));
+    const int y0_off = (int)y0, g_o = (int)g_off;
+    const ndcl_arg args[] = {NDCL_ARG(n),    NDCL_ARG(batch),    NDCL_ARG(g),
+                             NDCL_ARG(g_o),  NDCL_ARG(s->saved), NDCL_ARG(y0_off),
+                             NDCL_ARG(sums), NDCL_ARG(dA)};
+    return prims_launch3(s->ctx, "ndcl_bw_ns_final", s->n, s->n, s->batch, args, 8);
+}
+
 /* Forward, per matrix: a = ||A||_F, Y_0 = A/a, Z_0 = I, and for k < n_iter
  * T_k = (3I - Z_k Y_k)/2, Y_{k+1} = Y_k T_k, Z_{k+1} = T_k Z_k; D = Z_n/√a.
  *
@@ -92,14 +107,12 @@ static ndcl_status dot(const nsb *s, cl_mem a, size_t ao, cl_mem c, size_t co, c
  *   dZ_{k+1} = dT_k Z_k + T_k dZ_k           (k = 0: dT_0)
  * and R = dZ_n stands for dY_0 of reverse mode: dA = R/a + da·A/a with
  * da = -½<dD, D>/a - <R, A>/a², where A/a = Y_0. */
-static ndcl_status run_tangent(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl_mem dA,
-                               cl_mem dT, cl_mem dY, cl_mem dZ, cl_mem sums)
+static ndcl_status run_tangent(const nsb *s, int n_iter, cl_mem dD, cl_mem dA, cl_mem dT,
+                               cl_mem dY, cl_mem dZ, cl_mem sums)
 {
     ndcl_context *ctx = s->ctx;
     const size_t bnn = s->batch * s->nn; /* one batch of matrices */
     const int n = (int)s->n, batch = (int)s->batch;
-    /* s1 = <dD, D> before anything else reads dD. */
-    NDCL_TRY(dot(s, dD, 0, D, 0, sums, 0));
     {
         /* dY_0 = E into dY's half 0, dT_0 = dZ_1 = -E/2 into dZ's half 1. */
         const ndcl_arg args[] = {NDCL_ARG(n),        NDCL_ARG(batch), NDCL_ARG(dD),
@@ -121,14 +134,8 @@ static ndcl_status run_tangent(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl
         NDCL_TRY(sym(s, 1.0f, dT, 0, s->saved, zk, s->saved, tk, dZ, c, dZ, nx));
         cur = 1 - cur;
     }
-    /* R = dZ_n is in dZ's half cur; s2 = <R, Y_0>. */
-    const size_t r = (size_t)cur * bnn, y0 = off_y(s, 0);
-    NDCL_TRY(dot(s, dZ, r, s->saved, y0, sums, batch));
-    const int y0_off = (int)y0, r_off = (int)r;
-    const ndcl_arg args[] = {NDCL_ARG(n),     NDCL_ARG(batch),    NDCL_ARG(dZ),
-                             NDCL_ARG(r_off), NDCL_ARG(s->saved), NDCL_ARG(y0_off),
-                             NDCL_ARG(sums),  NDCL_ARG(dA)};
-    return prims_launch3(ctx, "ndcl_bw_ns_final", s->n, s->n, s->batch, args, 8);
+    /* R = dZ_n is in dZ's half cur. */
+    return norm_path(s, dZ, (size_t)cur * bnn, dA, sums);
 }
 
 /* Reverse mode, for loops longer than NS_TANGENT_MAX_ITER: with dY_n = 0
@@ -138,14 +145,12 @@ static ndcl_status run_tangent(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl
  *   dZ_k = T_kᵀ dZ_{k+1} - ½ dT_k Y_kᵀ   (not needed for k = 0: Z_0 = I)
  * then dA = dY_0/a + da·A/a with da = -½<dD, D>/a - <dY_0, A>/a², where
  * A/a = Y_0. */
-static ndcl_status run_reverse(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl_mem dA,
-                               cl_mem dT, cl_mem dY, cl_mem dZ, cl_mem sums)
+static ndcl_status run_reverse(const nsb *s, int n_iter, cl_mem dD, cl_mem dA, cl_mem dT,
+                               cl_mem dY, cl_mem dZ, cl_mem sums)
 {
     ndcl_context *ctx = s->ctx;
     const size_t bnn = s->batch * s->nn; /* one batch of matrices */
     const int n = (int)s->n, batch = (int)s->batch;
-    /* s1 = <dD, D> before anything else reads dD. */
-    NDCL_TRY(dot(s, dD, 0, D, 0, sums, 0));
     {
         const ndcl_arg args[] = {NDCL_ARG(n), NDCL_ARG(batch), NDCL_ARG(dD),
                                  NDCL_ARG(s->saved), NDCL_ARG(dZ)};
@@ -171,14 +176,8 @@ static ndcl_status run_reverse(const nsb *s, int n_iter, cl_mem D, cl_mem dD, cl
         }
         cur = 1 - cur;
     }
-    /* dY_0 is in half cur; s2 = <dY_0, Y_0>. */
-    const size_t dy0 = (size_t)cur * bnn, y0 = off_y(s, 0);
-    NDCL_TRY(dot(s, dY, dy0, s->saved, y0, sums, batch));
-    const int y0_off = (int)y0, dy0_off = (int)dy0;
-    const ndcl_arg args[] = {NDCL_ARG(n),       NDCL_ARG(batch),    NDCL_ARG(dY),
-                             NDCL_ARG(dy0_off), NDCL_ARG(s->saved), NDCL_ARG(y0_off),
-                             NDCL_ARG(sums),    NDCL_ARG(dA)};
-    return prims_launch3(ctx, "ndcl_bw_ns_final", s->n, s->n, s->batch, args, 8);
+    /* dY_0 is in half cur. */
+    return norm_path(s, dY, (size_t)cur * bnn, dA, sums);
 }
 
 ndcl_status ndcl_isqrt_ns_backward(ndcl_context *ctx, size_t batch, size_t n, int n_iter,
@@ -202,10 +201,12 @@ ndcl_status ndcl_isqrt_ns_backward(ndcl_context *ctx, size_t batch, size_t n, in
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * total, &dY);
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * total, &dZ);
     if (st == NDCL_SUCCESS) st = prims_buffer(ctx, 2 * batch, &sums);
+    /* s1 = <dD, D> before anything else reads dD. */
+    if (st == NDCL_SUCCESS) st = dot(&s, dD, 0, D, 0, sums, 0);
     if (st == NDCL_SUCCESS)
         st = n_iter <= NS_TANGENT_MAX_ITER
-                 ? run_tangent(&s, n_iter, D, dD, dA, dT, dY, dZ, sums)
-                 : run_reverse(&s, n_iter, D, dD, dA, dT, dY, dZ, sums);
+                 ? run_tangent(&s, n_iter, dD, dA, dT, dY, dZ, sums)
+                 : run_reverse(&s, n_iter, dD, dA, dT, dY, dZ, sums);
     prims_release(dT);
     prims_release(dY);
     prims_release(dZ);
