@@ -16,24 +16,46 @@
 
 /* ------------------------------------------------------------ engines */
 
+/* The two variables that choose the engine, saved and restored around a
+ * test's own settings (CI runs this suite with NDCL_BLAS set too). */
+typedef struct engine_env {
+    char v[2][64];
+    bool set[2];
+} engine_env;
+static const char *const engine_vars[2] = {"NDCL_BLAS", "NDCL_CPU_BLAS"};
+
+static engine_env env_clear(void)
+{
+    engine_env e = {0};
+    for (int i = 0; i < 2; i++) {
+        const char *old = getenv(engine_vars[i]);
+        e.set[i] = old != NULL;
+        if (old) snprintf(e.v[i], sizeof e.v[i], "%s", old);
+        unsetenv(engine_vars[i]);
+    }
+    return e;
+}
+
+static void env_restore(const engine_env *e)
+{
+    for (int i = 0; i < 2; i++)
+        if (e->set[i])
+            setenv(engine_vars[i], e->v[i], 1);
+        else
+            unsetenv(engine_vars[i]);
+}
+
 /* A fresh context whose engine is fixed with the variable var set to value
- * (NULL: unset) at its first use; the variable is restored after. */
+ * (NULL: unset) and the other one unset at its first use; both are
+ * restored after. */
 static ndcl_context *context_env(const char *var, const char *value)
 {
-    const char *old = getenv(var);
-    char saved[64] = "";
-    if (old) snprintf(saved, sizeof saved, "%s", old);
-    if (value)
-        setenv(var, value, 1);
-    else
-        unsetenv(var);
+    engine_env saved = env_clear();
+    if (value) setenv(var, value, 1);
     ndcl_context *ctx = NULL;
     ndcl_status s = ndcl_context_create(NULL, &ctx);
     if (s == NDCL_SUCCESS) ndcl_context_blas_engine(ctx);
-    if (old)
-        setenv(var, saved, 1);
-    else
-        unsetenv(var);
+    env_restore(&saved);
     ck_assert_msg(s == NDCL_SUCCESS, "context: %s", ndcl_context_last_error(NULL));
     return ctx;
 }
@@ -199,6 +221,7 @@ START_TEST(engine_named)
     ndcl_context_destroy(c);
     for (int i = 0; i < 2; i++) {
         if (!bad[i]) continue;
+        engine_env saved = env_clear();
         setenv("NDCL_BLAS", bad[i], 1);
         ndcl_context *ctx = NULL;
         TEST_OK(NULL, ndcl_context_create(NULL, &ctx));
@@ -212,7 +235,7 @@ START_TEST(engine_named)
                           ndcl_context_last_error(ctx));
         }
         ck_assert_str_eq(ndcl_context_blas_engine(ctx), "");
-        unsetenv("NDCL_BLAS");
+        env_restore(&saved);
         float *got = buf_read(&C);
         ck_assert_int_eq(memcmp(got, C.h, 16 * sizeof(float)), 0);
         free(got);
