@@ -211,12 +211,16 @@ START_TEST(engine_named)
     const bool host = !strcmp(ndcl_context_blas_engine(autoc), "openblas");
     ndcl_context_destroy(autoc);
     c = context_env("NDCL_BLAS", "openblas");
+    /* "mkl" is no engine of any build; "openblas" is one of this build
+     * only with OpenBLAS, and then fails only where it does not serve. */
 #ifdef NDCL_HOST_BLAS
     if (host) ck_assert_str_eq(ndcl_context_blas_engine(c), "openblas");
     const char *bad[] = {"mkl", host ? NULL : "openblas"};
+    const ndcl_status want[] = {NDCL_ERR_INVALID_ARG, NDCL_ERR_UNSUPPORTED};
 #else
     (void)host;
     const char *bad[] = {"mkl", "openblas"};
+    const ndcl_status want[] = {NDCL_ERR_INVALID_ARG, NDCL_ERR_INVALID_ARG};
 #endif
     ndcl_context_destroy(c);
     for (int i = 0; i < 2; i++) {
@@ -229,8 +233,7 @@ START_TEST(engine_named)
         for (int again = 0; again < 2; again++) {
             ndcl_status s = ndcl_blas_gemm(ctx, false, false, 4, 4, 4, 1, MEM(A), 0, 4,
                                            MEM(A), 0, 4, 0, MEM(C), 0, 4);
-            ck_assert_int_eq(s, strcmp(bad[i], "mkl") ? NDCL_ERR_UNSUPPORTED
-                                                      : NDCL_ERR_INVALID_ARG);
+            ck_assert_int_eq(s, want[i]);
             ck_assert_msg(strstr(ndcl_context_last_error(ctx), "NDCL_BLAS"), "message: %s",
                           ndcl_context_last_error(ctx));
         }
