@@ -25,6 +25,7 @@ typedef struct job {
     blasint m, n, k, lda, ldb, ldc;
     size_t sa, sb, sc, batch;
     float alpha, beta;
+    int products; /* OP_SYM: 1 or 2 products summed */
 } job;
 
 static enum CBLAS_TRANSPOSE tr(bool t)
@@ -51,7 +52,7 @@ static void run_sym(void *const *ptr, const job *j)
     const size_t nn = (size_t)n * (size_t)n;
     for (size_t b = 0; b < j->batch; b++) {
         float *c = (float *)ptr[0] + b * nn;
-        for (int t = 0; t < (j->k ? 2 : 1); t++) {
+        for (int t = 0; t < j->products; t++) {
             const float *a = (const float *)ptr[1 + 2 * t] + b * nn;
             const float *bm = (const float *)ptr[2 + 2 * t] + b * nn;
             for (blasint p = 0; p < n; p += h) {
@@ -167,9 +168,11 @@ static ndcl_status gemm_sym(ndcl_context *ctx, size_t n, size_t batch, float alp
         operand(b1, b1_off, n, n, n, nn, batch, false),
         a2 ? operand(a2, a2_off, n, n, n, nn, batch, false) : (ndcl_host_region){0},
         a2 ? operand(b2, b2_off, n, n, n, nn, batch, false) : (ndcl_host_region){0}};
-    /* The job's k says whether there is a second product. */
-    job j = {
-        .kind = OP_SYM, .n = (blasint)n, .k = a2 ? 1 : 0, .batch = batch, .alpha = alpha};
+    job j = {.kind = OP_SYM,
+             .n = (blasint)n,
+             .batch = batch,
+             .alpha = alpha,
+             .products = a2 ? 2 : 1};
     return ndcl_host_enqueue(ctx, r, a2 ? 5 : 3, run, &j, sizeof j, "BLAS");
 }
 
