@@ -2,8 +2,9 @@
  * adjoints (the chain rule through the forward's steps in reverse: the
  * Newton-Schulz iteration, the covariance, the fold, the sampled patches);
  * the products go through the BLAS engines (src/blas/). The channel layer's
- * adjoints are in channel.cl beside their forwards. Every kernel is a gather (one item writes one element), so
- * no atomics are needed and the results are deterministic. */
+ * adjoints are in channel.cl beside their forwards. Every kernel is a
+ * gather (one item writes one element), so no atomics are needed and the
+ * results are deterministic. */
 
 /* out[out_off + b] = sum over i < nn of a[a_off + b*nn + i] * c[c_off + b*nn + i]:
  * the Frobenius inner product of matrix b of two batches, one work-group
